@@ -1,0 +1,86 @@
+# SPDX-License-Identifier: GPL-2.0
+#
+# dm-fleece: build the module and the tool, install what they need, test.
+#
+#   make            module (drivers/md/dm-fleece.ko) + userspace/fleecectl
+#   make deps       install the Debian packages everything needs (root)
+#   make check      unit tests on the host + integration tests in the VM
+#   make demo       show dm-fleece at work in the VM
+#   make check-kernels   make check on Debian 12's 6.1 and 6.12 kernels
+#
+# KVER picks the kernel (default: tests/vm/default-kver); KDIR its build tree.
+
+TOP := $(CURDIR)
+
+ifneq ($(origin KDIR),undefined)
+KVER ?= $(shell cat $(KDIR)/include/config/kernel.release 2>/dev/null)
+endif
+KVER ?= $(shell $(TOP)/tests/vm/default-kver)
+KDIR ?= /lib/modules/$(KVER)/build
+W ?= 1
+export KVER
+
+# Second kernel series shipped in Debian 12.
+KVER_SERIES ?= 6.1 6.12
+
+DEB_PKGS := build-essential linux-headers-amd64 linux-image-amd64 \
+	qemu-system-x86 busybox-static cpio kmod udev dmsetup lvm2 \
+	libdevmapper-dev pkg-config fio e2fsprogs xfsprogs libcmocka-dev sparse \
+	python3 xz-utils zstd util-linux
+DEB_PKGS_612 := linux-image-6.12-amd64 linux-headers-6.12-amd64
+
+.PHONY: all module tools deps deps-6.12 check check-unit check-integration \
+	check-kernels demo clean help
+
+all: module tools
+
+help:
+	@sed -n '3,12p' Makefile | sed 's/^# \{0,1\}//'
+
+# The .ko in drivers/md/ is for one kernel; .kver says which. Building for
+# another kernel cleans first so a stale object is never tested.
+module:
+	@test -e "$(KDIR)/Makefile" || { echo "make: no kernel build tree at $(KDIR) (run 'make deps', or set KVER/KDIR)" >&2; exit 1; }
+	@if [ -f drivers/md/.kver ] && [ "$$(cat drivers/md/.kver)" != "$(KVER)" ]; then \
+		$(MAKE) -C "$(KDIR)" M="$(TOP)" clean >/dev/null; fi
+	$(MAKE) -C "$(KDIR)" M="$(TOP)" W=$(W) modules
+	@echo "$(KVER)" > drivers/md/.kver
+
+tools:
+	$(MAKE) -C userspace
+
+deps:
+	@tests/deps-install $(DEB_PKGS)
+
+deps-6.12:
+	@tests/deps-install $(DEB_PKGS_612)
+
+check: deps
+	@$(MAKE) --no-print-directory all
+	@tests/run-all
+
+check-unit:
+	@$(MAKE) --no-print-directory -C tests/unit run
+
+check-integration: all
+	@tests/integration/run
+
+# Each kernel series: its own build, its own VM boots, one summary line each.
+check-kernels: deps deps-6.12
+	@set -e; for s in $(KVER_SERIES); do \
+		v=$$(ls /boot/vmlinuz-$$s.* 2>/dev/null | sed 's|/boot/vmlinuz-||' | sort -V | tail -n1); \
+		[ -n "$$v" ] || { echo "no installed $$s kernel" >&2; exit 1; }; \
+		echo "=== kernel $$v ==="; \
+		$(MAKE) --no-print-directory check KVER=$$v KDIR=/lib/modules/$$v/build; \
+	done
+
+demo: deps
+	@$(MAKE) --no-print-directory all
+	@tests/vm/run -- tests/demo/demo.sh
+
+clean:
+	@if [ -e "$(KDIR)/Makefile" ]; then $(MAKE) -C "$(KDIR)" M="$(TOP)" clean; fi
+	rm -f drivers/md/.kver
+	$(MAKE) -C userspace clean
+	$(MAKE) -C tests/unit clean
+	rm -rf build

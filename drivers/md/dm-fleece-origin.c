@@ -1,0 +1,207 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * fleece-origin: the target applications write through.
+ *
+ * Without a session it is a plain remap onto the origin device.
+ */
+#include <linux/blkdev.h>
+#include <linux/module.h>
+
+#include "dm-fleece.h"
+
+struct fleece_origin {
+	struct dm_dev *origin_dev;
+	struct dm_dev *meta_dev;	/* NULL when "-": bitmaps in memory */
+	sector_t chunk_sectors;
+	struct fleece_table_line table;
+};
+
+/*---------------------------------------------------------------------------
+ * Constructor helpers: each sets ti->error for its own fault.
+ *-------------------------------------------------------------------------*/
+
+static int parse_origin_dev(struct dm_target *ti, struct dm_arg_set *as,
+			    struct fleece_origin *o)
+{
+	int r;
+
+	r = dm_get_device(ti, dm_shift_arg(as), dm_table_get_mode(ti->table),
+			  &o->origin_dev);
+	if (r) {
+		ti->error = "Cannot open origin device";
+		return r;
+	}
+	if (ti->len > bdev_nr_sectors(o->origin_dev->bdev)) {
+		ti->error = "Origin device is smaller than the target";
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static int parse_meta_dev(struct dm_target *ti, struct dm_arg_set *as,
+			  struct fleece_origin *o)
+{
+	const char *path = dm_shift_arg(as);
+	int r;
+
+	if (!strcmp(path, "-"))
+		return 0;
+
+	r = dm_get_device(ti, path, FMODE_READ | FMODE_WRITE, &o->meta_dev);
+	if (r) {
+		ti->error = "Cannot open metadata device";
+		return r;
+	}
+	if (o->meta_dev->bdev->bd_dev == o->origin_dev->bdev->bd_dev) {
+		ti->error = "Metadata device must not be the origin device";
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static int parse_features(struct dm_target *ti, struct dm_arg_set *as)
+{
+	static const struct dm_arg _args[] = {
+		{0, 0, "Invalid number of feature arguments"},
+	};
+	unsigned int argc;
+	int r;
+
+	/* No feature is defined yet; "0" is accepted for forward tables. */
+	if (!as->argc)
+		return 0;
+	r = dm_read_arg_group(_args, as, &argc, &ti->error);
+	if (r)
+		return r;
+	if (as->argc) {
+		ti->error = "Too many arguments";
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/*
+ * Construct a fleece-origin device:
+ *
+ *   <origin_dev> <metadata_dev|-> <chunk_sectors> [<#feature_args> <arg>...]
+ */
+static int origin_ctr(struct dm_target *ti, unsigned int argc, char **argv)
+{
+	struct dm_arg_set as = { .argc = argc, .argv = argv };
+	struct fleece_origin *o;
+	int r;
+
+	if (argc < 3) {
+		ti->error = "Not enough arguments: <origin_dev> <metadata_dev|-> <chunk_sectors> [<#feature_args> <arg>...]";
+		return -EINVAL;
+	}
+
+	o = kzalloc(sizeof(*o), GFP_KERNEL);
+	if (!o) {
+		ti->error = "Cannot allocate fleece-origin context";
+		return -ENOMEM;
+	}
+
+	r = parse_origin_dev(ti, &as, o);
+	if (r)
+		goto out_free;
+	r = parse_meta_dev(ti, &as, o);
+	if (r)
+		goto out_put_origin;
+	r = fleece_parse_chunk_sectors(ti, dm_shift_arg(&as), &o->chunk_sectors);
+	if (r)
+		goto out_put_meta;
+	r = parse_features(ti, &as);
+	if (r)
+		goto out_put_meta;
+
+	r = fleece_table_save(&o->table, argc, argv);
+	if (r) {
+		ti->error = "Cannot allocate memory for the table line";
+		goto out_put_meta;
+	}
+
+	ti->num_flush_bios = 1;
+	ti->flush_supported = true;
+	ti->num_discard_bios = 1;
+	ti->discards_supported = true;
+	ti->num_write_zeroes_bios = 1;
+	ti->private = o;
+	return 0;
+
+out_put_meta:
+	if (o->meta_dev)
+		dm_put_device(ti, o->meta_dev);
+out_put_origin:
+	dm_put_device(ti, o->origin_dev);
+out_free:
+	kfree(o);
+	return r;
+}
+
+static void origin_dtr(struct dm_target *ti)
+{
+	struct fleece_origin *o = ti->private;
+
+	fleece_table_free(&o->table);
+	if (o->meta_dev)
+		dm_put_device(ti, o->meta_dev);
+	dm_put_device(ti, o->origin_dev);
+	kfree(o);
+}
+
+static int origin_map(struct dm_target *ti, struct bio *bio)
+{
+	struct fleece_origin *o = ti->private;
+
+	bio_set_dev(bio, o->origin_dev->bdev);
+	if (bio_sectors(bio) || op_is_zone_mgmt(bio_op(bio)))
+		bio->bi_iter.bi_sector = dm_target_offset(ti, bio->bi_iter.bi_sector);
+	return DM_MAPIO_REMAPPED;
+}
+
+/*
+ * Status:
+ *   INFO:  <metadata_mode> <#sessions>
+ *          metadata_mode is "volatile" with "-", else "persistent".
+ *   TABLE: the table line, exactly as given.
+ */
+static void origin_status(struct dm_target *ti, status_type_t type,
+			  unsigned int status_flags, char *result,
+			  unsigned int maxlen)
+{
+	struct fleece_origin *o = ti->private;
+	unsigned int sz = 0;
+
+	switch (type) {
+	case STATUSTYPE_INFO:
+		DMEMIT("%s %u", o->meta_dev ? "persistent" : "volatile", 0U);
+		break;
+	case STATUSTYPE_TABLE:
+		DMEMIT("%s", o->table.text);
+		break;
+	case STATUSTYPE_IMA:
+		DMEMIT("fleece-origin,chunk_sectors=%llu;",
+		       (unsigned long long)o->chunk_sectors);
+		break;
+	}
+}
+
+static int origin_iterate_devices(struct dm_target *ti,
+				  iterate_devices_callout_fn fn, void *data)
+{
+	struct fleece_origin *o = ti->private;
+
+	return fn(ti, o->origin_dev, 0, ti->len, data);
+}
+
+struct target_type fleece_origin_target = {
+	.name = "fleece-origin",
+	.version = {0, 1, 0},
+	.module = THIS_MODULE,
+	.ctr = origin_ctr,
+	.dtr = origin_dtr,
+	.map = origin_map,
+	.status = origin_status,
+	.iterate_devices = origin_iterate_devices,
+};
