@@ -10,9 +10,14 @@ static int __init dm_fleece_init(void)
 {
 	int r;
 
+	r = fleece_cbw_init();
+	if (r)
+		return r;
+
 	r = dm_register_target(&fleece_origin_target);
 	if (r < 0) {
 		DMERR("register of fleece-origin failed %d", r);
+		fleece_cbw_exit();
 		return r;
 	}
 
@@ -20,6 +25,7 @@ static int __init dm_fleece_init(void)
 	if (r < 0) {
 		DMERR("register of fleece failed %d", r);
 		dm_unregister_target(&fleece_origin_target);
+		fleece_cbw_exit();
 		return r;
 	}
 	return 0;
@@ -29,6 +35,7 @@ static void __exit dm_fleece_exit(void)
 {
 	dm_unregister_target(&fleece_view_target);
 	dm_unregister_target(&fleece_origin_target);
+	fleece_cbw_exit();
 }
 
 module_init(dm_fleece_init);

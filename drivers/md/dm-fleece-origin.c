@@ -2,7 +2,9 @@
 /*
  * fleece-origin: the target applications write through.
  *
- * Without a session it is a plain remap onto the origin device.
+ * Without a session it is a plain remap onto the origin device. With
+ * sessions, writes that change chunks a session still needs go through
+ * copy-before-write (dm-fleece-cbw.c) first.
  */
 #include <linux/blkdev.h>
 #include <linux/module.h>
@@ -13,6 +15,7 @@ struct fleece_origin {
 	struct dm_dev *origin_dev;
 	struct dm_dev *meta_dev;	/* NULL when "-": bitmaps in memory */
 	sector_t chunk_sectors;
+	struct fleece_dev *fd;
 	struct fleece_table_line table;
 };
 
@@ -121,14 +124,24 @@ static int origin_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 		goto out_put_meta;
 	}
 
+	o->fd = fleece_dev_get_origin(o->origin_dev->bdev, o->chunk_sectors,
+				      &ti->error);
+	if (IS_ERR(o->fd)) {
+		r = PTR_ERR(o->fd);
+		goto out_table;
+	}
+
 	ti->num_flush_bios = 1;
 	ti->flush_supported = true;
 	ti->num_discard_bios = 1;
 	ti->discards_supported = true;
 	ti->num_write_zeroes_bios = 1;
+	ti->per_io_data_size = sizeof(struct fleece_io);
 	ti->private = o;
 	return 0;
 
+out_table:
+	fleece_table_free(&o->table);
 out_put_meta:
 	if (o->meta_dev)
 		dm_put_device(ti, o->meta_dev);
@@ -143,6 +156,7 @@ static void origin_dtr(struct dm_target *ti)
 {
 	struct fleece_origin *o = ti->private;
 
+	fleece_dev_put_origin(o->fd);
 	fleece_table_free(&o->table);
 	if (o->meta_dev)
 		dm_put_device(ti, o->meta_dev);
@@ -153,11 +167,32 @@ static void origin_dtr(struct dm_target *ti)
 static int origin_map(struct dm_target *ti, struct bio *bio)
 {
 	struct fleece_origin *o = ti->private;
+	struct fleece_dev *fd = o->fd;
+	sector_t sector, boundary;
 
 	bio_set_dev(bio, o->origin_dev->bdev);
-	if (bio_sectors(bio) || op_is_zone_mgmt(bio_op(bio)))
-		bio->bi_iter.bi_sector = dm_target_offset(ti, bio->bi_iter.bi_sector);
-	return DM_MAPIO_REMAPPED;
+	if (!bio_sectors(bio))
+		return DM_MAPIO_REMAPPED;
+	sector = dm_target_offset(ti, bio->bi_iter.bi_sector);
+	bio->bi_iter.bi_sector = sector;
+
+	switch (bio_op(bio)) {
+	case REQ_OP_WRITE:
+	case REQ_OP_DISCARD:
+	case REQ_OP_WRITE_ZEROES:
+		break;
+	default:
+		return DM_MAPIO_REMAPPED;
+	}
+	/* Sessions are added only while this device is suspended. */
+	if (!READ_ONCE(fd->nr_sessions))
+		return DM_MAPIO_REMAPPED;
+
+	/* The range lock works within a region: cut bios that cross one. */
+	boundary = fd->region_sectors - (sector & (fd->region_sectors - 1));
+	if (bio_sectors(bio) > boundary)
+		dm_accept_partial_bio(bio, boundary);
+	return fleece_origin_write(fd, bio);
 }
 
 /*
@@ -175,7 +210,8 @@ static void origin_status(struct dm_target *ti, status_type_t type,
 
 	switch (type) {
 	case STATUSTYPE_INFO:
-		DMEMIT("%s %u", o->meta_dev ? "persistent" : "volatile", 0U);
+		DMEMIT("%s %u", o->meta_dev ? "persistent" : "volatile",
+		       READ_ONCE(o->fd->nr_sessions));
 		break;
 	case STATUSTYPE_TABLE:
 		DMEMIT("%s", o->table.text);
@@ -197,7 +233,7 @@ static int origin_iterate_devices(struct dm_target *ti,
 
 struct target_type fleece_origin_target = {
 	.name = "fleece-origin",
-	.version = {0, 1, 0},
+	.version = {0, 2, 0},
 	.module = THIS_MODULE,
 	.ctr = origin_ctr,
 	.dtr = origin_dtr,

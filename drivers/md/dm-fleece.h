@@ -15,11 +15,20 @@
 #ifndef DM_FLEECE_H
 #define DM_FLEECE_H
 
+#include <linux/bio.h>
 #include <linux/device-mapper.h>
 #include <linux/kref.h>
 #include <linux/list.h>
+#include <linux/mempool.h>
 #include <linux/mutex.h>
+#include <linux/spinlock.h>
 #include <linux/types.h>
+#include <linux/version.h>
+#include <linux/wait.h>
+#include <linux/workqueue.h>
+#include <linux/xarray.h>
+
+#include "dm-fleece-rangelock.h"
 
 #define DM_MSG_PREFIX "fleece"
 
@@ -27,12 +36,178 @@
 #define FLEECE_MIN_CHUNK_SECTORS 8
 #define FLEECE_MAX_CHUNK_SECTORS (1U << 21)
 
+/*
+ * Range lock regions, and so the largest bio either target takes, cover
+ * 1 MiB or one chunk, whichever is larger: big enough for full-speed
+ * sequential IO, small enough that a region's lock list stays short.
+ */
+#define FLEECE_REGION_SECTORS 2048
+
+/* One copy reads a chunk once and writes it to every session (kcopyd's limit). */
+#define FLEECE_MAX_SESSIONS 8
+
+/* dm_get_device() takes fmode_t before 6.5 and blk_mode_t after. */
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 5, 0)
+#define FLEECE_MODE_RW (BLK_OPEN_READ | BLK_OPEN_WRITE)
+#define FLEECE_MODE_RO BLK_OPEN_READ
+#else
+#define FLEECE_MODE_RW (FMODE_READ | FMODE_WRITE)
+#define FLEECE_MODE_RO FMODE_READ
+#endif
+
 /**
  * struct fleece_table_line - a target's table line, kept verbatim.
  * @text: the arguments joined by single spaces.
  */
 struct fleece_table_line {
 	char *text;
+};
+
+struct dm_kcopyd_client;
+struct fleece_session;
+
+/**
+ * struct fleece_dev - what fleece-origin targets and views of one origin
+ * block device share.
+ * @list: on the module's list of devices.
+ * @kref: one reference per target (fleece-origin or fleece) using it.
+ * @bd_dev: the origin block device.
+ * @bdev: the same; every target holding a reference has it open.
+ * @nr_origins: fleece-origin targets on the device; two while a table is
+ *	being reloaded. Sessions are invalidated when it drops to zero.
+ * @chunk_sectors: copy and tracking unit.
+ * @chunk_shift: log2(@chunk_sectors).
+ * @region_sectors: the largest bio the targets take, see
+ *	FLEECE_REGION_SECTORS.
+ * @sessions_lock: serializes adding and removing sessions.
+ * @sessions: the sessions, RCU-protected for the IO path.
+ * @nr_sessions: length of @sessions.
+ * @rl: range lock over chunks: view reads hold ranges shared, copies and
+ *	releases hold them exclusive.
+ * @wq: runs deferred origin writes and view IO (WQ_MEM_RECLAIM).
+ * @kc: copies old chunks to scratch.
+ * @copy_pool: struct fleece_copy for in-flight copies.
+ */
+struct fleece_dev {
+	struct list_head list;
+	struct kref kref;
+	dev_t bd_dev;
+	struct block_device *bdev;
+	unsigned int nr_origins;
+	sector_t chunk_sectors;
+	unsigned int chunk_shift;
+	sector_t region_sectors;
+
+	struct mutex sessions_lock;
+	struct list_head sessions;
+	unsigned int nr_sessions;
+
+	struct fleece_rl rl;
+	struct workqueue_struct *wq;
+	struct dm_kcopyd_client *kc;
+	mempool_t copy_pool;
+};
+
+enum fleece_on_full {
+	FLEECE_ON_FULL_INVALIDATE,
+	FLEECE_ON_FULL_FAIL_WRITES,
+};
+
+/* Bits of fleece_session.flags. */
+enum {
+	FLEECE_SESSION_INVALID,
+	FLEECE_SESSION_LOW_WATER_HIT,
+};
+
+/**
+ * struct fleece_session - one point-in-time view of an origin.
+ * @list: on fleece_dev.sessions (RCU).
+ * @fd: the shared origin state.
+ * @ti: the view target.
+ * @origin_dev: the view's reference to the origin device.
+ * @scratch_dev: where preserved chunks go.
+ * @flags: FLEECE_SESSION_* bits.
+ * @on_full: what a full scratch device does.
+ * @writable: the view accepts writes (kept in scratch).
+ * @nr_chunks: origin chunks the view covers.
+ * @done: one bit per chunk: set once the chunk needs no copy any more
+ *	(its old data is in scratch, or the reader released it). Set under
+ *	the chunk's exclusive range lock, read locklessly by origin writes.
+ * @map: chunk -> scratch slot of chunks with data in scratch. A chunk that
+ *	is done but absent here was released: it reads as zeroes.
+ * @alloc_lock: protects the scratch allocator below.
+ * @slots: one bit per scratch slot (chunk-sized), set when in use.
+ * @nr_slots: scratch capacity in chunks.
+ * @slots_used: slots in use.
+ * @alloc_hint: where the next allocation starts looking.
+ * @low_water: raise an event when free slots fall below this.
+ * @inflight: copies writing to this session's scratch; the dtr waits for 0.
+ * @inflight_wait: woken when @inflight drops to zero.
+ * @event_work: raises a dm event from process context.
+ * @bs: bioset for splitting view bios between origin, scratch and zeroes.
+ * @table: the table line.
+ * @copied: chunks copied to scratch since the session began.
+ * @preserved: chunks with data in scratch now (in @map).
+ * @released: chunks released by discards on the view.
+ * @skipped: of those, released before they were copied: copies avoided.
+ * @reads_scratch: sectors of view reads served from scratch.
+ * @reads_origin: sectors of view reads served from the origin.
+ */
+struct fleece_session {
+	struct list_head list;
+	struct fleece_dev *fd;
+	struct dm_target *ti;
+	struct dm_dev *origin_dev;
+	struct dm_dev *scratch_dev;
+	unsigned long flags;
+	enum fleece_on_full on_full;
+	bool writable;
+
+	u64 nr_chunks;
+	unsigned long *done;
+	struct xarray map;
+
+	spinlock_t alloc_lock;
+	unsigned long *slots;
+	u64 nr_slots;
+	u64 slots_used;
+	u64 alloc_hint;
+	u64 low_water;
+
+	atomic_t inflight;
+	wait_queue_head_t inflight_wait;
+	struct work_struct event_work;
+	struct bio_set bs;
+	struct fleece_table_line table;
+
+	atomic64_t copied;
+	atomic64_t preserved;
+	atomic64_t released;
+	atomic64_t skipped;
+	atomic64_t reads_scratch;
+	atomic64_t reads_origin;
+};
+
+/**
+ * struct fleece_io - per-bio state of both targets (ti->per_io_data_size).
+ * @req: the range this bio holds or waits for.
+ * @work: runs the deferred part of the bio on fleece_dev.wq.
+ * @fd: the shared origin state.
+ * @session: the view, for view bios; NULL for origin bios.
+ * @locked: @req is held and must be released when the bio ends.
+ * @pending: copies (plus one) this bio waits for.
+ * @status: first error of those copies.
+ * @copies_done: what to do once the copies are over.
+ */
+struct fleece_io {
+	struct fleece_rl_req req;
+	struct work_struct work;
+	struct fleece_dev *fd;
+	struct fleece_session *session;
+	bool locked;
+	atomic_t pending;
+	blk_status_t status;
+	void (*copies_done)(struct fleece_io *io);
 };
 
 /**
@@ -66,6 +241,181 @@ void fleece_table_free(struct fleece_table_line *line);
  */
 int fleece_parse_chunk_sectors(struct dm_target *ti, const char *arg,
 			       sector_t *out);
+
+/* dm-fleece-dev.c */
+
+/**
+ * fleece_dev_get_origin() - attach a fleece-origin target to its device.
+ * @bdev: the origin block device.
+ * @chunk_sectors: the target's chunk size.
+ * @error: set to a message for ti->error on failure.
+ *
+ * Finds or creates the device's shared state and counts one more
+ * fleece-origin on it. A second fleece-origin (a table reload) must use the
+ * same chunk size.
+ *
+ * Context: process context (ctr), may sleep.
+ * Return: the state with a reference, or an ERR_PTR.
+ */
+struct fleece_dev *fleece_dev_get_origin(struct block_device *bdev,
+					 sector_t chunk_sectors, char **error);
+
+/**
+ * fleece_dev_put_origin() - detach a fleece-origin target from its device.
+ * @fd: from fleece_dev_get_origin().
+ *
+ * When the last fleece-origin goes, writes reach the origin without copies,
+ * so every session on it is invalidated.
+ *
+ * Context: process context (dtr), may sleep.
+ */
+void fleece_dev_put_origin(struct fleece_dev *fd);
+
+/**
+ * fleece_dev_find() - find the state of a device with a fleece-origin on it.
+ * @bd_dev: the origin block device.
+ * @bdev: the same; every target holding a reference has it open.
+ *
+ * Context: process context (ctr), may sleep.
+ * Return: the state with a reference (drop it with fleece_dev_put()), or
+ * NULL when no fleece-origin is on @bd_dev.
+ */
+struct fleece_dev *fleece_dev_find(dev_t bd_dev);
+
+/**
+ * fleece_dev_put() - drop a reference from fleece_dev_find().
+ * @fd: the state.
+ *
+ * Context: process context, may sleep.
+ */
+void fleece_dev_put(struct fleece_dev *fd);
+
+/**
+ * fleece_chunk_range() - the chunks a bio touches.
+ * @fd: the shared origin state.
+ * @sector: first sector, relative to the device.
+ * @nr_sectors: length; not 0.
+ * @first: first chunk.
+ * @end: one past the last chunk.
+ */
+static inline void fleece_chunk_range(struct fleece_dev *fd, sector_t sector,
+				      unsigned int nr_sectors, u64 *first,
+				      u64 *end)
+{
+	*first = sector >> fd->chunk_shift;
+	*end = ((sector + nr_sectors - 1) >> fd->chunk_shift) + 1;
+}
+
+/* dm-fleece-scratch.c */
+
+/**
+ * fleece_scratch_alloc() - take a free scratch slot.
+ * @s: the session.
+ * @want: the slot to try first (e.g. one after the previous allocation,
+ *	so runs of chunks land in runs of slots); U64_MAX for any.
+ * @slot: the slot on success.
+ *
+ * Raises the low-water event when free slots fall below the mark.
+ *
+ * Context: process context; doesn't sleep.
+ * Return: 0, or -ENOSPC when scratch is full.
+ */
+int fleece_scratch_alloc(struct fleece_session *s, u64 want, u64 *slot);
+
+/**
+ * fleece_scratch_free() - return a scratch slot.
+ * @s: the session.
+ * @slot: a slot from fleece_scratch_alloc().
+ *
+ * Context: process context; doesn't sleep.
+ */
+void fleece_scratch_free(struct fleece_session *s, u64 slot);
+
+/* dm-fleece-session.c */
+
+/**
+ * fleece_session_invalidate() - stop preserving data for a session.
+ * @s: the session.
+ * @why: logged once.
+ *
+ * View reads fail from now on; origin writes no longer copy for it. Raises
+ * a dm event on the view.
+ *
+ * Context: any; doesn't sleep.
+ */
+void fleece_session_invalidate(struct fleece_session *s, const char *why);
+
+/**
+ * fleece_session_needs_copy() - does any chunk of a range need a copy?
+ * @s: the session.
+ * @first: first chunk.
+ * @end: one past the last chunk.
+ *
+ * Lockless: a stale "yes" is rechecked under the range lock, and "no" is
+ * final because chunks never become undone.
+ *
+ * Context: any; doesn't sleep.
+ */
+static inline bool fleece_session_needs_copy(struct fleece_session *s,
+					     u64 first, u64 end)
+{
+	if (test_bit(FLEECE_SESSION_INVALID, &s->flags) || first >= s->nr_chunks)
+		return false;
+	end = min(end, s->nr_chunks);
+	return find_next_zero_bit(s->done, end, first) < end;
+}
+
+/**
+ * fleece_session_event() - work function raising a dm event on the view.
+ * @work: fleece_session.event_work.
+ */
+void fleece_session_event(struct work_struct *work);
+
+/* dm-fleece-cbw.c */
+
+/**
+ * fleece_origin_write() - copy-before-write for a bio to the origin.
+ * @fd: the shared origin state.
+ * @bio: a remapped write, discard or write-zeroes bio.
+ *
+ * Lets the bio through when no session needs any chunk it touches;
+ * otherwise locks its chunks exclusively, copies their old data to every
+ * session that needs it, and submits the bio once the copies are done.
+ *
+ * Context: the origin's map function.
+ * Return: a DM_MAPIO_* value.
+ */
+int fleece_origin_write(struct fleece_dev *fd, struct bio *bio);
+
+/**
+ * fleece_view_prepare_write() - give chunks of a writable view their own
+ * scratch slots before the view writes them.
+ * @io: the view write, holding its chunks exclusively.
+ * @first: first chunk.
+ * @end: one past the last chunk.
+ * @done: called (from kcopyd's thread or the caller) once every chunk has
+ *	a slot holding its point-in-time data, with io->status set.
+ *
+ * Context: process context (worker), may sleep.
+ */
+void fleece_view_prepare_write(struct fleece_io *io, u64 first, u64 end,
+			       void (*done)(struct fleece_io *io));
+
+/**
+ * fleece_cbw_init() - module-wide setup of the copy engine.
+ * Return: 0 or -ENOMEM.
+ */
+int fleece_cbw_init(void);
+
+/** fleece_cbw_exit() - undo fleece_cbw_init(). */
+void fleece_cbw_exit(void);
+
+/**
+ * fleece_copy_pool_init() - the mempool of in-flight copies of a device.
+ * @pool: the pool to set up.
+ * Return: 0 or -ENOMEM.
+ */
+int fleece_copy_pool_init(mempool_t *pool);
 
 extern struct target_type fleece_origin_target;
 extern struct target_type fleece_view_target;

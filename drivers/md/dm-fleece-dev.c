@@ -1,0 +1,167 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * The state fleece-origin targets and views of one origin device share,
+ * found by the device's dev_t. Keeping it apart from any one target lets a
+ * fleece-origin table be reloaded (new ctr before old dtr) under live views.
+ */
+#include <linux/blkdev.h>
+#include <linux/dm-kcopyd.h>
+#include <linux/log2.h>
+#include <linux/slab.h>
+
+#include "dm-fleece.h"
+
+/* Only ctr and dtr paths take this; the IO path never does. */
+static DEFINE_MUTEX(fleece_devs_lock);
+static LIST_HEAD(fleece_devs);
+
+/* Buckets of the range lock: enough that unrelated regions rarely share. */
+#define FLEECE_RL_BUCKETS 1024
+
+static struct fleece_dev *lookup(dev_t bd_dev)
+{
+	struct fleece_dev *fd;
+
+	lockdep_assert_held(&fleece_devs_lock);
+	list_for_each_entry(fd, &fleece_devs, list)
+		if (fd->bd_dev == bd_dev)
+			return fd;
+	return NULL;
+}
+
+static struct fleece_dev *create(struct block_device *bdev,
+				 sector_t chunk_sectors, char **error)
+{
+	struct fleece_dev *fd;
+	unsigned int region_shift;
+	int r;
+
+	fd = kzalloc(sizeof(*fd), GFP_KERNEL);
+	if (!fd) {
+		*error = "Cannot allocate origin state";
+		return ERR_PTR(-ENOMEM);
+	}
+	kref_init(&fd->kref);
+	fd->bd_dev = bdev->bd_dev;
+	fd->bdev = bdev;
+	fd->chunk_sectors = chunk_sectors;
+	fd->chunk_shift = ilog2(chunk_sectors);
+	fd->region_sectors = max_t(sector_t, chunk_sectors, FLEECE_REGION_SECTORS);
+	mutex_init(&fd->sessions_lock);
+	INIT_LIST_HEAD(&fd->sessions);
+
+	/* The lock counts chunks; a region is region_sectors of them. */
+	region_shift = ilog2(fd->region_sectors) - fd->chunk_shift;
+	r = fleece_rl_init(&fd->rl, region_shift, FLEECE_RL_BUCKETS);
+	if (r) {
+		*error = "Cannot allocate range lock";
+		goto out_free;
+	}
+
+	fd->wq = alloc_workqueue("kfleeced", WQ_MEM_RECLAIM, 0);
+	if (!fd->wq) {
+		*error = "Cannot allocate workqueue";
+		r = -ENOMEM;
+		goto out_rl;
+	}
+
+	fd->kc = dm_kcopyd_client_create(NULL);
+	if (IS_ERR(fd->kc)) {
+		*error = "Cannot create kcopyd client";
+		r = PTR_ERR(fd->kc);
+		goto out_wq;
+	}
+
+	r = fleece_copy_pool_init(&fd->copy_pool);
+	if (r) {
+		*error = "Cannot allocate copy pool";
+		goto out_kc;
+	}
+	return fd;
+
+out_kc:
+	dm_kcopyd_client_destroy(fd->kc);
+out_wq:
+	destroy_workqueue(fd->wq);
+out_rl:
+	fleece_rl_exit(&fd->rl);
+out_free:
+	kfree(fd);
+	return ERR_PTR(r);
+}
+
+static void release(struct kref *kref)
+{
+	struct fleece_dev *fd = container_of(kref, struct fleece_dev, kref);
+
+	lockdep_assert_held(&fleece_devs_lock);
+	list_del(&fd->list);
+	WARN_ON(!list_empty(&fd->sessions));
+	mempool_exit(&fd->copy_pool);
+	dm_kcopyd_client_destroy(fd->kc);
+	destroy_workqueue(fd->wq);
+	fleece_rl_exit(&fd->rl);
+	kfree(fd);
+}
+
+struct fleece_dev *fleece_dev_get_origin(struct block_device *bdev,
+					 sector_t chunk_sectors, char **error)
+{
+	struct fleece_dev *fd;
+
+	mutex_lock(&fleece_devs_lock);
+	fd = lookup(bdev->bd_dev);
+	if (fd) {
+		if (fd->chunk_sectors != chunk_sectors) {
+			*error = "Chunk size differs from the fleece-origin or views already on this device";
+			fd = ERR_PTR(-EINVAL);
+			goto out;
+		}
+		kref_get(&fd->kref);
+	} else {
+		fd = create(bdev, chunk_sectors, error);
+		if (IS_ERR(fd))
+			goto out;
+		list_add(&fd->list, &fleece_devs);
+	}
+	fd->nr_origins++;
+out:
+	mutex_unlock(&fleece_devs_lock);
+	return fd;
+}
+
+void fleece_dev_put_origin(struct fleece_dev *fd)
+{
+	struct fleece_session *s;
+
+	mutex_lock(&fleece_devs_lock);
+	if (!--fd->nr_origins) {
+		mutex_lock(&fd->sessions_lock);
+		list_for_each_entry(s, &fd->sessions, list)
+			fleece_session_invalidate(s, "fleece-origin removed");
+		mutex_unlock(&fd->sessions_lock);
+	}
+	kref_put(&fd->kref, release);
+	mutex_unlock(&fleece_devs_lock);
+}
+
+struct fleece_dev *fleece_dev_find(dev_t bd_dev)
+{
+	struct fleece_dev *fd;
+
+	mutex_lock(&fleece_devs_lock);
+	fd = lookup(bd_dev);
+	if (fd && fd->nr_origins)
+		kref_get(&fd->kref);
+	else
+		fd = NULL;
+	mutex_unlock(&fleece_devs_lock);
+	return fd;
+}
+
+void fleece_dev_put(struct fleece_dev *fd)
+{
+	mutex_lock(&fleece_devs_lock);
+	kref_put(&fd->kref, release);
+	mutex_unlock(&fleece_devs_lock);
+}
