@@ -7,6 +7,7 @@
 #   make check      unit tests on the host + integration tests in the VM
 #   make demo       show dm-fleece at work in the VM
 #   make check-kernels   make check on Debian 12's 6.1 and 6.12 kernels
+#   make lint       checkpatch --strict, sparse and W=1 on the module
 #
 # KVER picks the kernel (default: tests/vm/default-kver); KDIR its build tree.
 
@@ -26,16 +27,16 @@ KVER_SERIES ?= 6.1 6.12
 DEB_PKGS := build-essential linux-headers-amd64 linux-image-amd64 \
 	qemu-system-x86 busybox-static cpio kmod udev dmsetup lvm2 \
 	libdevmapper-dev pkg-config fio e2fsprogs xfsprogs libcmocka-dev sparse \
-	python3 xz-utils zstd util-linux
+	python3 xz-utils zstd util-linux linux-source-6.1
 DEB_PKGS_612 := linux-image-6.12-amd64 linux-headers-6.12-amd64
 
 .PHONY: all module tools deps deps-6.12 check check-unit check-integration \
-	check-kernels demo clean help
+	check-kernels demo lint clean help
 
 all: module tools
 
 help:
-	@sed -n '3,12p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '3,13p' Makefile | sed 's/^# \{0,1\}//'
 
 # The .ko in drivers/md/ is for one kernel; .kver says which. Building for
 # another kernel cleans first so a stale object is never tested.
@@ -58,6 +59,9 @@ deps-6.12:
 check: deps
 	@$(MAKE) --no-print-directory all
 	@tests/run-all
+
+lint: module
+	@tests/lint
 
 check-unit:
 	@$(MAKE) --no-print-directory -C tests/unit run

@@ -116,7 +116,7 @@ static void copy_complete(int read_err, unsigned long write_err, void *context)
 		session_unpin(s);
 	}
 	if (read_err) {
-		DMERR_LIMIT("%pg: cannot read origin chunks %llu-%llu to preserve them; failing the write",
+		DMERR_LIMIT("%pg: origin read error preserving chunks %llu-%llu: write failed",
 			    fd->bdev, c->chunk, c->chunk + c->count - 1);
 		io_set_error(io, BLK_STS_IOERR);
 	}

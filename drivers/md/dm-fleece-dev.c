@@ -67,7 +67,7 @@ static struct fleece_dev *create(struct block_device *bdev,
 
 	fd->kc = dm_kcopyd_client_create(NULL);
 	if (IS_ERR(fd->kc)) {
-		*error = "Cannot create kcopyd client";
+		*error = "Cannot allocate kcopyd client";
 		r = PTR_ERR(fd->kc);
 		goto out_wq;
 	}
@@ -113,7 +113,7 @@ struct fleece_dev *fleece_dev_get_origin(struct block_device *bdev,
 	fd = lookup(bdev->bd_dev);
 	if (fd) {
 		if (fd->chunk_sectors != chunk_sectors) {
-			*error = "Chunk size differs from the fleece-origin or views already on this device";
+			*error = "Chunk size differs from the one already in use on this device";
 			fd = ERR_PTR(-EINVAL);
 			goto out;
 		}

@@ -19,9 +19,9 @@ struct fleece_origin {
 	struct fleece_table_line table;
 };
 
-/*---------------------------------------------------------------------------
+/*
  * Constructor helpers: each sets ti->error for its own fault.
- *-------------------------------------------------------------------------*/
+ */
 
 static int parse_origin_dev(struct dm_target *ti, struct dm_arg_set *as,
 			    struct fleece_origin *o)
@@ -95,7 +95,7 @@ static int origin_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 	int r;
 
 	if (argc < 3) {
-		ti->error = "Not enough arguments: <origin_dev> <metadata_dev|-> <chunk_sectors> [<#feature_args> <arg>...]";
+		ti->error = "Not enough arguments: <origin_dev> <metadata_dev|-> <chunk_sectors>";
 		return -EINVAL;
 	}
 

@@ -21,7 +21,7 @@
  * bucket's traffic from slowing down its neighbours.
  */
 struct fleece_rl_bucket {
-	spinlock_t lock;		/* guards both lists and their states */
+	spinlock_t lock;		/* guards the lists and their reqs' state */
 	struct list_head holders;	/* granted requests, in no order */
 	struct list_head waiters;	/* queued requests, oldest first */
 } ____cacheline_aligned_in_smp;

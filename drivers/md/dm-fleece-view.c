@@ -285,9 +285,9 @@ static int view_end_io(struct dm_target *ti, struct bio *bio,
 	return DM_ENDIO_DONE;
 }
 
-/*---------------------------------------------------------------------------
+/*
  * Constructor and destructor
- *-------------------------------------------------------------------------*/
+ */
 
 static int parse_opt_args(struct dm_target *ti, struct dm_arg_set *as,
 			  struct fleece_session *s)
@@ -379,7 +379,7 @@ static int view_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 	int r;
 
 	if (argc < 2) {
-		ti->error = "Not enough arguments: <origin_dev> <scratch_dev> [<#opt_args> <arg>...]";
+		ti->error = "Not enough arguments: <origin_dev> <scratch_dev> [<#opt_args> ...]";
 		return -EINVAL;
 	}
 	s = kzalloc(sizeof(*s), GFP_KERNEL);

@@ -23,18 +23,18 @@
 #include <linux/mutex.h>
 #include <linux/spinlock.h>
 #include <linux/types.h>
-#include <linux/version.h>
 #include <linux/wait.h>
 #include <linux/workqueue.h>
 #include <linux/xarray.h>
 
+#include "dm-fleece-compat.h"
 #include "dm-fleece-rangelock.h"
 
 #define DM_MSG_PREFIX "fleece"
 
 /* Smallest chunk: one 4 KiB page. Largest: 1 GiB. */
 #define FLEECE_MIN_CHUNK_SECTORS 8
-#define FLEECE_MAX_CHUNK_SECTORS (1U << 21)
+#define FLEECE_MAX_CHUNK_SECTORS BIT(21)
 
 /*
  * Range lock regions, and so the largest bio either target takes, cover
@@ -45,15 +45,6 @@
 
 /* One copy reads a chunk once and writes it to every session (kcopyd's limit). */
 #define FLEECE_MAX_SESSIONS 8
-
-/* dm_get_device() takes fmode_t before 6.5 and blk_mode_t after. */
-#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 5, 0)
-#define FLEECE_MODE_RW (BLK_OPEN_READ | BLK_OPEN_WRITE)
-#define FLEECE_MODE_RO BLK_OPEN_READ
-#else
-#define FLEECE_MODE_RW (FMODE_READ | FMODE_WRITE)
-#define FLEECE_MODE_RO FMODE_READ
-#endif
 
 /**
  * struct fleece_table_line - a target's table line, kept verbatim.
@@ -98,7 +89,7 @@ struct fleece_dev {
 	unsigned int chunk_shift;
 	sector_t region_sectors;
 
-	struct mutex sessions_lock;
+	struct mutex sessions_lock;	/* adds and removes @sessions */
 	struct list_head sessions;
 	unsigned int nr_sessions;
 
@@ -167,7 +158,7 @@ struct fleece_session {
 	unsigned long *done;
 	struct xarray map;
 
-	spinlock_t alloc_lock;
+	spinlock_t alloc_lock;		/* the allocator fields below */
 	unsigned long *slots;
 	u64 nr_slots;
 	u64 slots_used;
