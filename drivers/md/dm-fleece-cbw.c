@@ -180,7 +180,8 @@ static enum fleece_need view_write_need(struct fleece_session *s, u64 chunk)
 
 /*
  * Give @s a slot for @chunk, recorded in its map. -ENOSPC when scratch is
- * full (or the map cannot grow); the session's policy decides what then.
+ * full, -ENOMEM when the map cannot grow; the session's policy decides what
+ * then.
  */
 static int take_slot(struct fleece_session *s, u64 chunk, u64 want, u64 *slot)
 {
@@ -192,7 +193,7 @@ static int take_slot(struct fleece_session *s, u64 chunk, u64 want, u64 *slot)
 	r = xa_err(xa_store(&s->map, chunk, xa_mk_value(*slot), GFP_NOIO));
 	if (r) {
 		fleece_scratch_free(s, *slot);
-		return -ENOSPC;
+		return -ENOMEM;
 	}
 	return 0;
 }
@@ -201,14 +202,16 @@ static int take_slot(struct fleece_session *s, u64 chunk, u64 want, u64 *slot)
  * Returns false when the write must fail instead (fail_writes policy);
  * with invalidate, the session is dropped and the copy goes on without it.
  */
-static bool scratch_full(struct fleece_io *io, struct fleece_session *s)
+static bool scratch_full(struct fleece_io *io, struct fleece_session *s,
+			 int err)
 {
 	/* io->session: a writable view's own write fails, the view stays. */
 	if (io->session || s->on_full == FLEECE_ON_FULL_FAIL_WRITES) {
-		io_set_error(io, BLK_STS_NOSPC);
+		io_set_error(io, err == -ENOSPC ? BLK_STS_NOSPC : BLK_STS_RESOURCE);
 		return false;
 	}
-	fleece_session_invalidate(s, "scratch device full");
+	fleece_session_invalidate(s, err == -ENOSPC ? "scratch device full" :
+				  "out of memory for the chunk map");
 	return true;
 }
 
@@ -246,8 +249,10 @@ static void plan_copies(struct fleece_io *io, struct fleece_session **ss,
 		for (i = 0; i < n; i++) {
 			u64 want = extend ? cur->slot[i] + cur->count : U64_MAX;
 
-			if (take_slot(who[i], chunk, want, &slots[i])) {
-				if (!scratch_full(io, who[i]))
+			int err = take_slot(who[i], chunk, want, &slots[i]);
+
+			if (err) {
+				if (!scratch_full(io, who[i], err))
 					break;
 				/* Dropped: forget it for this chunk. */
 				memmove(&who[i], &who[i + 1], (n - i - 1) * sizeof(who[0]));

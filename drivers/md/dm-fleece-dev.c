@@ -104,7 +104,8 @@ static void release(struct kref *kref)
 	kfree(fd);
 }
 
-struct fleece_dev *fleece_dev_get_origin(struct block_device *bdev,
+struct fleece_dev *fleece_dev_get_origin(struct dm_target *ti,
+					 struct block_device *bdev,
 					 sector_t chunk_sectors, char **error)
 {
 	struct fleece_dev *fd;
@@ -112,6 +113,11 @@ struct fleece_dev *fleece_dev_get_origin(struct block_device *bdev,
 	mutex_lock(&fleece_devs_lock);
 	fd = lookup(bdev->bd_dev);
 	if (fd) {
+		if (fd->nr_origins == FLEECE_MAX_ORIGINS) {
+			*error = "Too many fleece-origin tables on this device";
+			fd = ERR_PTR(-EBUSY);
+			goto out;
+		}
 		if (fd->chunk_sectors != chunk_sectors) {
 			*error = "Chunk size differs from the one already in use on this device";
 			fd = ERR_PTR(-EINVAL);
@@ -124,17 +130,23 @@ struct fleece_dev *fleece_dev_get_origin(struct block_device *bdev,
 			goto out;
 		list_add(&fd->list, &fleece_devs);
 	}
-	fd->nr_origins++;
+	fd->origin_ti[fd->nr_origins++] = ti;
 out:
 	mutex_unlock(&fleece_devs_lock);
 	return fd;
 }
 
-void fleece_dev_put_origin(struct fleece_dev *fd)
+void fleece_dev_put_origin(struct fleece_dev *fd, struct dm_target *ti)
 {
 	struct fleece_session *s;
+	unsigned int i;
 
 	mutex_lock(&fleece_devs_lock);
+	for (i = 0; i < fd->nr_origins; i++)
+		if (fd->origin_ti[i] == ti)
+			break;
+	if (!WARN_ON(i == fd->nr_origins))
+		fd->origin_ti[i] = fd->origin_ti[fd->nr_origins - 1];
 	if (!--fd->nr_origins) {
 		mutex_lock(&fd->sessions_lock);
 		list_for_each_entry(s, &fd->sessions, list)
@@ -164,4 +176,44 @@ void fleece_dev_put(struct fleece_dev *fd)
 	mutex_lock(&fleece_devs_lock);
 	kref_put(&fd->kref, release);
 	mutex_unlock(&fleece_devs_lock);
+}
+
+bool fleece_dev_origin_suspended(struct fleece_dev *fd)
+{
+	bool suspended = true;
+	unsigned int i;
+
+	mutex_lock(&fleece_devs_lock);
+	for (i = 0; i < fd->nr_origins; i++)
+		suspended &= !!dm_suspended(fd->origin_ti[i]);
+	mutex_unlock(&fleece_devs_lock);
+	return suspended;
+}
+
+char *fleece_dev_scratch_conflict(struct fleece_dev *fd,
+				  struct block_device *scratch)
+{
+	char *why = NULL;
+	struct fleece_session *s;
+	struct fleece_dev *other;
+
+	if (bdev_whole(scratch) == bdev_whole(fd->bdev))
+		return "Scratch device must not be on the origin's disk";
+
+	mutex_lock(&fleece_devs_lock);
+	list_for_each_entry(other, &fleece_devs, list) {
+		if (other->bd_dev == scratch->bd_dev) {
+			why = "Scratch device is the origin of a fleece-origin";
+			break;
+		}
+		mutex_lock(&other->sessions_lock);
+		list_for_each_entry(s, &other->sessions, list)
+			if (s->scratch_dev->bdev->bd_dev == scratch->bd_dev)
+				why = "Scratch device is in use by another session";
+		mutex_unlock(&other->sessions_lock);
+		if (why)
+			break;
+	}
+	mutex_unlock(&fleece_devs_lock);
+	return why;
 }

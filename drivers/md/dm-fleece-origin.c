@@ -124,7 +124,7 @@ static int origin_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 		goto out_put_meta;
 	}
 
-	o->fd = fleece_dev_get_origin(o->origin_dev->bdev, o->chunk_sectors,
+	o->fd = fleece_dev_get_origin(ti, o->origin_dev->bdev, o->chunk_sectors,
 				      &ti->error);
 	if (IS_ERR(o->fd)) {
 		r = PTR_ERR(o->fd);
@@ -156,7 +156,7 @@ static void origin_dtr(struct dm_target *ti)
 {
 	struct fleece_origin *o = ti->private;
 
-	fleece_dev_put_origin(o->fd);
+	fleece_dev_put_origin(o->fd, ti);
 	fleece_table_free(&o->table);
 	if (o->meta_dev)
 		dm_put_device(ti, o->meta_dev);

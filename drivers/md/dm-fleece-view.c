@@ -129,6 +129,10 @@ static void view_discard_work(struct work_struct *work)
 	u64 end = bio_end_sector(bio) >> s->fd->chunk_shift;
 	void *entry;
 
+	/* The view's last chunk may be short: a discard to the end covers it. */
+	if (bio_end_sector(bio) >= s->ti->len)
+		end = s->nr_chunks;
+
 	for (end = min(end, s->nr_chunks); chunk < end; chunk++) {
 		if (!test_bit(chunk, s->done)) {
 			set_bit(chunk, s->done);
@@ -417,6 +421,11 @@ static int view_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 		r = -EINVAL;
 		goto out_put_scratch;
 	}
+	ti->error = fleece_dev_scratch_conflict(s->fd, s->scratch_dev->bdev);
+	if (ti->error) {
+		r = -EBUSY;
+		goto out_put_scratch;
+	}
 	s->nr_slots = bdev_nr_sectors(s->scratch_dev->bdev) >> s->fd->chunk_shift;
 	if (!s->nr_slots) {
 		ti->error = "Scratch device is smaller than one chunk";
@@ -431,6 +440,15 @@ static int view_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 	if (ti->len > bdev_nr_sectors(obdev)) {
 		ti->error = "View is larger than the origin device";
 		r = -EINVAL;
+		goto out_put_scratch;
+	}
+	/*
+	 * Writes in flight on an active origin could land on either side of
+	 * the point in time: refuse rather than give a torn image.
+	 */
+	if (!fleece_dev_origin_suspended(s->fd)) {
+		ti->error = "Suspend the fleece-origin device before creating a view";
+		r = -EBUSY;
 		goto out_put_scratch;
 	}
 	s->nr_chunks = DIV_ROUND_UP_SECTOR_T(ti->len, s->fd->chunk_sectors);
@@ -569,8 +587,13 @@ static void view_io_hints(struct dm_target *ti, struct queue_limits *limits)
 {
 	struct fleece_session *s = ti->private;
 
-	/* Discards release whole chunks only. */
+	/*
+	 * Discards release whole chunks only, and are ours to handle whatever
+	 * the origin and scratch devices support.
+	 */
 	limits->discard_granularity = s->fd->chunk_sectors << SECTOR_SHIFT;
+	limits->max_hw_discard_sectors = s->fd->region_sectors;
+	limits->max_discard_sectors = s->fd->region_sectors;
 }
 
 struct target_type fleece_view_target = {

@@ -43,6 +43,9 @@
  */
 #define FLEECE_REGION_SECTORS 2048
 
+/* fleece-origin tables on one device at once: live, reloading, and spare. */
+#define FLEECE_MAX_ORIGINS 4
+
 /* One copy reads a chunk once and writes it to every session (kcopyd's limit). */
 #define FLEECE_MAX_SESSIONS 8
 
@@ -66,6 +69,8 @@ struct fleece_session;
  * @bdev: the same; every target holding a reference has it open.
  * @nr_origins: fleece-origin targets on the device; two while a table is
  *	being reloaded. Sessions are invalidated when it drops to zero.
+ * @origin_ti: those targets, to check they are suspended when a view
+ *	takes its point in time.
  * @chunk_sectors: copy and tracking unit.
  * @chunk_shift: log2(@chunk_sectors).
  * @region_sectors: the largest bio the targets take, see
@@ -85,6 +90,7 @@ struct fleece_dev {
 	dev_t bd_dev;
 	struct block_device *bdev;
 	unsigned int nr_origins;
+	struct dm_target *origin_ti[FLEECE_MAX_ORIGINS];
 	sector_t chunk_sectors;
 	unsigned int chunk_shift;
 	sector_t region_sectors;
@@ -237,6 +243,7 @@ int fleece_parse_chunk_sectors(struct dm_target *ti, const char *arg,
 
 /**
  * fleece_dev_get_origin() - attach a fleece-origin target to its device.
+ * @ti: the fleece-origin target.
  * @bdev: the origin block device.
  * @chunk_sectors: the target's chunk size.
  * @error: set to a message for ti->error on failure.
@@ -248,19 +255,45 @@ int fleece_parse_chunk_sectors(struct dm_target *ti, const char *arg,
  * Context: process context (ctr), may sleep.
  * Return: the state with a reference, or an ERR_PTR.
  */
-struct fleece_dev *fleece_dev_get_origin(struct block_device *bdev,
+struct fleece_dev *fleece_dev_get_origin(struct dm_target *ti,
+					 struct block_device *bdev,
 					 sector_t chunk_sectors, char **error);
 
 /**
  * fleece_dev_put_origin() - detach a fleece-origin target from its device.
  * @fd: from fleece_dev_get_origin().
+ * @ti: the same target.
  *
  * When the last fleece-origin goes, writes reach the origin without copies,
  * so every session on it is invalidated.
  *
  * Context: process context (dtr), may sleep.
  */
-void fleece_dev_put_origin(struct fleece_dev *fd);
+void fleece_dev_put_origin(struct fleece_dev *fd, struct dm_target *ti);
+
+/**
+ * fleece_dev_origin_suspended() - are all fleece-origin targets of a device
+ * suspended? A view's point in time is only well defined then.
+ * @fd: the shared origin state.
+ *
+ * Context: process context (ctr), may sleep.
+ */
+bool fleece_dev_origin_suspended(struct fleece_dev *fd);
+
+/**
+ * fleece_dev_scratch_conflict() - why a device cannot be a session's scratch.
+ * @fd: the origin state the session is for.
+ * @scratch: the proposed scratch device.
+ *
+ * A scratch device must not overlap the origin (the same disk), nor be the
+ * origin or scratch of any other fleece device: two sessions allocating in
+ * one scratch device would overwrite each other's chunks.
+ *
+ * Context: process context (ctr), may sleep.
+ * Return: NULL if it can be used, else the reason for ti->error.
+ */
+char *fleece_dev_scratch_conflict(struct fleece_dev *fd,
+				  struct block_device *scratch);
 
 /**
  * fleece_dev_find() - find the state of a device with a fleece-origin on it.
