@@ -97,6 +97,7 @@ static void release(struct kref *kref)
 	lockdep_assert_held(&fleece_devs_lock);
 	list_del(&fd->list);
 	WARN_ON(!list_empty(&fd->sessions));
+	WARN_ON(fd->trk);
 	mempool_exit(&fd->copy_pool);
 	dm_kcopyd_client_destroy(fd->kc);
 	destroy_workqueue(fd->wq);
@@ -148,10 +149,19 @@ void fleece_dev_put_origin(struct fleece_dev *fd, struct dm_target *ti)
 	if (!WARN_ON(i == fd->nr_origins))
 		fd->origin_ti[i] = fd->origin_ti[fd->nr_origins - 1];
 	if (!--fd->nr_origins) {
+		/*
+		 * Writes no longer pass through here. Open transactions stay
+		 * frozen on disk and are merged back at the next activation.
+		 */
 		mutex_lock(&fd->sessions_lock);
-		list_for_each_entry(s, &fd->sessions, list)
+		list_for_each_entry(s, &fd->sessions, list) {
 			fleece_session_invalidate(s, "fleece-origin removed");
+			s->frozen = NULL;
+		}
 		mutex_unlock(&fd->sessions_lock);
+		if (fd->trk)
+			fleece_track_destroy(fd->trk);
+		fd->trk = NULL;
 	}
 	kref_put(&fd->kref, release);
 	mutex_unlock(&fleece_devs_lock);
@@ -216,4 +226,81 @@ char *fleece_dev_scratch_conflict(struct fleece_dev *fd,
 	}
 	mutex_unlock(&fleece_devs_lock);
 	return why;
+}
+
+int fleece_dev_attach_tracker(struct fleece_dev *fd, struct block_device *meta,
+			      sector_t origin_sectors, char **error)
+{
+	struct fleece_tracker *t;
+	int r = 0;
+
+	mutex_lock(&fleece_devs_lock);
+	if (fd->trk) {
+		if (fd->trk->meta != meta) {
+			*error = "Metadata device differs from the one in use on this origin";
+			r = -EINVAL;
+		} else if (fd->trk->origin_sectors != origin_sectors) {
+			*error = "Length differs from the fleece-origin already on this device";
+			r = -EINVAL;
+		}
+		goto out;
+	}
+	t = fleece_track_create(meta, origin_sectors, fd->chunk_sectors, fd->wq,
+				fleece_origin_resume_bio, fd, error);
+	if (IS_ERR(t))
+		r = PTR_ERR(t);
+	else
+		fd->trk = t;
+out:
+	mutex_unlock(&fleece_devs_lock);
+	return r;
+}
+
+int fleece_dev_begin_transaction(struct fleece_dev *fd,
+				 struct fleece_session *s, char **error)
+{
+	struct fleece_bitmap *frozen;
+	int r = -ENODEV;
+
+	mutex_lock(&fleece_devs_lock);
+	if (fd->trk)
+		r = fleece_track_freeze(fd->trk, s->bitmap_name, &frozen, error);
+	if (!r) {
+		/* Only what changed since the last backup is copied. */
+		bitmap_complement(s->done, frozen->bits, s->nr_chunks);
+		s->frozen = frozen;
+	}
+	mutex_unlock(&fleece_devs_lock);
+	return r;
+}
+
+int fleece_dev_end_transaction(struct fleece_dev *fd, struct fleece_session *s,
+			       bool commit)
+{
+	int r = -ENOENT;
+
+	mutex_lock(&fleece_devs_lock);
+	if (fd->trk && s->frozen) {
+		r = fleece_track_end(fd->trk, s->frozen, commit);
+		s->frozen = NULL;
+		s->committed = commit;
+	}
+	mutex_unlock(&fleece_devs_lock);
+	return r;
+}
+
+int fleece_dev_emit_changes(struct fleece_dev *fd, struct fleece_session *s,
+			    u64 start, u64 max, char *result,
+			    unsigned int maxlen)
+{
+	int r = -ENOENT;
+
+	mutex_lock(&fleece_devs_lock);
+	if (fd->trk && s->frozen) {
+		fleece_track_emit_ranges(s->frozen->bits, s->nr_chunks, start,
+					 max, result, maxlen);
+		r = 1;
+	}
+	mutex_unlock(&fleece_devs_lock);
+	return r;
 }

@@ -124,12 +124,22 @@ static int origin_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 		goto out_put_meta;
 	}
 
+	if (DIV_ROUND_UP_SECTOR_T(ti->len, o->chunk_sectors) > UINT_MAX) {
+		ti->error = "Origin has too many chunks: use a larger chunk size";
+		r = -EINVAL;
+		goto out_table;
+	}
+
 	o->fd = fleece_dev_get_origin(ti, o->origin_dev->bdev, o->chunk_sectors,
 				      &ti->error);
 	if (IS_ERR(o->fd)) {
 		r = PTR_ERR(o->fd);
 		goto out_table;
 	}
+	r = fleece_dev_attach_tracker(o->fd, o->meta_dev ? o->meta_dev->bdev : NULL,
+				      ti->len, &ti->error);
+	if (r)
+		goto out_put_fd;
 
 	ti->num_flush_bios = 1;
 	ti->flush_supported = true;
@@ -140,6 +150,8 @@ static int origin_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 	ti->private = o;
 	return 0;
 
+out_put_fd:
+	fleece_dev_put_origin(o->fd, ti);
 out_table:
 	fleece_table_free(&o->table);
 out_put_meta:
@@ -169,6 +181,7 @@ static int origin_map(struct dm_target *ti, struct bio *bio)
 	struct fleece_origin *o = ti->private;
 	struct fleece_dev *fd = o->fd;
 	sector_t sector, boundary;
+	unsigned int sessions;
 
 	bio_set_dev(bio, o->origin_dev->bdev);
 	if (!bio_sectors(bio))
@@ -184,21 +197,63 @@ static int origin_map(struct dm_target *ti, struct bio *bio)
 	default:
 		return DM_MAPIO_REMAPPED;
 	}
-	/* Sessions are added only while this device is suspended. */
-	if (!READ_ONCE(fd->nr_sessions))
+	/*
+	 * Sessions are added only while this device is suspended, so none
+	 * appears between here and the copy-before-write below.
+	 */
+	sessions = READ_ONCE(fd->nr_sessions);
+	if (sessions) {
+		/* The range lock works within a region: cut bios that cross. */
+		boundary = fd->region_sectors - (sector & (fd->region_sectors - 1));
+		if (bio_sectors(bio) > boundary)
+			dm_accept_partial_bio(bio, boundary);
+	}
+	/* First the bits recording the write, durable; then the copies. */
+	if (!fleece_track_write(fd->trk, bio))
+		return DM_MAPIO_SUBMITTED;
+	if (!sessions)
 		return DM_MAPIO_REMAPPED;
-
-	/* The range lock works within a region: cut bios that cross one. */
-	boundary = fd->region_sectors - (sector & (fd->region_sectors - 1));
-	if (bio_sectors(bio) > boundary)
-		dm_accept_partial_bio(bio, boundary);
 	return fleece_origin_write(fd, bio);
+}
+
+void fleece_origin_resume_bio(void *ctx, struct bio *bio)
+{
+	struct fleece_dev *fd = ctx;
+
+	if (READ_ONCE(fd->nr_sessions) &&
+	    fleece_origin_write(fd, bio) == DM_MAPIO_SUBMITTED)
+		return;
+	submit_bio_noacct(bio);
+}
+
+/*
+ * Messages: bitmap_add <name>, bitmap_remove <name>, bitmap_clear <name>,
+ * bitmap_merge <dst> <src>, bitmap_list, bitmap_changes <name> [<start>
+ * [<max_ranges>]]. See Documentation/fleece-origin.rst.
+ */
+static int origin_message(struct dm_target *ti, unsigned int argc, char **argv,
+			  char *result, unsigned int maxlen)
+{
+	struct fleece_origin *o = ti->private;
+	int r;
+
+	if (!argc)
+		return -EINVAL;
+	r = fleece_track_message(o->fd->trk, argc, argv, result, maxlen);
+	if (r == -EOPNOTSUPP) {
+		DMWARN("%s: unknown message %s", dm_table_device_name(ti->table),
+		       argv[0]);
+		r = -EINVAL;
+	}
+	return r;
 }
 
 /*
  * Status:
- *   INFO:  <metadata_mode> <#sessions>
- *          metadata_mode is "volatile" with "-", else "persistent".
+ *   INFO:  <metadata_mode> <#sessions> <ok|lost> <#bitmaps>
+ *          [<name> <dirty_chunks> <frozen_sets>]...
+ *          metadata_mode is "volatile" with "-", else "persistent";
+ *          "lost" when a metadata write failed (bitmaps not trustworthy).
  *   TABLE: the table line, exactly as given.
  */
 static void origin_status(struct dm_target *ti, status_type_t type,
@@ -212,6 +267,7 @@ static void origin_status(struct dm_target *ti, status_type_t type,
 	case STATUSTYPE_INFO:
 		DMEMIT("%s %u", o->meta_dev ? "persistent" : "volatile",
 		       READ_ONCE(o->fd->nr_sessions));
+		fleece_track_status(o->fd->trk, result, maxlen, &sz);
 		break;
 	case STATUSTYPE_TABLE:
 		DMEMIT("%s", o->table.text);
@@ -233,11 +289,12 @@ static int origin_iterate_devices(struct dm_target *ti,
 
 struct target_type fleece_origin_target = {
 	.name = "fleece-origin",
-	.version = {0, 2, 0},
+	.version = {0, 3, 0},
 	.module = THIS_MODULE,
 	.ctr = origin_ctr,
 	.dtr = origin_dtr,
 	.map = origin_map,
 	.status = origin_status,
+	.message = origin_message,
 	.iterate_devices = origin_iterate_devices,
 };

@@ -297,7 +297,7 @@ static int parse_opt_args(struct dm_target *ti, struct dm_arg_set *as,
 			  struct fleece_session *s)
 {
 	static const struct dm_arg _args[] = {
-		{0, 5, "Invalid number of optional arguments"},
+		{0, 7, "Invalid number of optional arguments"},
 	};
 	unsigned int argc;
 	const char *arg;
@@ -324,6 +324,19 @@ static int parse_opt_args(struct dm_target *ti, struct dm_arg_set *as,
 			} else {
 				ti->error = "Invalid on_full policy";
 				return -EINVAL;
+			}
+		} else if (!strcasecmp(arg, "bitmap")) {
+			arg = argc ? dm_shift_arg(as) : "";
+			argc -= !!argc;
+			if (!fleece_valid_bitmap_name(arg)) {
+				ti->error = "Invalid bitmap name";
+				return -EINVAL;
+			}
+			kfree(s->bitmap_name);
+			s->bitmap_name = kstrdup(arg, GFP_KERNEL);
+			if (!s->bitmap_name) {
+				ti->error = "Cannot allocate bitmap name";
+				return -ENOMEM;
 			}
 		} else if (!strcasecmp(arg, "low_water")) {
 			arg = argc ? dm_shift_arg(as) : "";
@@ -373,7 +386,8 @@ static int register_session(struct dm_target *ti, struct fleece_session *s)
  *
  *   <origin_dev> <scratch_dev> [<#opt_args> <arg>...]
  *
- *   opt args: on_full invalidate|fail_writes, low_water <chunks>, writable
+ *   opt args: on_full invalidate|fail_writes, low_water <chunks>, writable,
+ *             bitmap <name>
  */
 static int view_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 {
@@ -481,12 +495,19 @@ static int view_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 		goto out_table;
 	ti->private = s;
 
+	if (s->bitmap_name) {
+		r = fleece_dev_begin_transaction(s->fd, s, &ti->error);
+		if (r)
+			goto out_table;
+	}
 	/* Last: from here on origin writes copy for this session. */
 	r = register_session(ti, s);
 	if (r)
-		goto out_table;
+		goto out_transaction;
 	return 0;
 
+out_transaction:
+	fleece_dev_end_transaction(s->fd, s, false);
 out_table:
 	fleece_table_free(&s->table);
 out_bioset:
@@ -501,6 +522,7 @@ out_put_fd:
 out_put_origin:
 	dm_put_device(ti, s->origin_dev);
 out_free:
+	kfree(s->bitmap_name);
 	kfree(s);
 	return r;
 }
@@ -520,6 +542,10 @@ static void view_dtr(struct dm_target *ti)
 	wait_event(s->inflight_wait, !atomic_read(&s->inflight));
 	cancel_work_sync(&s->event_work);
 
+	/* Not committed: the next incremental must still cover it. */
+	fleece_dev_end_transaction(fd, s, false);
+	kfree(s->bitmap_name);
+
 	fleece_table_free(&s->table);
 	bioset_exit(&s->bs);
 	xa_destroy(&s->map);
@@ -535,7 +561,7 @@ static void view_dtr(struct dm_target *ti)
  * Status:
  *   INFO:  <Active|Invalid> <chunk_sectors> <scratch_used>/<scratch_total>
  *          <preserved> <copied> <released> <skipped> <reads_scratch>
- *          <reads_origin> <copies_inflight>
+ *          <reads_origin> <copies_inflight> <bitmap|-> <open|committed|ended|->
  *   TABLE: the table line, exactly as given.
  */
 static void view_status(struct dm_target *ti, status_type_t type,
@@ -559,6 +585,11 @@ static void view_status(struct dm_target *ti, status_type_t type,
 		       atomic64_read(&s->reads_scratch),
 		       atomic64_read(&s->reads_origin),
 		       atomic_read(&s->inflight));
+		if (!s->bitmap_name)
+			DMEMIT(" - -");
+		else
+			DMEMIT(" %s %s", s->bitmap_name, s->frozen ? "open" :
+			       s->committed ? "committed" : "ended");
 		break;
 	case STATUSTYPE_TABLE:
 		DMEMIT("%s", s->table.text);
@@ -568,6 +599,41 @@ static void view_status(struct dm_target *ti, status_type_t type,
 		       s->on_full == FLEECE_ON_FULL_FAIL_WRITES ? "fail_writes" : "invalidate");
 		break;
 	}
+}
+
+/*
+ * Messages:
+ *   commit                        the backup succeeded: drop the frozen set
+ *   changes [<start> [<max>]]     the chunks this incremental backup must
+ *                                 read, as "<next|end> <chunk>+<count>..."
+ */
+static int view_message(struct dm_target *ti, unsigned int argc, char **argv,
+			char *result, unsigned int maxlen)
+{
+	struct fleece_session *s = ti->private;
+	u64 start = 0, max = 65536;
+	int r;
+
+	if (argc == 1 && !strcasecmp(argv[0], "commit")) {
+		r = fleece_dev_end_transaction(s->fd, s, true);
+		if (r == -ENOENT)
+			DMWARN("%s: commit: no open bitmap transaction",
+			       dm_table_device_name(ti->table));
+		return r;
+	}
+	if (argc >= 1 && argc <= 3 && !strcasecmp(argv[0], "changes")) {
+		if ((argc > 1 && kstrtou64(argv[1], 10, &start)) ||
+		    (argc > 2 && (kstrtou64(argv[2], 10, &max) || !max)))
+			return -EINVAL;
+		r = fleece_dev_emit_changes(s->fd, s, start, max, result, maxlen);
+		if (r == -ENOENT)
+			DMWARN("%s: changes: no open bitmap transaction",
+			       dm_table_device_name(ti->table));
+		return r;
+	}
+	DMWARN("%s: unknown message or wrong argument count",
+	       dm_table_device_name(ti->table));
+	return -EINVAL;
 }
 
 static int view_iterate_devices(struct dm_target *ti,
@@ -598,13 +664,14 @@ static void view_io_hints(struct dm_target *ti, struct queue_limits *limits)
 
 struct target_type fleece_view_target = {
 	.name = "fleece",
-	.version = {0, 2, 0},
+	.version = {0, 3, 0},
 	.module = THIS_MODULE,
 	.ctr = view_ctr,
 	.dtr = view_dtr,
 	.map = view_map,
 	.end_io = view_end_io,
 	.status = view_status,
+	.message = view_message,
 	.iterate_devices = view_iterate_devices,
 	.io_hints = view_io_hints,
 };

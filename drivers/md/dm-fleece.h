@@ -29,6 +29,7 @@
 
 #include "dm-fleece-compat.h"
 #include "dm-fleece-rangelock.h"
+#include "dm-fleece-track.h"
 
 #define DM_MSG_PREFIX "fleece"
 
@@ -83,6 +84,9 @@ struct fleece_session;
  * @wq: runs deferred origin writes and view IO (WQ_MEM_RECLAIM).
  * @kc: copies old chunks to scratch.
  * @copy_pool: struct fleece_copy for in-flight copies.
+ * @trk: changed-block bitmaps; exists while a fleece-origin table does.
+ *	Views reach it only under the module's device lock (see
+ *	fleece_dev_end_transaction()).
  */
 struct fleece_dev {
 	struct list_head list;
@@ -103,6 +107,7 @@ struct fleece_dev {
 	struct workqueue_struct *wq;
 	struct dm_kcopyd_client *kc;
 	mempool_t copy_pool;
+	struct fleece_tracker *trk;
 };
 
 enum fleece_on_full {
@@ -143,6 +148,9 @@ enum {
  * @event_work: raises a dm event from process context.
  * @bs: bioset for splitting view bios between origin, scratch and zeroes.
  * @table: the table line.
+ * @bitmap_name: the bitmap this view is an incremental backup of, or NULL.
+ * @frozen: that bitmap's frozen set while the transaction is open.
+ * @committed: the transaction was committed.
  * @copied: chunks copied to scratch since the session began.
  * @preserved: chunks with data in scratch now (in @map).
  * @released: chunks released by discards on the view.
@@ -176,6 +184,9 @@ struct fleece_session {
 	struct work_struct event_work;
 	struct bio_set bs;
 	struct fleece_table_line table;
+	char *bitmap_name;
+	struct fleece_bitmap *frozen;
+	bool committed;
 
 	atomic64_t copied;
 	atomic64_t preserved;
@@ -294,6 +305,75 @@ bool fleece_dev_origin_suspended(struct fleece_dev *fd);
  */
 char *fleece_dev_scratch_conflict(struct fleece_dev *fd,
 				  struct block_device *scratch);
+
+/**
+ * fleece_dev_attach_tracker() - give an origin device its bitmaps.
+ * @fd: from fleece_dev_get_origin().
+ * @meta: the metadata device, or NULL for bitmaps in memory only.
+ * @origin_sectors: the fleece-origin target's length.
+ * @error: reason for ti->error on failure.
+ *
+ * The first fleece-origin table of a device loads them; a reloaded table
+ * must name the same metadata device and length, and shares them.
+ *
+ * Context: process context (ctr), may sleep and do IO.
+ * Return: 0 or a negative errno.
+ */
+int fleece_dev_attach_tracker(struct fleece_dev *fd, struct block_device *meta,
+			      sector_t origin_sectors, char **error);
+
+/**
+ * fleece_dev_begin_transaction() - freeze a bitmap for a new view.
+ * @fd: the origin state.
+ * @s: the session; its done bits are set for every chunk not frozen, so
+ *	only frozen chunks are copied.
+ * @error: reason for ti->error on failure.
+ *
+ * Context: process context (view ctr), may sleep and do IO.
+ * Return: 0 or a negative errno.
+ */
+int fleece_dev_begin_transaction(struct fleece_dev *fd,
+				 struct fleece_session *s, char **error);
+
+/**
+ * fleece_dev_end_transaction() - commit or abandon a view's transaction.
+ * @fd: the origin state.
+ * @s: the session.
+ * @commit: drop the frozen set (true) or merge it back (false).
+ *
+ * Does nothing if the transaction is over, or if the fleece-origin went
+ * away (the frozen set then stays on disk and is merged back when the
+ * origin is activated again).
+ *
+ * Context: process context, may sleep and do IO.
+ * Return: 0, -ENOENT without an open transaction, or a negative errno.
+ */
+int fleece_dev_end_transaction(struct fleece_dev *fd, struct fleece_session *s,
+			       bool commit);
+
+/**
+ * fleece_dev_emit_changes() - a page of the chunks a view's backup must read.
+ * @fd: the origin state.
+ * @s: the session.
+ * @start: first chunk.
+ * @max: most ranges.
+ * @result: response buffer.
+ * @maxlen: its size.
+ *
+ * Context: process context.
+ * Return: 1 with a response, or -ENOENT without an open transaction.
+ */
+int fleece_dev_emit_changes(struct fleece_dev *fd, struct fleece_session *s,
+			    u64 start, u64 max, char *result,
+			    unsigned int maxlen);
+
+/**
+ * fleece_origin_resume_bio() - go on with an origin write whose bits are
+ * durable: copy-before-write if sessions need it, then submit.
+ * @ctx: the struct fleece_dev.
+ * @bio: the write.
+ */
+void fleece_origin_resume_bio(void *ctx, struct bio *bio);
 
 /**
  * fleece_dev_find() - find the state of a device with a fleece-origin on it.

@@ -1,0 +1,98 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * Metadata IO between dm-fleece-meta.c and dm-fleece-track.c.
+ */
+#ifndef DM_FLEECE_META_H
+#define DM_FLEECE_META_H
+
+#include "dm-fleece-track.h"
+
+/**
+ * struct fleece_block_write - one bitmap block to write.
+ * @bm: the bitmap.
+ * @index: the block.
+ * @page: its new content (fleece_meta_fill_block()).
+ */
+struct fleece_block_write {
+	struct fleece_bitmap *bm;
+	u64 index;
+	struct page *page;
+};
+
+/**
+ * fleece_meta_sectors_needed() - metadata device size for a bitmap size.
+ * @nr_blocks: blocks per bitmap copy.
+ */
+sector_t fleece_meta_sectors_needed(u64 nr_blocks);
+
+/**
+ * fleece_meta_load() - read (or format) the metadata into @t.
+ * @t: tracker with meta, origin_sectors, nr_chunks and nr_blocks set.
+ * @chunk_sectors: the origin's chunk size.
+ * @error: reason for ti->error on failure.
+ *
+ * Fills @t->sb and @t->slot[] (live and frozen bitmaps). Writes nothing
+ * unless the device is all zero where the metadata would go (format).
+ *
+ * Context: process context, may sleep and do IO.
+ * Return: 0 or a negative errno.
+ */
+int fleece_meta_load(struct fleece_tracker *t, unsigned int chunk_sectors,
+		     char **error);
+
+/**
+ * fleece_meta_write_sb() - write @t->sb to its older copy, after a flush.
+ * @t: the tracker, @t->lock held.
+ *
+ * Context: process context, may sleep and do IO.
+ * Return: 0, or a negative errno (and @t->lost is set).
+ */
+int fleece_meta_write_sb(struct fleece_tracker *t);
+
+/**
+ * fleece_meta_fill_block() - the on-disk image of a block of @bm->next.
+ * @t: the tracker, @t->lock held.
+ * @bm: a live bitmap.
+ * @index: the block.
+ * @page: FLEECE_META_BLOCK bytes to fill.
+ */
+void fleece_meta_fill_block(struct fleece_tracker *t, struct fleece_bitmap *bm,
+			    u64 index, void *page);
+
+/**
+ * fleece_meta_apply_block() - mark the bits of a written block durable.
+ * @t: the tracker.
+ * @bm: the bitmap.
+ * @index: the block.
+ * @page: what was written.
+ */
+void fleece_meta_apply_block(struct fleece_tracker *t, struct fleece_bitmap *bm,
+			     u64 index, const void *page);
+
+/**
+ * fleece_meta_write_blocks() - write blocks to their older copies and flush.
+ * @t: the tracker, @t->lock held.
+ * @w: the blocks.
+ * @n: how many.
+ *
+ * Context: process context, may sleep and do IO.
+ * Return: 0, or a negative errno (and @t->lost is set).
+ */
+int fleece_meta_write_blocks(struct fleece_tracker *t,
+			     struct fleece_block_write *w, unsigned int n);
+
+/**
+ * fleece_bitmap_alloc() - a zeroed in-memory bitmap for a slot.
+ * @t: the tracker.
+ * @name: its name.
+ * @slot: its slot.
+ * @frozen: a frozen set (no @next, @dirty).
+ *
+ * Context: process context, may sleep.
+ * Return: the bitmap or NULL.
+ */
+struct fleece_bitmap *fleece_bitmap_alloc(struct fleece_tracker *t,
+					  const char *name, unsigned int slot,
+					  bool frozen);
+
+#endif /* DM_FLEECE_META_H */

@@ -1,0 +1,773 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Changed-block bitmaps of a fleece-origin.
+ *
+ * Crash safety follows dm-era and md's write-intent bitmap: the first write
+ * to a chunk in a bitmap's generation waits until the block holding the
+ * chunk's bit is on disk (written to its older copy, then a flush); only
+ * then does the write go on. Later writes to the chunk find the bit durable
+ * and pass at once. Writes arriving while a round of block writes is under
+ * way are batched into the next round, so the cost is one metadata write
+ * per dirty block per round, not per write.
+ *
+ * Backup transactions (QEMU's successor/abdicate/reclaim): a view created
+ * with "bitmap <name>" freezes what the bitmap held; the bitmap starts again
+ * empty. A commit drops the frozen set; any other ending merges it back.
+ */
+#include <linux/bitmap.h>
+#include <linux/ctype.h>
+#include <linux/slab.h>
+
+#include "dm-fleece.h"
+#include "dm-fleece-meta.h"
+
+/* Blocks written per batch of a commit round (pages from the pool). */
+#define ROUND_BLOCKS 64
+
+bool fleece_valid_bitmap_name(const char *name)
+{
+	size_t n = strnlen(name, FLEECE_NAME_MAX + 1);
+	size_t i;
+
+	if (!n || n > FLEECE_NAME_MAX)
+		return false;
+	for (i = 0; i < n; i++)
+		if (!isalnum(name[i]) && !strchr("_.-", name[i]))
+			return false;
+	return true;
+}
+
+u64 fleece_count_bits(const unsigned long *bits, u64 nr)
+{
+	u64 i, n = 0, words = nr / BITS_PER_LONG;
+
+	for (i = 0; i < words; i++)
+		n += hweight_long(bits[i]);
+	if (nr % BITS_PER_LONG)
+		n += hweight_long(bits[words] & BITMAP_LAST_WORD_MASK(nr));
+	return n;
+}
+
+static unsigned long *zalloc_bits(u64 nr)
+{
+	return kvcalloc(BITS_TO_LONGS(nr), sizeof(unsigned long), GFP_KERNEL);
+}
+
+static void bitmap_free_now(struct fleece_bitmap *bm)
+{
+	kvfree(bm->bits);
+	kvfree(bm->next);
+	kvfree(bm->dirty);
+	kvfree(bm->copy);
+	kfree(bm);
+}
+
+static void bitmap_free_rcu(struct rcu_head *rcu)
+{
+	bitmap_free_now(container_of(rcu, struct fleece_bitmap, rcu));
+}
+
+struct fleece_bitmap *fleece_bitmap_alloc(struct fleece_tracker *t,
+					  const char *name, unsigned int slot,
+					  bool frozen)
+{
+	struct fleece_bitmap *bm;
+
+	bm = kzalloc(sizeof(*bm), GFP_KERNEL);
+	if (!bm)
+		return NULL;
+	strscpy(bm->name, name, sizeof(bm->name));
+	bm->slot = slot;
+	bm->frozen = frozen;
+	bm->bits = zalloc_bits(t->nr_chunks);
+	if (!bm->bits)
+		goto fail;
+	if (t->meta) {
+		bm->copy = kvzalloc(t->nr_blocks, GFP_KERNEL);
+		if (!bm->copy)
+			goto fail;
+		memset(bm->copy, 1, t->nr_blocks);
+		if (!frozen) {
+			bm->next = zalloc_bits(t->nr_chunks);
+			bm->dirty = zalloc_bits(t->nr_blocks);
+			if (!bm->next || !bm->dirty)
+				goto fail;
+		}
+	}
+	return bm;
+fail:
+	bitmap_free_now(bm);
+	return NULL;
+}
+
+/* What a bitmap has recorded, durable or not. */
+static const unsigned long *recorded(struct fleece_bitmap *bm)
+{
+	return bm->next ? bm->next : bm->bits;
+}
+
+static struct fleece_bitmap *find_live(struct fleece_tracker *t,
+				       const char *name)
+{
+	unsigned int i;
+
+	for (i = 0; i < FLEECE_META_SLOTS; i++)
+		if (t->slot[i] && !t->slot[i]->frozen &&
+		    !strcmp(t->slot[i]->name, name))
+			return t->slot[i];
+	return NULL;
+}
+
+static unsigned int count_bitmaps(struct fleece_tracker *t, const char *name,
+				  bool frozen)
+{
+	unsigned int i, n = 0;
+
+	for (i = 0; i < FLEECE_META_SLOTS; i++)
+		if (t->slot[i] && t->slot[i]->frozen == frozen &&
+		    (!name || !strcmp(t->slot[i]->name, name)))
+			n++;
+	return n;
+}
+
+static int free_slot(struct fleece_tracker *t)
+{
+	unsigned int i;
+
+	for (i = 0; i < FLEECE_META_SLOTS; i++)
+		if (!t->slot[i])
+			return i;
+	return -ENOSPC;
+}
+
+/* Record a bitmap's slot in the superblock image (not yet written). */
+static void sb_set_slot(struct fleece_tracker *t, struct fleece_bitmap *bm,
+			enum fleece_slot_state state)
+{
+	struct fleece_disk_slot *ds;
+
+	if (!t->meta)
+		return;
+	ds = &t->sb->slots[bm->slot];
+	memset(ds, 0, sizeof(*ds));
+	if (state != FLEECE_SLOT_FREE)
+		memcpy(ds->name, bm->name, strlen(bm->name));
+	ds->state = cpu_to_le32(state);
+	ds->gen = cpu_to_le64(bm->gen);
+}
+
+static int sb_write(struct fleece_tracker *t)
+{
+	return t->meta ? fleece_meta_write_sb(t) : 0;
+}
+
+/* A new generation of a slot: its old blocks now read as zero. */
+static void new_generation(struct fleece_tracker *t, struct fleece_bitmap *bm)
+{
+	if (t->meta)
+		bm->gen = le64_to_cpu(t->sb->slots[bm->slot].gen) + 1;
+}
+
+/*
+ * Commit rounds
+ */
+
+/* Mark chunks [first, end) in @bm's next bits and their blocks dirty. */
+static void mark_pending(struct fleece_tracker *t, struct fleece_bitmap *bm,
+			 u64 first, u64 end)
+{
+	u64 b0 = first / FLEECE_BITS_PER_BLOCK;
+	u64 b1 = (end - 1) / FLEECE_BITS_PER_BLOCK;
+
+	lockdep_assert_held(&t->pend_lock);
+	bitmap_set(bm->next, first, end - first);
+	bitmap_set(bm->dirty, b0, b1 - b0 + 1);
+}
+
+static int write_batch(struct fleece_tracker *t, struct fleece_block_write *w,
+		       unsigned int n)
+{
+	unsigned int i;
+	int r;
+
+	r = fleece_meta_write_blocks(t, w, n);
+	for (i = 0; i < n; i++) {
+		if (!r)
+			fleece_meta_apply_block(t, w[i].bm, w[i].index,
+						page_address(w[i].page));
+		mempool_free(w[i].page, &t->page_pool);
+	}
+	return r;
+}
+
+/*
+ * Write every dirty block, then let the writes that waited for them go.
+ * Writes that arrive meanwhile wait for the next round.
+ */
+static void commit_round(struct fleece_tracker *t)
+{
+	struct fleece_block_write w[ROUND_BLOCKS];
+	struct bio_list bios;
+	unsigned int i, n = 0;
+	struct bio *bio;
+
+	lockdep_assert_held(&t->lock);
+	bio_list_init(&bios);
+	spin_lock_irq(&t->pend_lock);
+	bio_list_merge(&bios, &t->waiting);
+	bio_list_init(&t->waiting);
+	spin_unlock_irq(&t->pend_lock);
+
+	for (i = 0; i < FLEECE_META_SLOTS && !t->lost; i++) {
+		struct fleece_bitmap *bm = t->slot[i];
+		u64 b = 0;
+
+		if (!bm || bm->frozen)
+			continue;
+		for (;;) {
+			spin_lock_irq(&t->pend_lock);
+			b = find_next_bit(bm->dirty, t->nr_blocks, b);
+			if (b < t->nr_blocks)
+				__clear_bit(b, bm->dirty);
+			spin_unlock_irq(&t->pend_lock);
+			if (b >= t->nr_blocks)
+				break;
+
+			w[n].bm = bm;
+			w[n].index = b;
+			w[n].page = mempool_alloc(&t->page_pool, GFP_NOIO);
+			fleece_meta_fill_block(t, bm, b, page_address(w[n].page));
+			if (++n == ROUND_BLOCKS) {
+				write_batch(t, w, n);
+				n = 0;
+			}
+			b++;
+		}
+	}
+	if (n)
+		write_batch(t, w, n);
+
+	/* Durable, or tracking is lost and says so: either way, go on. */
+	while ((bio = bio_list_pop(&bios)))
+		t->resume(t->resume_ctx, bio);
+}
+
+static void commit_work(struct work_struct *work)
+{
+	struct fleece_tracker *t = container_of(work, struct fleece_tracker,
+						commit_work);
+
+	mutex_lock(&t->lock);
+	commit_round(t);
+	mutex_unlock(&t->lock);
+}
+
+bool fleece_track_write(struct fleece_tracker *t, struct bio *bio)
+{
+	u64 first = bio->bi_iter.bi_sector >> t->chunk_shift;
+	u64 end = ((bio_end_sector(bio) - 1) >> t->chunk_shift) + 1;
+	struct fleece_bitmap *bm;
+	bool need = false, defer;
+	unsigned long flags;
+	unsigned int i;
+
+	if (first >= t->nr_chunks)
+		return true;
+	end = min(end, t->nr_chunks);
+
+	rcu_read_lock();
+	for (i = 0; i < FLEECE_META_SLOTS && !need; i++) {
+		bm = rcu_dereference(t->live[i]);
+		need = bm && find_next_zero_bit(bm->bits, end, first) < end;
+	}
+	if (!need) {
+		rcu_read_unlock();
+		return true;
+	}
+
+	/* In memory only (or tracking lost): recording is all there is. */
+	defer = t->meta && !READ_ONCE(t->lost);
+	spin_lock_irqsave(&t->pend_lock, flags);
+	for (i = 0; i < FLEECE_META_SLOTS; i++) {
+		bm = rcu_dereference(t->live[i]);
+		if (!bm)
+			continue;
+		if (defer)
+			mark_pending(t, bm, first, end);
+		else
+			bitmap_set(bm->bits, first, end - first);
+	}
+	if (defer)
+		bio_list_add(&t->waiting, bio);
+	spin_unlock_irqrestore(&t->pend_lock, flags);
+	rcu_read_unlock();
+
+	if (defer)
+		queue_work(t->wq, &t->commit_work);
+	return !defer;
+}
+
+/*
+ * Setup and teardown
+ */
+
+/* A frozen set left by a session that did not end: merge it back. */
+static void merge_frozen_into(struct fleece_tracker *t,
+			      struct fleece_bitmap *frozen,
+			      struct fleece_bitmap *live)
+{
+	u64 b;
+
+	spin_lock_irq(&t->pend_lock);
+	if (live->next) {
+		bitmap_or(live->next, live->next, frozen->bits, t->nr_chunks);
+		/* Only blocks the frozen set has bits in need writing. */
+		for (b = 0; b < t->nr_blocks; b++) {
+			u64 first = b * FLEECE_BITS_PER_BLOCK;
+			u64 end = min(first + FLEECE_BITS_PER_BLOCK, t->nr_chunks);
+
+			if (find_next_bit(frozen->bits, end, first) < end)
+				__set_bit(b, live->dirty);
+		}
+	} else {
+		bitmap_or(live->bits, live->bits, frozen->bits, t->nr_chunks);
+	}
+	spin_unlock_irq(&t->pend_lock);
+}
+
+static int reclaim_frozen(struct fleece_tracker *t, struct fleece_bitmap *frozen)
+{
+	struct fleece_bitmap *live = find_live(t, frozen->name);
+
+	if (live) {
+		merge_frozen_into(t, frozen, live);
+		commit_round(t);
+		if (t->lost)
+			return -EIO;
+	}
+	/* Merged (or its bitmap is gone): the slot is free again. */
+	t->slot[frozen->slot] = NULL;
+	sb_set_slot(t, frozen, FLEECE_SLOT_FREE);
+	bitmap_free_now(frozen);
+	return sb_write(t);
+}
+
+struct fleece_tracker *fleece_track_create(struct block_device *meta,
+					   u64 origin_sectors,
+					   unsigned int chunk_sectors,
+					   struct workqueue_struct *wq,
+					   void (*resume)(void *, struct bio *),
+					   void *resume_ctx, char **error)
+{
+	struct fleece_tracker *t;
+	unsigned int i;
+	int r;
+
+	t = kzalloc(sizeof(*t), GFP_KERNEL);
+	if (!t) {
+		*error = "Cannot allocate tracker";
+		return ERR_PTR(-ENOMEM);
+	}
+	t->meta = meta;
+	t->origin_sectors = origin_sectors;
+	t->chunk_shift = ilog2(chunk_sectors);
+	t->nr_chunks = DIV_ROUND_UP_ULL(origin_sectors, chunk_sectors);
+	t->nr_blocks = DIV_ROUND_UP_ULL(t->nr_chunks, FLEECE_BITS_PER_BLOCK);
+	t->wq = wq;
+	t->resume = resume;
+	t->resume_ctx = resume_ctx;
+	mutex_init(&t->lock);
+	spin_lock_init(&t->pend_lock);
+	bio_list_init(&t->waiting);
+	INIT_WORK(&t->commit_work, commit_work);
+
+	if (!meta)
+		return t;
+
+	r = mempool_init_page_pool(&t->page_pool, ROUND_BLOCKS, 0);
+	if (r) {
+		*error = "Cannot allocate metadata page pool";
+		goto out_free;
+	}
+	t->sb = kzalloc(FLEECE_META_BLOCK, GFP_KERNEL);
+	if (!t->sb) {
+		*error = "Cannot allocate superblock";
+		r = -ENOMEM;
+		goto out_pool;
+	}
+	r = fleece_meta_load(t, chunk_sectors, error);
+	if (r)
+		goto out_slots;
+
+	mutex_lock(&t->lock);
+	for (i = 0; i < FLEECE_META_SLOTS && !r; i++)
+		if (t->slot[i] && t->slot[i]->frozen)
+			r = reclaim_frozen(t, t->slot[i]);
+	mutex_unlock(&t->lock);
+	if (r) {
+		*error = "Cannot merge back the frozen bitmaps of an unfinished backup";
+		goto out_slots;
+	}
+	for (i = 0; i < FLEECE_META_SLOTS; i++)
+		RCU_INIT_POINTER(t->live[i], t->slot[i]);
+	return t;
+
+out_slots:
+	for (i = 0; i < FLEECE_META_SLOTS; i++)
+		if (t->slot[i])
+			bitmap_free_now(t->slot[i]);
+	kfree(t->sb);
+out_pool:
+	mempool_exit(&t->page_pool);
+out_free:
+	kfree(t);
+	return ERR_PTR(r);
+}
+
+void fleece_track_destroy(struct fleece_tracker *t)
+{
+	unsigned int i;
+
+	flush_work(&t->commit_work);
+	WARN_ON(!bio_list_empty(&t->waiting));
+	for (i = 0; i < FLEECE_META_SLOTS; i++)
+		if (t->slot[i])
+			bitmap_free_now(t->slot[i]);
+	kfree(t->sb);
+	if (t->meta)
+		mempool_exit(&t->page_pool);
+	kfree(t);
+}
+
+/*
+ * Messages
+ */
+
+static int msg_add(struct fleece_tracker *t, const char *name)
+{
+	struct fleece_bitmap *bm;
+	int slot, r;
+
+	if (find_live(t, name))
+		return -EEXIST;
+	if (count_bitmaps(t, NULL, false) >= FLEECE_MAX_BITMAPS)
+		return -ENOSPC;
+	slot = free_slot(t);
+	if (slot < 0)
+		return slot;
+	bm = fleece_bitmap_alloc(t, name, slot, false);
+	if (!bm)
+		return -ENOMEM;
+	new_generation(t, bm);
+	sb_set_slot(t, bm, FLEECE_SLOT_LIVE);
+	r = sb_write(t);
+	if (r) {
+		sb_set_slot(t, bm, FLEECE_SLOT_FREE);
+		bitmap_free_now(bm);
+		return r;
+	}
+	/* Records every write from here on. */
+	t->slot[slot] = bm;
+	rcu_assign_pointer(t->live[slot], bm);
+	return 0;
+}
+
+static int msg_remove(struct fleece_tracker *t, struct fleece_bitmap *bm)
+{
+	int r;
+
+	/* A session still needs it to merge its frozen set back into. */
+	if (count_bitmaps(t, bm->name, true))
+		return -EBUSY;
+	sb_set_slot(t, bm, FLEECE_SLOT_FREE);
+	r = sb_write(t);
+	if (r)
+		return r;
+	RCU_INIT_POINTER(t->live[bm->slot], NULL);
+	t->slot[bm->slot] = NULL;
+	/* Writes waiting for its blocks are let go by the next round. */
+	call_rcu(&bm->rcu, bitmap_free_rcu);
+	return 0;
+}
+
+static int msg_clear(struct fleece_tracker *t, struct fleece_bitmap *bm)
+{
+	struct bio *bio;
+
+	spin_lock_irq(&t->pend_lock);
+	bitmap_zero(bm->bits, t->nr_chunks);
+	if (bm->next) {
+		bitmap_zero(bm->next, t->nr_chunks);
+		bitmap_zero(bm->dirty, t->nr_blocks);
+		/* Writes waiting now were issued after the clear began. */
+		bio_list_for_each(bio, &t->waiting) {
+			u64 first = bio->bi_iter.bi_sector >> t->chunk_shift;
+			u64 end = ((bio_end_sector(bio) - 1) >> t->chunk_shift) + 1;
+
+			if (first < t->nr_chunks)
+				mark_pending(t, bm, first, min(end, t->nr_chunks));
+		}
+	}
+	spin_unlock_irq(&t->pend_lock);
+	new_generation(t, bm);
+	sb_set_slot(t, bm, FLEECE_SLOT_LIVE);
+	return sb_write(t);
+}
+
+static int msg_merge(struct fleece_tracker *t, struct fleece_bitmap *dst,
+		     struct fleece_bitmap *src)
+{
+	if (dst == src)
+		return 0;
+	merge_frozen_into(t, src, dst);
+	if (src->next) {
+		/* Also what src has recorded but not yet made durable. */
+		spin_lock_irq(&t->pend_lock);
+		if (dst->next) {
+			bitmap_or(dst->next, dst->next, src->next, t->nr_chunks);
+			bitmap_fill(dst->dirty, t->nr_blocks);
+		}
+		spin_unlock_irq(&t->pend_lock);
+	}
+	if (t->meta)
+		commit_round(t);
+	return t->lost ? -EIO : 0;
+}
+
+void fleece_track_emit_ranges(const unsigned long *bits, u64 nr_chunks,
+			      u64 start, u64 max_ranges, char *result,
+			      unsigned int maxlen)
+{
+	/*
+	 * One pass (a live bitmap may gain bits meanwhile): the ranges go
+	 * after room kept for the cursor, which is then written in front.
+	 */
+	const unsigned int gap = 24;
+	unsigned int len = 0, n, c;
+	u64 first = start, end, count = 0;
+	char *body = result + gap;
+
+	if (maxlen < 2 * gap) {
+		*result = '\0';
+		return;
+	}
+	while (count < max_ranges) {
+		first = find_next_bit(bits, nr_chunks, first);
+		if (first >= nr_chunks)
+			break;
+		end = find_next_zero_bit(bits, nr_chunks, first);
+		n = snprintf(body + len, maxlen - gap - len, " %llu+%llu",
+			     first, end - first);
+		if (len + n >= maxlen - gap) {
+			body[len] = '\0';	/* did not fit: next page */
+			break;
+		}
+		len += n;
+		count++;
+		first = end;
+	}
+	if (first >= nr_chunks)
+		c = scnprintf(result, gap, "end");
+	else
+		c = scnprintf(result, gap, "%llu", first);
+	memmove(result + c, body, len);
+	result[c + len] = '\0';
+}
+
+static int msg_list(struct fleece_tracker *t, char *result,
+		    unsigned int maxlen)
+{
+	unsigned int sz = 0, i;
+
+	for (i = 0; i < FLEECE_META_SLOTS; i++) {
+		struct fleece_bitmap *bm = t->slot[i];
+
+		if (!bm || bm->frozen)
+			continue;
+		DMEMIT("%s %llu %s %u\n", bm->name,
+		       fleece_count_bits(recorded(bm), t->nr_chunks),
+		       t->meta ? "persistent" : "volatile",
+		       count_bitmaps(t, bm->name, true));
+	}
+	return 1;
+}
+
+static int parse_u64(const char *s, u64 *v)
+{
+	return kstrtou64(s, 10, v) ? -EINVAL : 0;
+}
+
+int fleece_track_message(struct fleece_tracker *t, unsigned int argc,
+			 char **argv, char *result, unsigned int maxlen)
+{
+	struct fleece_bitmap *bm = NULL, *src;
+	const char *cmd = argv[0];
+	u64 start = 0, max = 65536;
+	int r;
+
+	if (strncmp(cmd, "bitmap_", 7))
+		return -EOPNOTSUPP;
+
+	mutex_lock(&t->lock);
+	if (!strcmp(cmd, "bitmap_list")) {
+		r = argc == 1 ? msg_list(t, result, maxlen) : -EINVAL;
+		goto out;
+	}
+	if (argc < 2) {
+		DMWARN("%s: needs a bitmap name", cmd);
+		r = -EINVAL;
+		goto out;
+	}
+	if (!fleece_valid_bitmap_name(argv[1])) {
+		DMWARN("%s: invalid bitmap name '%s': 1-%d of A-Z a-z 0-9 _ . -",
+		       cmd, argv[1], FLEECE_NAME_MAX);
+		r = -EINVAL;
+		goto out;
+	}
+	if (!strcmp(cmd, "bitmap_add")) {
+		r = argc == 2 ? msg_add(t, argv[1]) : -EINVAL;
+		if (r == -EEXIST)
+			DMWARN("bitmap_add: bitmap '%s' exists", argv[1]);
+		else if (r == -ENOSPC)
+			DMWARN("bitmap_add: too many bitmaps (at most %d)",
+			       FLEECE_MAX_BITMAPS);
+		goto out;
+	}
+
+	bm = find_live(t, argv[1]);
+	if (!bm) {
+		DMWARN("%s: no bitmap '%s'", cmd, argv[1]);
+		r = -ENOENT;
+		goto out;
+	}
+	if (!strcmp(cmd, "bitmap_remove") && argc == 2) {
+		r = msg_remove(t, bm);
+		if (r == -EBUSY)
+			DMWARN("bitmap_remove: '%s' has a backup in progress",
+			       bm->name);
+	} else if (!strcmp(cmd, "bitmap_clear") && argc == 2) {
+		r = msg_clear(t, bm);
+	} else if (!strcmp(cmd, "bitmap_merge") && argc == 3) {
+		src = find_live(t, argv[2]);
+		if (!src) {
+			DMWARN("%s: no bitmap '%s'", cmd, argv[2]);
+			r = -ENOENT;
+		} else {
+			r = msg_merge(t, bm, src);
+		}
+	} else if (!strcmp(cmd, "bitmap_changes") && argc >= 2 && argc <= 4) {
+		if ((argc > 2 && parse_u64(argv[2], &start)) ||
+		    (argc > 3 && (parse_u64(argv[3], &max) || !max))) {
+			r = -EINVAL;
+		} else {
+			fleece_track_emit_ranges(recorded(bm), t->nr_chunks,
+						 start, max, result, maxlen);
+			r = 1;
+		}
+	} else {
+		DMWARN("unknown message or wrong argument count: %s", cmd);
+		r = -EINVAL;
+	}
+out:
+	mutex_unlock(&t->lock);
+	return r;
+}
+
+/*
+ * Backup transactions
+ */
+
+int fleece_track_freeze(struct fleece_tracker *t, const char *name,
+			struct fleece_bitmap **frozen, char **error)
+{
+	struct fleece_bitmap *old, *fresh;
+	int slot, r;
+
+	mutex_lock(&t->lock);
+	old = find_live(t, name);
+	if (!old) {
+		*error = "No such bitmap on this origin";
+		r = -ENOENT;
+		goto out;
+	}
+	slot = free_slot(t);
+	if (slot < 0) {
+		*error = "No free bitmap slot to freeze into";
+		r = -ENOSPC;
+		goto out;
+	}
+	fresh = fleece_bitmap_alloc(t, name, slot, false);
+	if (!fresh) {
+		*error = "Cannot allocate bitmap";
+		r = -ENOMEM;
+		goto out;
+	}
+	/* Everything recorded so far becomes durable, then changes hands. */
+	if (t->meta)
+		commit_round(t);
+	new_generation(t, fresh);
+	sb_set_slot(t, fresh, FLEECE_SLOT_LIVE);
+	sb_set_slot(t, old, FLEECE_SLOT_FROZEN);
+	r = sb_write(t);
+	if (r || t->lost) {
+		sb_set_slot(t, old, FLEECE_SLOT_LIVE);
+		sb_set_slot(t, fresh, FLEECE_SLOT_FREE);
+		bitmap_free_now(fresh);
+		*error = "Cannot write metadata";
+		r = r ?: -EIO;
+		goto out;
+	}
+
+	t->slot[slot] = fresh;
+	rcu_assign_pointer(t->live[slot], fresh);
+	RCU_INIT_POINTER(t->live[old->slot], NULL);
+	synchronize_rcu();
+	/* The frozen set no longer records: drop its write-side state. */
+	old->frozen = true;
+	kvfree(old->next);
+	kvfree(old->dirty);
+	old->next = NULL;
+	old->dirty = NULL;
+	*frozen = old;
+out:
+	mutex_unlock(&t->lock);
+	return r;
+}
+
+int fleece_track_end(struct fleece_tracker *t, struct fleece_bitmap *frozen,
+		     bool commit)
+{
+	int r;
+
+	mutex_lock(&t->lock);
+	if (commit) {
+		t->slot[frozen->slot] = NULL;
+		sb_set_slot(t, frozen, FLEECE_SLOT_FREE);
+		bitmap_free_now(frozen);
+		r = sb_write(t);
+	} else {
+		r = reclaim_frozen(t, frozen);
+	}
+	mutex_unlock(&t->lock);
+	return r;
+}
+
+void fleece_track_status(struct fleece_tracker *t, char *result,
+			 unsigned int maxlen, unsigned int *szp)
+{
+	unsigned int sz = *szp, i;
+
+	mutex_lock(&t->lock);
+	DMEMIT(" %s %u", t->lost ? "lost" : "ok", count_bitmaps(t, NULL, false));
+	for (i = 0; i < FLEECE_META_SLOTS; i++) {
+		struct fleece_bitmap *bm = t->slot[i];
+
+		if (!bm || bm->frozen)
+			continue;
+		DMEMIT(" %s %llu %u", bm->name,
+		       fleece_count_bits(recorded(bm), t->nr_chunks),
+		       count_bitmaps(t, bm->name, true));
+	}
+	mutex_unlock(&t->lock);
+	*szp = sz;
+}

@@ -1,0 +1,290 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * Changed-block tracking: named bitmaps on a fleece-origin, one bit per
+ * chunk, kept in memory and (with a metadata device) on disk so that after
+ * a power cut every chunk written since a bitmap was cleared still has its
+ * bit set.
+ *
+ * On-disk layout, in 4 KiB blocks:
+ *   0, 1        superblock, two copies; the valid one with the higher seq
+ *               wins, writes alternate between them
+ *   2 ...       FLEECE_META_SLOTS slot areas of 2 * nr_blocks blocks each;
+ *               block i of a slot has two copies (2i, 2i + 1), written
+ *               alternately, the valid one of the slot's current
+ *               generation with the higher seq wins
+ * A torn write damages at most the copy being written; the other still
+ * holds the state from before, which is all that was promised durable.
+ * A slot's generation lives in the superblock: bumping it clears the slot
+ * without touching its blocks (blocks of an older generation read as zero).
+ */
+#ifndef DM_FLEECE_TRACK_H
+#define DM_FLEECE_TRACK_H
+
+#include <linux/bio.h>
+#include <linux/mempool.h>
+#include <linux/mutex.h>
+#include <linux/rcupdate.h>
+#include <linux/spinlock.h>
+#include <linux/types.h>
+#include <linux/workqueue.h>
+
+#define FLEECE_MAX_BITMAPS	8	/* live bitmaps per origin */
+#define FLEECE_META_SLOTS	16	/* live bitmaps + frozen sets */
+#define FLEECE_NAME_MAX		31	/* + NUL: 32 bytes on disk */
+
+#define FLEECE_META_BLOCK	4096
+#define FLEECE_META_BLOCK_SECTORS (FLEECE_META_BLOCK >> SECTOR_SHIFT)
+#define FLEECE_BLOCK_HEADER	64
+#define FLEECE_BITS_PER_BLOCK	((FLEECE_META_BLOCK - FLEECE_BLOCK_HEADER) * 8)
+
+#define FLEECE_SB_MAGIC		0x6365656cU	/* "leec" */
+#define FLEECE_BLOCK_MAGIC	0x7469626cU	/* "lbit" */
+#define FLEECE_META_VERSION	1
+
+enum fleece_slot_state {
+	FLEECE_SLOT_FREE = 0,
+	FLEECE_SLOT_LIVE = 1,	/* a named bitmap recording writes */
+	FLEECE_SLOT_FROZEN = 2,	/* a bitmap's content frozen by a session */
+};
+
+struct fleece_disk_slot {
+	__u8 name[FLEECE_NAME_MAX + 1];	/* NUL-padded */
+	__le32 state;
+	__le32 reserved;
+	__le64 gen;
+} __packed;
+
+struct fleece_disk_sb {
+	__le32 csum;		/* crc32 (le) of the block from offset 4 */
+	__le32 magic;
+	__le32 version;
+	__le32 block_size;
+	__le64 seq;
+	__u8 uuid[16];
+	__le64 origin_sectors;
+	__le32 chunk_sectors;
+	__le32 nr_slots;
+	__le64 nr_chunks;
+	__le32 bits_per_block;
+	__le32 flags;
+	struct fleece_disk_slot slots[FLEECE_META_SLOTS];
+} __packed;
+
+struct fleece_disk_block {
+	__le32 csum;		/* crc32 (le) of the block from offset 4 */
+	__le32 magic;
+	__le64 seq;
+	__le64 gen;		/* the slot generation it was written in */
+	__le32 slot;
+	__le32 index;
+	__u8 pad[FLEECE_BLOCK_HEADER - 32];
+	__le64 bits[];
+} __packed;
+
+/**
+ * struct fleece_bitmap - one slot's bitmap in memory.
+ * @rcu: frees it after the IO path has stopped looking.
+ * @name: NUL-terminated name.
+ * @slot: its on-disk slot.
+ * @frozen: a frozen set owned by a session, no longer recording.
+ * @gen: the slot's generation (persistent only).
+ * @bits: chunks recorded durably (volatile: recorded).
+ * @next: chunks recorded, durably or not yet; a superset of @bits
+ *	(persistent live bitmaps only).
+ * @dirty: metadata blocks to write (persistent live bitmaps only).
+ * @copy: per metadata block, which copy holds the newest write.
+ */
+struct fleece_bitmap {
+	struct rcu_head rcu;
+	char name[FLEECE_NAME_MAX + 1];
+	unsigned int slot;
+	bool frozen;
+	u64 gen;
+	unsigned long *bits;
+	unsigned long *next;
+	unsigned long *dirty;
+	u8 *copy;
+};
+
+/**
+ * struct fleece_tracker - the bitmaps of one origin device.
+ * @meta: metadata device; NULL keeps bitmaps in memory only.
+ * @origin_sectors: origin length the metadata describes.
+ * @chunk_shift: log2 of the chunk size in sectors.
+ * @nr_chunks: bits per bitmap.
+ * @nr_blocks: metadata blocks per bitmap copy.
+ * @lock: serializes messages, superblock writes and commit rounds.
+ * @pend_lock: protects @next, @dirty and @waiting (taken on the IO path).
+ * @live: live bitmaps by slot, RCU-read by the IO path.
+ * @slot: every bitmap by slot, under @lock.
+ * @waiting: writes waiting for their bits to be durable.
+ * @commit_work: writes dirty blocks, then lets @waiting go.
+ * @wq: where @commit_work runs.
+ * @page_pool: pages for block writes.
+ * @sb: the superblock as last written.
+ * @block_seq: seq of the last block written.
+ * @lost: a metadata write failed: the bitmaps can no longer be trusted.
+ * @resume: continues a write once its bits are durable.
+ * @resume_ctx: argument of @resume.
+ */
+struct fleece_tracker {
+	struct block_device *meta;
+	u64 origin_sectors;
+	unsigned int chunk_shift;
+	u64 nr_chunks;
+	u64 nr_blocks;
+
+	struct mutex lock;		/* see above */
+	spinlock_t pend_lock;		/* see above */
+	struct fleece_bitmap __rcu *live[FLEECE_META_SLOTS];
+	struct fleece_bitmap *slot[FLEECE_META_SLOTS];
+	struct bio_list waiting;
+	struct work_struct commit_work;
+	struct workqueue_struct *wq;
+	mempool_t page_pool;
+
+	struct fleece_disk_sb *sb;
+	u64 block_seq;
+	bool lost;
+
+	void (*resume)(void *ctx, struct bio *bio);
+	void *resume_ctx;
+};
+
+/**
+ * fleece_track_create() - set up tracking for an origin, loading (or, on an
+ * all-zero device, formatting) its metadata.
+ * @meta: metadata device, or NULL for bitmaps in memory only.
+ * @origin_sectors: origin length (the fleece-origin target's length).
+ * @chunk_sectors: chunk size.
+ * @wq: workqueue for commits.
+ * @resume: called with each write whose bits became durable.
+ * @resume_ctx: its first argument.
+ * @error: set to a reason for ti->error on failure.
+ *
+ * Metadata that is not valid dm-fleece metadata for this origin is refused
+ * and left untouched. Frozen sets found on disk (a session that did not end
+ * cleanly) are merged back into their bitmaps.
+ *
+ * Context: process context (ctr), may sleep and do IO.
+ * Return: the tracker, or an ERR_PTR.
+ */
+struct fleece_tracker *fleece_track_create(struct block_device *meta,
+					   u64 origin_sectors,
+					   unsigned int chunk_sectors,
+					   struct workqueue_struct *wq,
+					   void (*resume)(void *, struct bio *),
+					   void *resume_ctx, char **error);
+
+/**
+ * fleece_track_destroy() - free a tracker; nothing may be waiting.
+ * @t: the tracker.
+ *
+ * Context: process context, may sleep.
+ */
+void fleece_track_destroy(struct fleece_tracker *t);
+
+/**
+ * fleece_track_write() - record a write, discard or write-zeroes.
+ * @t: the tracker.
+ * @bio: the remapped bio.
+ *
+ * Return: true if @bio may go on now; false if it waits for its bits to be
+ * durable, after which @t->resume is called with it.
+ *
+ * Context: map function; doesn't sleep.
+ */
+bool fleece_track_write(struct fleece_tracker *t, struct bio *bio);
+
+/**
+ * fleece_track_message() - bitmap_* messages of fleece-origin.
+ * @t: the tracker.
+ * @argc: word count.
+ * @argv: the words.
+ * @result: response buffer.
+ * @maxlen: its size.
+ *
+ * Context: process context, may sleep and do IO.
+ * Return: as a dm message function: 1 when @result holds a response, 0,
+ * or a negative errno; -EOPNOTSUPP for a message that is not ours.
+ */
+int fleece_track_message(struct fleece_tracker *t, unsigned int argc,
+			 char **argv, char *result, unsigned int maxlen);
+
+/**
+ * fleece_track_freeze() - start a backup transaction on a bitmap.
+ * @t: the tracker.
+ * @name: the bitmap.
+ * @frozen: the frozen set on success: what the bitmap held until now.
+ * @error: set to a reason for ti->error on failure.
+ *
+ * The bitmap starts again empty, recording what happens from now on. The
+ * origin must be suspended.
+ *
+ * Context: process context (view ctr), may sleep and do IO.
+ * Return: 0 or a negative errno.
+ */
+int fleece_track_freeze(struct fleece_tracker *t, const char *name,
+			struct fleece_bitmap **frozen, char **error);
+
+/**
+ * fleece_track_end() - end a backup transaction.
+ * @t: the tracker.
+ * @frozen: from fleece_track_freeze().
+ * @commit: true: the backup succeeded, drop the frozen set; false: merge it
+ *	back into its bitmap so the next backup still covers it.
+ *
+ * Context: process context, may sleep and do IO.
+ * Return: 0 or a negative errno (the frozen set is then kept on disk and
+ * merged back at the next activation).
+ */
+int fleece_track_end(struct fleece_tracker *t, struct fleece_bitmap *frozen,
+		     bool commit);
+
+/**
+ * fleece_track_emit_ranges() - page through the set chunks of a bitmap.
+ * @bits: the bitmap.
+ * @nr_chunks: its length.
+ * @start: first chunk to look at.
+ * @max_ranges: most ranges to return.
+ * @result: response buffer.
+ * @maxlen: its size.
+ *
+ * Emits "<next|end> <first>+<count> ...": @next is where the following page
+ * starts, "end" when there is none. A page holds at most @max_ranges ranges
+ * and never overflows @maxlen.
+ *
+ * Context: any; doesn't sleep.
+ */
+void fleece_track_emit_ranges(const unsigned long *bits, u64 nr_chunks,
+			      u64 start, u64 max_ranges, char *result,
+			      unsigned int maxlen);
+
+/**
+ * fleece_track_status() - per-bitmap status fields.
+ * @t: the tracker.
+ * @result: status buffer.
+ * @maxlen: its size.
+ * @sz: its fill, updated.
+ *
+ * Emits " <ok|lost> <#bitmaps> [<name> <dirty_chunks> <frozen_sets>]...".
+ *
+ * Context: process context.
+ */
+void fleece_track_status(struct fleece_tracker *t, char *result,
+			 unsigned int maxlen, unsigned int *sz);
+
+/**
+ * fleece_valid_bitmap_name() - 1 to FLEECE_NAME_MAX of [A-Za-z0-9_.-].
+ * @name: the name.
+ */
+bool fleece_valid_bitmap_name(const char *name);
+
+/**
+ * fleece_count_bits() - set bits of a bitmap of any length.
+ * @bits: the bitmap.
+ * @nr: its length in bits.
+ */
+u64 fleece_count_bits(const unsigned long *bits, u64 nr);
+
+#endif /* DM_FLEECE_TRACK_H */
