@@ -3,6 +3,7 @@
  * dm-fleece module entry: registers the fleece-origin and fleece targets.
  */
 #include <linux/module.h>
+#include <linux/rcupdate.h>
 
 #include "dm-fleece.h"
 
@@ -35,6 +36,8 @@ static void __exit dm_fleece_exit(void)
 {
 	dm_unregister_target(&fleece_view_target);
 	dm_unregister_target(&fleece_origin_target);
+	/* Removed bitmaps are freed by RCU callbacks in this module. */
+	rcu_barrier();
 	fleece_cbw_exit();
 }
 

@@ -22,7 +22,7 @@
 #include "dm-fleece-meta.h"
 
 /* Blocks written per batch of a commit round (pages from the pool). */
-#define ROUND_BLOCKS 64
+#define ROUND_BLOCKS 32
 
 bool fleece_valid_bitmap_name(const char *name)
 {
