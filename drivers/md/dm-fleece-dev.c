@@ -157,8 +157,11 @@ void fleece_dev_put_origin(struct fleece_dev *fd, struct dm_target *ti)
 		list_for_each_entry(s, &fd->sessions, list) {
 			fleece_session_invalidate(s, "fleece-origin removed");
 			s->frozen = NULL;
+			RCU_INIT_POINTER(s->after, NULL);
 		}
 		mutex_unlock(&fd->sessions_lock);
+		/* View reads completing now may still look at the bitmaps. */
+		synchronize_rcu();
 		if (fd->trk)
 			fleece_track_destroy(fd->trk);
 		fd->trk = NULL;
@@ -259,16 +262,36 @@ out:
 int fleece_dev_begin_transaction(struct fleece_dev *fd,
 				 struct fleece_session *s, char **error)
 {
-	struct fleece_bitmap *frozen;
+	struct fleece_bitmap *frozen, *live;
 	int r = -ENODEV;
 
+	if (!s->full) {
+		s->unprotected = kvcalloc(BITS_TO_LONGS(s->nr_chunks),
+					  sizeof(unsigned long), GFP_KERNEL);
+		if (!s->unprotected) {
+			*error = "Cannot allocate session bitmaps";
+			return -ENOMEM;
+		}
+	}
 	mutex_lock(&fleece_devs_lock);
 	if (fd->trk)
-		r = fleece_track_freeze(fd->trk, s->bitmap_name, &frozen, error);
+		r = fleece_track_freeze(fd->trk, s->bitmap_name, &frozen, &live,
+					error);
+	else
+		*error = "No fleece-origin device on this origin";
 	if (!r) {
-		/* Only what changed since the last backup is copied. */
-		bitmap_complement(s->done, frozen->bits, s->nr_chunks);
+		/*
+		 * Only what changed since the last backup is copied. The rest
+		 * is read from the origin and checked against what was
+		 * written since (see view_end_io()).
+		 */
+		if (!s->full) {
+			bitmap_complement(s->done, frozen->bits, s->nr_chunks);
+			bitmap_complement(s->unprotected, frozen->bits,
+					  s->nr_chunks);
+		}
 		s->frozen = frozen;
+		rcu_assign_pointer(s->after, live);
 	}
 	mutex_unlock(&fleece_devs_lock);
 	return r;
@@ -280,11 +303,19 @@ int fleece_dev_end_transaction(struct fleece_dev *fd, struct fleece_session *s,
 	int r = -ENOENT;
 
 	mutex_lock(&fleece_devs_lock);
-	if (fd->trk && s->frozen) {
-		r = fleece_track_end(fd->trk, s->frozen, commit);
-		s->frozen = NULL;
-		s->committed = commit;
+	if (!fd->trk || !s->frozen)
+		goto out;
+	if (commit) {
+		r = s->committed ? -EALREADY : fleece_track_commit(fd->trk, s->frozen);
+		if (!r)
+			s->committed = true;
+		goto out;
 	}
+	/* The session is over: no view IO is in flight any more. */
+	RCU_INIT_POINTER(s->after, NULL);
+	r = fleece_track_release(fd->trk, s->frozen);
+	s->frozen = NULL;
+out:
 	mutex_unlock(&fleece_devs_lock);
 	return r;
 }
@@ -297,8 +328,9 @@ int fleece_dev_emit_changes(struct fleece_dev *fd, struct fleece_session *s,
 
 	mutex_lock(&fleece_devs_lock);
 	if (fd->trk && s->frozen) {
-		fleece_track_emit_ranges(s->frozen->bits, s->nr_chunks, start,
-					 max, result, maxlen);
+		/* A full backup reads everything: its done bits are all clear. */
+		fleece_track_emit_ranges(s->full ? NULL : s->frozen->bits,
+					 s->nr_chunks, start, max, result, maxlen);
 		r = 1;
 	}
 	mutex_unlock(&fleece_devs_lock);

@@ -100,12 +100,6 @@ fail:
 	return NULL;
 }
 
-/* What a bitmap has recorded, durable or not. */
-static const unsigned long *recorded(struct fleece_bitmap *bm)
-{
-	return bm->next ? bm->next : bm->bits;
-}
-
 static struct fleece_bitmap *find_live(struct fleece_tracker *t,
 				       const char *name)
 {
@@ -339,6 +333,11 @@ static int reclaim_frozen(struct fleece_tracker *t, struct fleece_bitmap *frozen
 {
 	struct fleece_bitmap *live = find_live(t, frozen->name);
 
+	if (frozen->committed) {
+		t->slot[frozen->slot] = NULL;
+		bitmap_free_now(frozen);
+		return 0;
+	}
 	if (live) {
 		merge_frozen_into(t, frozen, live);
 		commit_round(t);
@@ -494,6 +493,10 @@ static int msg_clear(struct fleece_tracker *t, struct fleece_bitmap *bm)
 {
 	struct bio *bio;
 
+	/* A view checks its reads against what the bitmap recorded. */
+	if (count_bitmaps(t, bm->name, true))
+		return -EBUSY;
+
 	spin_lock_irq(&t->pend_lock);
 	bitmap_zero(bm->bits, t->nr_chunks);
 	if (bm->next) {
@@ -552,10 +555,15 @@ void fleece_track_emit_ranges(const unsigned long *bits, u64 nr_chunks,
 		return;
 	}
 	while (count < max_ranges) {
-		first = find_next_bit(bits, nr_chunks, first);
+		/* No bitmap: every chunk. */
+		if (bits) {
+			first = find_next_bit(bits, nr_chunks, first);
+			end = find_next_zero_bit(bits, nr_chunks, first);
+		} else {
+			end = nr_chunks;
+		}
 		if (first >= nr_chunks)
 			break;
-		end = find_next_zero_bit(bits, nr_chunks, first);
 		n = snprintf(body + len, maxlen - gap - len, " %llu+%llu",
 			     first, end - first);
 		if (len + n >= maxlen - gap) {
@@ -585,7 +593,7 @@ static int msg_list(struct fleece_tracker *t, char *result,
 		if (!bm || bm->frozen)
 			continue;
 		DMEMIT("%s %llu %s %u\n", bm->name,
-		       fleece_count_bits(recorded(bm), t->nr_chunks),
+		       fleece_count_bits(fleece_bitmap_recorded(bm), t->nr_chunks),
 		       t->meta ? "persistent" : "volatile",
 		       count_bitmaps(t, bm->name, true));
 	}
@@ -647,6 +655,9 @@ int fleece_track_message(struct fleece_tracker *t, unsigned int argc,
 			       bm->name);
 	} else if (!strcmp(cmd, "bitmap_clear") && argc == 2) {
 		r = msg_clear(t, bm);
+		if (r == -EBUSY)
+			DMWARN("bitmap_clear: '%s' has a backup in progress",
+			       bm->name);
 	} else if (!strcmp(cmd, "bitmap_merge") && argc == 3) {
 		src = find_live(t, argv[2]);
 		if (!src) {
@@ -660,7 +671,7 @@ int fleece_track_message(struct fleece_tracker *t, unsigned int argc,
 		    (argc > 3 && (parse_u64(argv[3], &max) || !max))) {
 			r = -EINVAL;
 		} else {
-			fleece_track_emit_ranges(recorded(bm), t->nr_chunks,
+			fleece_track_emit_ranges(fleece_bitmap_recorded(bm), t->nr_chunks,
 						 start, max, result, maxlen);
 			r = 1;
 		}
@@ -678,7 +689,8 @@ out:
  */
 
 int fleece_track_freeze(struct fleece_tracker *t, const char *name,
-			struct fleece_bitmap **frozen, char **error)
+			struct fleece_bitmap **frozen, struct fleece_bitmap **live,
+			char **error)
 {
 	struct fleece_bitmap *old, *fresh;
 	int slot, r;
@@ -729,25 +741,33 @@ int fleece_track_freeze(struct fleece_tracker *t, const char *name,
 	old->next = NULL;
 	old->dirty = NULL;
 	*frozen = old;
+	*live = fresh;
 out:
 	mutex_unlock(&t->lock);
 	return r;
 }
 
-int fleece_track_end(struct fleece_tracker *t, struct fleece_bitmap *frozen,
-		     bool commit)
+int fleece_track_commit(struct fleece_tracker *t, struct fleece_bitmap *frozen)
 {
 	int r;
 
 	mutex_lock(&t->lock);
-	if (commit) {
-		t->slot[frozen->slot] = NULL;
-		sb_set_slot(t, frozen, FLEECE_SLOT_FREE);
-		bitmap_free_now(frozen);
-		r = sb_write(t);
-	} else {
-		r = reclaim_frozen(t, frozen);
-	}
+	sb_set_slot(t, frozen, FLEECE_SLOT_FREE);
+	r = sb_write(t);
+	if (!r)
+		frozen->committed = true;
+	else
+		sb_set_slot(t, frozen, FLEECE_SLOT_FROZEN);
+	mutex_unlock(&t->lock);
+	return r;
+}
+
+int fleece_track_release(struct fleece_tracker *t, struct fleece_bitmap *frozen)
+{
+	int r;
+
+	mutex_lock(&t->lock);
+	r = reclaim_frozen(t, frozen);
 	mutex_unlock(&t->lock);
 	return r;
 }
@@ -765,7 +785,7 @@ void fleece_track_status(struct fleece_tracker *t, char *result,
 		if (!bm || bm->frozen)
 			continue;
 		DMEMIT(" %s %llu %u", bm->name,
-		       fleece_count_bits(recorded(bm), t->nr_chunks),
+		       fleece_count_bits(fleece_bitmap_recorded(bm), t->nr_chunks),
 		       count_bitmaps(t, bm->name, true));
 	}
 	mutex_unlock(&t->lock);

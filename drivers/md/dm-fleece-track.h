@@ -87,6 +87,8 @@ struct fleece_disk_block {
  * @name: NUL-terminated name.
  * @slot: its on-disk slot.
  * @frozen: a frozen set owned by a session, no longer recording.
+ * @committed: (frozen) the backup succeeded; the set is gone from disk and
+ *	stays in memory only until its session ends.
  * @gen: the slot's generation (persistent only).
  * @bits: chunks recorded durably (volatile: recorded).
  * @next: chunks recorded, durably or not yet; a superset of @bits
@@ -99,6 +101,7 @@ struct fleece_bitmap {
 	char name[FLEECE_NAME_MAX + 1];
 	unsigned int slot;
 	bool frozen;
+	bool committed;
 	u64 gen;
 	unsigned long *bits;
 	unsigned long *next;
@@ -216,6 +219,7 @@ int fleece_track_message(struct fleece_tracker *t, unsigned int argc,
  * @t: the tracker.
  * @name: the bitmap.
  * @frozen: the frozen set on success: what the bitmap held until now.
+ * @live: the bitmap recording from now on, valid while @frozen is.
  * @error: set to a reason for ti->error on failure.
  *
  * The bitmap starts again empty, recording what happens from now on. The
@@ -225,25 +229,50 @@ int fleece_track_message(struct fleece_tracker *t, unsigned int argc,
  * Return: 0 or a negative errno.
  */
 int fleece_track_freeze(struct fleece_tracker *t, const char *name,
-			struct fleece_bitmap **frozen, char **error);
+			struct fleece_bitmap **frozen, struct fleece_bitmap **live,
+			char **error);
 
 /**
- * fleece_track_end() - end a backup transaction.
+ * fleece_track_commit() - the backup of a frozen set succeeded.
  * @t: the tracker.
  * @frozen: from fleece_track_freeze().
- * @commit: true: the backup succeeded, drop the frozen set; false: merge it
- *	back into its bitmap so the next backup still covers it.
+ *
+ * The set is dropped from disk; in memory it stays, with its bitmap, until
+ * fleece_track_release(), because the view still uses both.
  *
  * Context: process context, may sleep and do IO.
- * Return: 0 or a negative errno (the frozen set is then kept on disk and
- * merged back at the next activation).
+ * Return: 0 or a negative errno.
  */
-int fleece_track_end(struct fleece_tracker *t, struct fleece_bitmap *frozen,
-		     bool commit);
+int fleece_track_commit(struct fleece_tracker *t, struct fleece_bitmap *frozen);
+
+/**
+ * fleece_track_release() - the session of a frozen set ended.
+ * @t: the tracker.
+ * @frozen: from fleece_track_freeze().
+ *
+ * Not committed: the set is merged back into its bitmap, so the next backup
+ * still covers it. Either way it is freed.
+ *
+ * Context: process context, may sleep and do IO.
+ * Return: 0 or a negative errno (the set then stays on disk and is merged
+ * back at the next activation).
+ */
+int fleece_track_release(struct fleece_tracker *t, struct fleece_bitmap *frozen);
+
+/**
+ * fleece_bitmap_recorded() - the chunks a live bitmap has recorded.
+ * @bm: the bitmap.
+ *
+ * Set before the write they record is issued, durable or not yet.
+ */
+static inline const unsigned long *fleece_bitmap_recorded(struct fleece_bitmap *bm)
+{
+	return bm->next ? bm->next : bm->bits;
+}
 
 /**
  * fleece_track_emit_ranges() - page through the set chunks of a bitmap.
- * @bits: the bitmap.
+ * @bits: the bitmap; NULL stands for one with every bit set.
  * @nr_chunks: its length.
  * @start: first chunk to look at.
  * @max_ranges: most ranges to return.

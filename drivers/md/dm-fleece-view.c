@@ -19,6 +19,7 @@ enum view_source {
 	SRC_ORIGIN,
 	SRC_SCRATCH,
 	SRC_ZERO,
+	SRC_UNPROTECTED,	/* origin, checked when the read completes */
 };
 
 /* Caller holds @chunk in the range lock. */
@@ -31,7 +32,8 @@ static enum view_source chunk_source(struct fleece_session *s, u64 chunk,
 		return SRC_ORIGIN;
 	entry = xa_load(&s->map, chunk);
 	if (!entry)
-		return SRC_ZERO;
+		return s->unprotected && test_bit(chunk, s->unprotected) ?
+		       SRC_UNPROTECTED : SRC_ZERO;
 	*slot = xa_to_value(entry);
 	return SRC_SCRATCH;
 }
@@ -80,6 +82,9 @@ static int view_read_issue(struct fleece_io *io, struct bio *bio, bool in_map)
 		}
 
 		switch (src) {
+		case SRC_UNPROTECTED:
+			io->checked = true;
+			fallthrough;
 		case SRC_ORIGIN:
 			bio_set_dev(piece, s->origin_dev->bdev);
 			atomic64_add(run_end - sector, &s->reads_origin);
@@ -134,6 +139,10 @@ static void view_discard_work(struct work_struct *work)
 		end = s->nr_chunks;
 
 	for (end = min(end, s->nr_chunks); chunk < end; chunk++) {
+		if (s->unprotected && test_and_clear_bit(chunk, s->unprotected)) {
+			atomic64_inc(&s->released);
+			continue;
+		}
 		if (!test_bit(chunk, s->done)) {
 			set_bit(chunk, s->done);
 			atomic64_inc(&s->skipped);
@@ -214,6 +223,7 @@ static int view_map(struct dm_target *ti, struct bio *bio)
 	u64 first, end;
 
 	io->locked = false;
+	io->checked = false;
 	io->session = s;
 	io->fd = fd;
 
@@ -267,6 +277,43 @@ static int view_map(struct dm_target *ti, struct bio *bio)
 	return DM_MAPIO_SUBMITTED;
 }
 
+/*
+ * An incremental view reads chunks outside its frozen set from the origin
+ * without copying them first: they had not changed since the last backup.
+ * The bitmap recording writes since the point in time sets a chunk's bit
+ * before any write to it is issued, so if the bit is still clear once the
+ * read has completed, no write could have changed what the read returned.
+ * If it is set, the data may be newer than the point in time: the read
+ * fails instead of returning it.
+ */
+static bool unprotected_still_valid(struct fleece_session *s,
+				    struct fleece_io *io)
+{
+	const unsigned long *written;
+	struct fleece_bitmap *after;
+	bool valid = true;
+	u64 chunk;
+
+	/* The data read is complete before the bits are looked at. */
+	smp_rmb();
+	rcu_read_lock();
+	after = rcu_dereference(s->after);
+	if (!after) {
+		valid = false;
+		goto out;
+	}
+	written = fleece_bitmap_recorded(after);
+	for (chunk = io->req.start; chunk < io->req.end && valid; chunk++)
+		valid = !(test_bit(chunk, s->unprotected) &&
+			  test_bit(chunk, written));
+out:
+	rcu_read_unlock();
+	if (!valid)
+		DMERR_LIMIT("%s: chunk outside the backup's set was overwritten: read failed",
+			    dm_table_device_name(s->ti->table));
+	return valid;
+}
+
 static int view_end_io(struct dm_target *ti, struct bio *bio,
 		       blk_status_t *error)
 {
@@ -286,6 +333,8 @@ static int view_end_io(struct dm_target *ti, struct bio *bio,
 	if (bio_op(bio) == REQ_OP_READ && !*error &&
 	    test_bit(FLEECE_SESSION_INVALID, &s->flags))
 		*error = BLK_STS_IOERR;
+	if (io->checked && !*error && !unprotected_still_valid(s, io))
+		*error = BLK_STS_IOERR;
 	return DM_ENDIO_DONE;
 }
 
@@ -297,7 +346,7 @@ static int parse_opt_args(struct dm_target *ti, struct dm_arg_set *as,
 			  struct fleece_session *s)
 {
 	static const struct dm_arg _args[] = {
-		{0, 7, "Invalid number of optional arguments"},
+		{0, 8, "Invalid number of optional arguments"},
 	};
 	unsigned int argc;
 	const char *arg;
@@ -314,6 +363,8 @@ static int parse_opt_args(struct dm_target *ti, struct dm_arg_set *as,
 		argc--;
 		if (!strcasecmp(arg, "writable")) {
 			s->writable = true;
+		} else if (!strcasecmp(arg, "full")) {
+			s->full = true;
 		} else if (!strcasecmp(arg, "on_full")) {
 			arg = argc ? dm_shift_arg(as) : "";
 			argc -= !!argc;
@@ -387,7 +438,7 @@ static int register_session(struct dm_target *ti, struct fleece_session *s)
  *   <origin_dev> <scratch_dev> [<#opt_args> <arg>...]
  *
  *   opt args: on_full invalidate|fail_writes, low_water <chunks>, writable,
- *             bitmap <name>
+ *             bitmap <name>, full
  */
 static int view_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 {
@@ -450,6 +501,11 @@ static int view_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 	r = parse_opt_args(ti, &as, s);
 	if (r)
 		goto out_put_scratch;
+	if (s->full && !s->bitmap_name) {
+		ti->error = "Option full needs a bitmap";
+		r = -EINVAL;
+		goto out_put_scratch;
+	}
 
 	if (ti->len > bdev_nr_sectors(obdev)) {
 		ti->error = "View is larger than the origin device";
@@ -522,6 +578,7 @@ out_put_fd:
 out_put_origin:
 	dm_put_device(ti, s->origin_dev);
 out_free:
+	kvfree(s->unprotected);
 	kfree(s->bitmap_name);
 	kfree(s);
 	return r;
@@ -544,6 +601,7 @@ static void view_dtr(struct dm_target *ti)
 
 	/* Not committed: the next incremental must still cover it. */
 	fleece_dev_end_transaction(fd, s, false);
+	kvfree(s->unprotected);
 	kfree(s->bitmap_name);
 
 	fleece_table_free(&s->table);
@@ -588,8 +646,8 @@ static void view_status(struct dm_target *ti, status_type_t type,
 		if (!s->bitmap_name)
 			DMEMIT(" - -");
 		else
-			DMEMIT(" %s %s", s->bitmap_name, s->frozen ? "open" :
-			       s->committed ? "committed" : "ended");
+			DMEMIT(" %s %s", s->bitmap_name, s->committed ? "committed" :
+			       s->frozen ? "open" : "ended");
 		break;
 	case STATUSTYPE_TABLE:
 		DMEMIT("%s", s->table.text);
@@ -617,7 +675,10 @@ static int view_message(struct dm_target *ti, unsigned int argc, char **argv,
 	if (argc == 1 && !strcasecmp(argv[0], "commit")) {
 		r = fleece_dev_end_transaction(s->fd, s, true);
 		if (r == -ENOENT)
-			DMWARN("%s: commit: no open bitmap transaction",
+			DMWARN("%s: commit: no bitmap transaction",
+			       dm_table_device_name(ti->table));
+		else if (r == -EALREADY)
+			DMWARN("%s: commit: already committed",
 			       dm_table_device_name(ti->table));
 		return r;
 	}

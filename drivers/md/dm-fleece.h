@@ -149,8 +149,14 @@ enum {
  * @bs: bioset for splitting view bios between origin, scratch and zeroes.
  * @table: the table line.
  * @bitmap_name: the bitmap this view is an incremental backup of, or NULL.
- * @frozen: that bitmap's frozen set while the transaction is open.
+ * @frozen: that bitmap's frozen set, until the session ends.
+ * @after: the bitmap recording writes since the point in time (RCU: it
+ *	goes away with the fleece-origin); NULL without a transaction.
+ * @unprotected: chunks outside the frozen set: not copied, read from the
+ *	origin and checked against @after when the read completes.
  * @committed: the transaction was committed.
+ * @full: with @bitmap_name: copy every chunk anyway (a full backup that
+ *	starts the bitmap's chain).
  * @copied: chunks copied to scratch since the session began.
  * @preserved: chunks with data in scratch now (in @map).
  * @released: chunks released by discards on the view.
@@ -186,7 +192,10 @@ struct fleece_session {
 	struct fleece_table_line table;
 	char *bitmap_name;
 	struct fleece_bitmap *frozen;
+	struct fleece_bitmap __rcu *after;
+	unsigned long *unprotected;
 	bool committed;
+	bool full;
 
 	atomic64_t copied;
 	atomic64_t preserved;
@@ -205,6 +214,7 @@ struct fleece_session {
  * @locked: @req is held and must be released when the bio ends.
  * @pending: copies (plus one) this bio waits for.
  * @status: first error of those copies.
+ * @checked: a view read that went to the origin for unprotected chunks.
  * @copies_done: what to do once the copies are over.
  */
 struct fleece_io {
@@ -215,6 +225,7 @@ struct fleece_io {
 	bool locked;
 	atomic_t pending;
 	blk_status_t status;
+	bool checked;
 	void (*copies_done)(struct fleece_io *io);
 };
 
@@ -336,17 +347,19 @@ int fleece_dev_begin_transaction(struct fleece_dev *fd,
 				 struct fleece_session *s, char **error);
 
 /**
- * fleece_dev_end_transaction() - commit or abandon a view's transaction.
+ * fleece_dev_end_transaction() - commit a view's transaction, or end it.
  * @fd: the origin state.
  * @s: the session.
- * @commit: drop the frozen set (true) or merge it back (false).
+ * @commit: true: the backup succeeded, drop the frozen set (the view keeps
+ *	working); false: the session ends, merge the frozen set back unless
+ *	it was committed.
  *
- * Does nothing if the transaction is over, or if the fleece-origin went
- * away (the frozen set then stays on disk and is merged back when the
- * origin is activated again).
+ * Does nothing if the fleece-origin went away (the frozen set then stays
+ * on disk and is merged back when the origin is activated again).
  *
  * Context: process context, may sleep and do IO.
- * Return: 0, -ENOENT without an open transaction, or a negative errno.
+ * Return: 0, -ENOENT without a transaction, -EALREADY if committed, or a
+ * negative errno.
  */
 int fleece_dev_end_transaction(struct fleece_dev *fd, struct fleece_session *s,
 			       bool commit);
