@@ -219,6 +219,11 @@ char *fleece_dev_scratch_conflict(struct fleece_dev *fd,
 			why = "Scratch device is the origin of a fleece-origin";
 			break;
 		}
+		if (other->trk && other->trk->meta &&
+		    other->trk->meta->bd_dev == scratch->bd_dev) {
+			why = "Scratch device is the metadata device of a fleece-origin";
+			break;
+		}
 		mutex_lock(&other->sessions_lock);
 		list_for_each_entry(s, &other->sessions, list)
 			if (s->scratch_dev->bdev->bd_dev == scratch->bd_dev)
@@ -274,11 +279,12 @@ int fleece_dev_begin_transaction(struct fleece_dev *fd,
 		}
 	}
 	mutex_lock(&fleece_devs_lock);
-	if (fd->trk)
+	if (!fd->trk) {
+		*error = "No fleece-origin device on this origin";
+	} else {
 		r = fleece_track_freeze(fd->trk, s->bitmap_name, &frozen, &live,
 					error);
-	else
-		*error = "No fleece-origin device on this origin";
+	}
 	if (!r) {
 		/*
 		 * Only what changed since the last backup is copied. The rest
@@ -335,4 +341,15 @@ int fleece_dev_emit_changes(struct fleece_dev *fd, struct fleece_session *s,
 	}
 	mutex_unlock(&fleece_devs_lock);
 	return r;
+}
+
+sector_t fleece_dev_origin_sectors(struct fleece_dev *fd)
+{
+	sector_t len = 0;
+
+	mutex_lock(&fleece_devs_lock);
+	if (fd->trk)
+		len = fd->trk->origin_sectors;
+	mutex_unlock(&fleece_devs_lock);
+	return len;
 }

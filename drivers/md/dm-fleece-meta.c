@@ -88,6 +88,8 @@ int fleece_meta_write_sb(struct fleece_tracker *t)
 	if (r) {
 		DMERR_LIMIT("%pg: superblock write failed: %d", t->meta, r);
 		t->lost = true;
+		/* Retry into the same, damaged copy: never the good one. */
+		sb->seq = cpu_to_le64(seq - 1);
 	}
 	return r;
 }

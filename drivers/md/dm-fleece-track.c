@@ -284,12 +284,17 @@ bool fleece_track_write(struct fleece_tracker *t, struct bio *bio)
 	spin_lock_irqsave(&t->pend_lock, flags);
 	for (i = 0; i < FLEECE_META_SLOTS; i++) {
 		bm = rcu_dereference(t->live[i]);
-		if (!bm)
+		/* Bitmaps that have the bits on disk already need no write. */
+		if (!bm || find_next_zero_bit(bm->bits, end, first) >= end)
 			continue;
-		if (defer)
+		if (defer) {
 			mark_pending(t, bm, first, end);
-		else
-			bitmap_set(bm->bits, first, end - first);
+			continue;
+		}
+		bitmap_set(bm->bits, first, end - first);
+		/* Lost tracking: views still check reads against next. */
+		if (bm->next)
+			bitmap_set(bm->next, first, end - first);
 	}
 	if (defer)
 		bio_list_add(&t->waiting, bio);

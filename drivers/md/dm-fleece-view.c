@@ -506,9 +506,21 @@ static int view_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 		r = -EINVAL;
 		goto out_put_scratch;
 	}
+	/* Unprotected chunks have no point-in-time copy to write over. */
+	if (s->writable && s->bitmap_name && !s->full) {
+		ti->error = "Option writable needs a full view, not an incremental one";
+		r = -EINVAL;
+		goto out_put_scratch;
+	}
 
 	if (ti->len > bdev_nr_sectors(obdev)) {
 		ti->error = "View is larger than the origin device";
+		r = -EINVAL;
+		goto out_put_scratch;
+	}
+	/* Writes beyond the fleece-origin table would not be copied. */
+	if (ti->len > fleece_dev_origin_sectors(s->fd)) {
+		ti->error = "View is larger than the fleece-origin device";
 		r = -EINVAL;
 		goto out_put_scratch;
 	}
@@ -673,6 +685,12 @@ static int view_message(struct dm_target *ti, unsigned int argc, char **argv,
 	int r;
 
 	if (argc == 1 && !strcasecmp(argv[0], "commit")) {
+		/* What an invalid view served cannot count as backed up. */
+		if (test_bit(FLEECE_SESSION_INVALID, &s->flags)) {
+			DMWARN("%s: commit: the view is invalid",
+			       dm_table_device_name(ti->table));
+			return -EIO;
+		}
 		r = fleece_dev_end_transaction(s->fd, s, true);
 		if (r == -ENOENT)
 			DMWARN("%s: commit: no bitmap transaction",

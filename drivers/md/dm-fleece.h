@@ -389,6 +389,18 @@ int fleece_dev_emit_changes(struct fleece_dev *fd, struct fleece_session *s,
 void fleece_origin_resume_bio(void *ctx, struct bio *bio);
 
 /**
+ * fleece_dev_origin_sectors() - length of the fleece-origin tables.
+ * @fd: the origin state.
+ *
+ * Writes beyond it do not pass through fleece-origin: no view may cover
+ * them.
+ *
+ * Context: process context, may sleep.
+ * Return: the length, 0 when no fleece-origin is left.
+ */
+sector_t fleece_dev_origin_sectors(struct fleece_dev *fd);
+
+/**
  * fleece_dev_find() - find the state of a device with a fleece-origin on it.
  * @bd_dev: the origin block device.
  * @bdev: the same; every target holding a reference has it open.
