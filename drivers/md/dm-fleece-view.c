@@ -508,7 +508,7 @@ static int view_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 	}
 	/* Unprotected chunks have no point-in-time copy to write over. */
 	if (s->writable && s->bitmap_name && !s->full) {
-		ti->error = "Option writable needs a full view, not an incremental one";
+		ti->error = "Writable incremental views are not supported";
 		r = -EINVAL;
 		goto out_put_scratch;
 	}
