@@ -108,3 +108,252 @@ dm_cleanup() {
 		done
 	done
 }
+
+# ---- Helpers for the fleece view tests (010-039) ----
+
+# view_create VIEW ORIGIN_DM TABLE: create the view VIEW with TABLE while the
+# fleece-origin device ORIGIN_DM is suspended, so the point in time is exact.
+# ORIGIN_DM is resumed whatever happens; returns dmsetup create's status.
+view_create() {
+	local view=$1 odm=$2 table=$3 r=0
+	dmsetup suspend "$odm"
+	dmsetup create "$view" --table "$table" || r=$?
+	dmsetup resume "$odm"
+	udevadm settle 2>/dev/null || true
+	return $r
+}
+
+# view_stat VIEW FIELD: one field of a fleece view's INFO status. FIELD is
+# state, chunk, used, total, preserved, copied, released, skipped,
+# reads_scratch, reads_origin or inflight. Fails on a short status line.
+view_stat() {
+	dmsetup status "$1" | awk -v f="$2" '
+		$3 != "fleece" || NF < 13 { exit 3 }
+		{
+			split($6, u, "/")
+			v["state"] = $4; v["chunk"] = $5; v["used"] = u[1]; v["total"] = u[2]
+			v["preserved"] = $7; v["copied"] = $8; v["released"] = $9
+			v["skipped"] = $10; v["reads_scratch"] = $11; v["reads_origin"] = $12
+			v["inflight"] = $13
+			if (!(f in v)) exit 2
+			print v[f]
+		}' || fail "status of $1 ('$(dmsetup status "$1" 2>&1)') has no field '$2'"
+}
+
+# origin_sessions ORIGIN_DM: the #sessions field of a fleece-origin status.
+origin_sessions() { dmsetup status "$1" | awk '$3 == "fleece-origin" { print $5 }'; }
+
+# dm_events NAME: the device's dm event counter.
+dm_events() { dmsetup info -c --noheadings -o events "$1" | tr -d ' '; }
+
+# file_sha FILE OFFSET LEN: sha256 of LEN bytes at OFFSET of a regular file.
+file_sha() {
+	dd if="$1" bs=1M iflag=skip_bytes,count_bytes skip="$2" count="$3" status=none |
+		sha256sum | cut -d' ' -f1
+}
+
+# range_sha DEV OFFSET LEN: sha256 of LEN bytes at OFFSET (bytes, 512-byte
+# aligned) of a block device, read with O_DIRECT in 1 MiB requests.
+range_sha() {
+	dd if="$1" bs=1M iflag=direct,skip_bytes,count_bytes skip="$2" count="$3" status=none |
+		sha256sum | cut -d' ' -f1
+}
+
+# dev_cmp DEV OFFSET LEN FILE [FILE_OFFSET]: LEN bytes of DEV at OFFSET (read
+# with O_DIRECT, 512-byte aligned) equal FILE's at FILE_OFFSET (default
+# OFFSET). On a difference or a short read, says where and returns 1.
+# (No process substitution: the test VM has no /dev/fd.)
+dev_cmp() {
+	local dev=$1 off=$2 len=$3 file=$4 foff=${5:-$2} out
+	out=$(dd if="$dev" bs=1M iflag=direct,skip_bytes,count_bytes skip="$off" count="$len" status=none |
+		cmp -n "$len" -i "0:$foff" - "$file" 2>&1) && return 0
+	echo "$dev bytes [$off, +$len) differ from $file at $foff: $out" >&2
+	return 1
+}
+
+# patch_file FILE OFFSET SRC: write SRC's bytes into FILE at OFFSET (bytes),
+# to keep an expected image in step with what was written to a device.
+patch_file() {
+	dd if="$3" of="$1" bs=1M oflag=seek_bytes seek="$2" conv=notrunc status=none
+}
+
+# zero_file FILE OFFSET LEN: zero LEN bytes of FILE at OFFSET.
+zero_file() {
+	head -c "$3" /dev/zero | dd of="$1" bs=1M oflag=seek_bytes seek="$2" conv=notrunc status=none iflag=fullblock
+}
+
+# --- fleecectl tests (04x-fleecectl-*) -------------------------------------
+
+# expect_rc RC CMD...: CMD must exit with RC. Its output is kept in
+# $WORK/stdout and $WORK/stderr.
+expect_rc() {
+	local want=$1 rc=0
+	shift
+	"$@" >"$WORK/stdout" 2>"$WORK/stderr" || rc=$?
+	if [ "$rc" != "$want" ]; then
+		cat "$WORK/stdout" "$WORK/stderr" >&2
+		fail "'$*' exited $rc, expected $want"
+	fi
+}
+
+# expect_err RC REGEX CMD...: CMD must exit with RC and say REGEX (grep -E)
+# on stderr.
+expect_err() {
+	local want=$1 re=$2
+	shift 2
+	expect_rc "$want" "$@"
+	if ! grep -qE -- "$re" "$WORK/stderr"; then
+		cat "$WORK/stderr" >&2
+		fail "'$*' did not say '$re'"
+	fi
+	info "refused (exit $want): $(head -n1 "$WORK/stderr")"
+}
+
+# dm_state NAME: ACTIVE or SUSPENDED.
+dm_state() { dmsetup info "$1" | awk '/^State:/ { print $2 }'; }
+
+# majmin DEV: "major:minor" of a block device (path or symlink).
+majmin() { printf '%d:%d' $(stat -L -c '0x%t 0x%T' "$1"); }
+
+# json_assert FILE EXPR: the JSON in FILE parses and the Python expression
+# EXPR holds for it (as d).
+json_assert() {
+	python3 -c '
+import json, sys
+d = json.load(open(sys.argv[1]))
+if not eval(sys.argv[2]):
+    sys.exit("json_assert failed: " + sys.argv[2] + "\n" + json.dumps(d, indent=1))
+' "$1" "$2" || fail "JSON check failed: $2"
+}
+
+# ---- Helpers for the changed-block bitmap tests (050-059) ----
+
+# ranges_export DEV MAX WORD...: page through the messages
+# "WORD... START MAX" to DEV (e.g. "bitmap_changes daily" to a fleece-origin,
+# "changes" to a view) from START=0 until the cursor says "end"; print each
+# range as "first count", one per line. Fails on an error or a bad cursor.
+ranges_export() {
+	local dev=$1 max=$2 start=0 out next r
+	shift 2
+	while :; do
+		out=$(dmsetup message "$dev" 0 "$@" "$start" "$max") ||
+			{ echo "ranges_export: '$*' $start $max to $dev failed" >&2; return 1; }
+		next=${out%% *}
+		for r in ${out#"$next"}; do
+			echo "${r%+*} ${r#*+}"
+		done
+		[ "$next" = end ] && return 0
+		if ! [[ $next =~ ^[0-9]+$ ]] || [ "$next" -le "$start" ]; then
+			echo "ranges_export: bad cursor '$next' after $start from $dev" >&2
+			return 1
+		fi
+		start=$next
+	done
+}
+
+# bitmap_export ORIGIN_DM NAME [MAX]: every range of a fleece-origin bitmap.
+bitmap_export() { ranges_export "$1" "${3:-65536}" bitmap_changes "$2"; }
+
+# ranges_chunks: "first count" lines on stdin -> one chunk number per line.
+ranges_chunks() { awk '{ for (i = 0; i < $2; i++) print $1 + i }'; }
+
+# bitmap_state ORIGIN_DM: everything the bitmaps of ORIGIN_DM say: the
+# status INFO, bitmap_list, and every bitmap's ranges.
+bitmap_state() {
+	local dev=$1 name list
+	dmsetup status "$dev" || return 1
+	list=$(dmsetup message "$dev" 0 bitmap_list | sort) || return 1
+	echo "$list"
+	for name in $(echo "$list" | cut -d' ' -f1); do
+		echo "== $name"
+		bitmap_export "$dev" "$name" || return 1
+	done
+}
+
+# msg_refused DEV ERRTEXT WORD...: "dmsetup message DEV 0 WORD..." must fail
+# with the errno text ERRTEXT (e.g. "File exists") and leave bitmap_state
+# of ORIGIN_DM (default DEV; set REFUSED_ORIGIN for view messages) as it was.
+msg_refused() {
+	local dev=$1 err=$2
+	shift 2
+	echo "$dev|$err|$*" | msgs_refused "${REFUSED_ORIGIN:-$dev}"
+}
+
+# msgs_refused ORIGIN_DM: msg_refused for every line "DEV|ERRTEXT|WORDS" on
+# stdin, reading the state once before and once after each message.
+msgs_refused() {
+	local odev=$1 dev err words before after out line lines
+	local -a w
+	mapfile -t lines
+	before=$(bitmap_state "$odev") || fail "cannot read the bitmaps of $odev"
+	for line in "${lines[@]}"; do
+		IFS='|' read -r dev err words <<< "$line"
+		[ -n "$dev" ] || continue
+		read -r -a w <<< "$words"
+		if out=$(dmsetup message "$dev" 0 "${w[@]}" 2>&1 < /dev/null); then
+			fail "message '$words' to $dev was accepted (said '$out')"
+		fi
+		case $out in
+		*"$err"*) ;;
+		*) fail "message '$words' to $dev: expected '$err', got '$out'" ;;
+		esac
+		after=$(bitmap_state "$odev" < /dev/null) || fail "cannot read the bitmaps of $odev"
+		if [ "$before" != "$after" ]; then
+			echo "before:"; echo "$before"; echo "after:"; echo "$after"
+			fail "refused message '$words' to $dev changed the bitmaps"
+		fi >&2
+	done
+}
+
+# zero_dev DEV OFFSET LEN: write zeroes over LEN bytes of DEV at OFFSET
+# (bytes, 1 MiB aligned), O_DIRECT.
+zero_dev() {
+	dd if=/dev/zero of="$1" bs=1M seek=$(($2 >> 20)) count=$(($3 >> 20)) \
+		oflag=direct conv=fsync status=none
+}
+
+# meta_block DEV BLOCK: header fields of a 4 KiB metadata block as
+# "magic=.. csum=.. seq=.. gen=.. slot=.. index=.." (bitmap block layout;
+# for a superblock, seq is at another offset: see meta_sb_seq).
+meta_block() {
+	python3 - "$1" "$2" <<'PY'
+import mmap, os, struct, sys
+fd = os.open(sys.argv[1], os.O_RDONLY | os.O_DIRECT)
+buf = mmap.mmap(-1, 4096)
+os.preadv(fd, [buf], int(sys.argv[2]) * 4096)
+b = bytes(buf)
+csum, magic, seq, gen, slot, index = struct.unpack_from("<IIQQII", b, 0)
+print("magic=%08x csum=%08x seq=%d gen=%d slot=%d index=%d zero=%d" %
+      (magic, csum, seq, gen, slot, index, b == bytes(4096)))
+PY
+}
+
+# meta_sb_seq DEV COPY: seq of superblock copy COPY (0 or 1), -1 if its
+# magic is not the superblock's.
+meta_sb_seq() {
+	python3 - "$1" "$2" <<'PY'
+import mmap, os, struct, sys
+fd = os.open(sys.argv[1], os.O_RDONLY | os.O_DIRECT)
+buf = mmap.mmap(-1, 4096)
+os.preadv(fd, [buf], int(sys.argv[2]) * 4096)
+magic, = struct.unpack_from("<I", buf, 4)
+seq, = struct.unpack_from("<Q", buf, 16)
+print(seq if magic == 0x6365656c else -1)
+PY
+}
+
+# meta_flip DEV BLOCK OFFSET [LEN]: invert LEN (default 1) bytes at OFFSET of
+# 4 KiB block BLOCK of DEV, with O_DIRECT so the kernel's next read sees it.
+meta_flip() {
+	python3 - "$1" "$2" "$3" "${4:-1}" <<'PY'
+import mmap, os, sys
+dev, blk, off, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+fd = os.open(dev, os.O_RDWR | os.O_DIRECT)
+buf = mmap.mmap(-1, 4096)
+os.preadv(fd, [buf], blk * 4096)
+for i in range(off, off + n):
+    buf[i] ^= 0xff
+os.pwritev(fd, [buf], blk * 4096)
+os.fsync(fd)
+PY
+}

@@ -86,6 +86,24 @@ struct block_device;
 struct dm_dev;
 struct workqueue_struct;
 
+/* On-disk integer types (little-endian hosts only, as the tests run). */
+typedef uint8_t __u8;
+typedef uint32_t __le32;
+typedef uint64_t __le64;
+#define __packed __attribute__((__packed__))
+#define __rcu
+#ifndef SECTOR_SHIFT
+#define SECTOR_SHIFT 9
+#endif
+
+struct rcu_head {
+	void *kshim_opaque[2];
+};
+
+struct bio_list {
+	struct bio *head, *tail;
+};
+
 /* ---- compiler.h, kernel.h, bits.h ---- */
 
 #ifndef __always_inline		/* glibc has one */

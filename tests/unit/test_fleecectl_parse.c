@@ -1,0 +1,179 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Unit tests for userspace/parse.c: fleece-origin and fleece tables and
+ * status lines, as fleecectl reads and writes them.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "parse.h"
+
+static void test_origin_table(void **state)
+{
+	struct origin_table t;
+	char buf[128];
+
+	(void)state;
+	assert_int_equal(parse_origin_table("254:0 - 128", &t), 0);
+	assert_string_equal(t.origin, "254:0");
+	assert_string_equal(t.meta, "-");
+	assert_int_equal(t.chunk_sectors, 128);
+	assert_int_equal(t.nr_features, 0);
+	assert_int_equal(parse_origin_table("/dev/sdb /dev/sdc 8 0", &t), 0);
+	assert_string_equal(t.meta, "/dev/sdc");
+	assert_int_equal(t.chunk_sectors, 8);
+	assert_int_equal(parse_origin_table("/dev/sdb - 8 1 somefeature", &t), 0);
+	assert_int_equal(t.nr_features, 1);
+
+	assert_int_equal(parse_origin_table("", &t), -EINVAL);
+	assert_int_equal(parse_origin_table("254:0 -", &t), -EINVAL);
+	assert_int_equal(parse_origin_table("254:0 - 24", &t), -EINVAL);
+	assert_int_equal(parse_origin_table("254:0 - x", &t), -EINVAL);
+	assert_int_equal(parse_origin_table("254:0 - 8 2 a", &t), -EINVAL);
+	assert_int_equal(parse_origin_table("254:0 - 8 x", &t), -EINVAL);
+
+	memset(&t, 0, sizeof(t));
+	strcpy(t.origin, "8:16");
+	strcpy(t.meta, "-");
+	t.chunk_sectors = 2048;
+	assert_int_equal(build_origin_table(&t, buf, sizeof(buf)), 0);
+	assert_string_equal(buf, "8:16 - 2048");
+	assert_int_equal(build_origin_table(&t, buf, 6), -ENOSPC);
+}
+
+static void test_origin_status(void **state)
+{
+	struct origin_status s;
+
+	(void)state;
+	assert_int_equal(parse_origin_status("volatile 0", &s), 0);
+	assert_int_equal(s.persistent, 0);
+	assert_int_equal(s.sessions, 0);
+	assert_int_equal(parse_origin_status("persistent 3", &s), 0);
+	assert_int_equal(s.persistent, 1);
+	assert_int_equal(s.sessions, 3);
+	/* Fields appended by later versions are ignored. */
+	assert_int_equal(parse_origin_status("volatile 2 17 foo bar", &s), 0);
+	assert_int_equal(s.sessions, 2);
+
+	assert_int_equal(parse_origin_status("", &s), -EINVAL);
+	assert_int_equal(parse_origin_status("volatile", &s), -EINVAL);
+	assert_int_equal(parse_origin_status("sometimes 1", &s), -EINVAL);
+	assert_int_equal(parse_origin_status("volatile -1", &s), -EINVAL);
+}
+
+static void test_view_table(void **state)
+{
+	struct view_table t;
+	char buf[256];
+
+	(void)state;
+	assert_int_equal(parse_view_table("254:0 254:16", &t), 0);
+	assert_string_equal(t.origin, "254:0");
+	assert_string_equal(t.scratch, "254:16");
+	assert_int_equal(t.on_full, ON_FULL_INVALIDATE);
+	assert_int_equal(t.low_water, 0);
+	assert_int_equal(t.writable, 0);
+
+	assert_int_equal(parse_view_table("/dev/a /dev/b 5 on_full fail_writes low_water 16 writable",
+					  &t), 0);
+	assert_int_equal(t.on_full, ON_FULL_FAIL_WRITES);
+	assert_int_equal(t.low_water, 16);
+	assert_int_equal(t.writable, 1);
+	assert_int_equal(t.nr_unknown, 0);
+	/* Keywords are case-insensitive, as in the kernel. */
+	assert_int_equal(parse_view_table("a b 3 WRITABLE On_Full Invalidate", &t), 0);
+	assert_int_equal(t.writable, 1);
+	assert_int_equal(t.on_full, ON_FULL_INVALIDATE);
+	/* Options a newer kernel may have are counted, not refused. */
+	assert_int_equal(parse_view_table("a b 2 bitmap nightly", &t), 0);
+	assert_int_equal(t.nr_unknown, 2);
+
+	assert_int_equal(parse_view_table("a", &t), -EINVAL);
+	assert_int_equal(parse_view_table("a b 2 writable", &t), -EINVAL);
+	assert_int_equal(parse_view_table("a b 2 on_full maybe", &t), -EINVAL);
+	assert_int_equal(parse_view_table("a b 2 low_water x", &t), -EINVAL);
+
+	memset(&t, 0, sizeof(t));
+	strcpy(t.origin, "254:0");
+	strcpy(t.scratch, "254:16");
+	assert_int_equal(build_view_table(&t, buf, sizeof(buf)), 0);
+	assert_string_equal(buf, "254:0 254:16");
+	t.on_full = ON_FULL_FAIL_WRITES;
+	t.low_water = 16;
+	t.writable = 1;
+	assert_int_equal(build_view_table(&t, buf, sizeof(buf)), 0);
+	assert_string_equal(buf, "254:0 254:16 5 on_full fail_writes low_water 16 writable");
+	t.on_full = ON_FULL_INVALIDATE;
+	t.low_water = 0;
+	assert_int_equal(build_view_table(&t, buf, sizeof(buf)), 0);
+	assert_string_equal(buf, "254:0 254:16 1 writable");
+	assert_int_equal(build_view_table(&t, buf, 10), -ENOSPC);
+
+	/* What build writes, parse reads back. */
+	t.on_full = ON_FULL_FAIL_WRITES;
+	t.low_water = 99;
+	assert_int_equal(build_view_table(&t, buf, sizeof(buf)), 0);
+	{
+		struct view_table u;
+
+		assert_int_equal(parse_view_table(buf, &u), 0);
+		assert_string_equal(u.origin, t.origin);
+		assert_string_equal(u.scratch, t.scratch);
+		assert_int_equal(u.on_full, t.on_full);
+		assert_int_equal(u.low_water, t.low_water);
+		assert_int_equal(u.writable, t.writable);
+	}
+}
+
+static void test_view_status(void **state)
+{
+	struct view_status s;
+
+	(void)state;
+	assert_int_equal(parse_view_status("Active 128 2048/8192 2048 2048 0 0 0 0 0", &s), 0);
+	assert_int_equal(s.active, 1);
+	assert_int_equal(s.chunk_sectors, 128);
+	assert_int_equal(s.scratch_used, 2048);
+	assert_int_equal(s.scratch_total, 8192);
+	assert_int_equal(s.preserved, 2048);
+	assert_int_equal(s.copied, 2048);
+	assert_true(scratch_used_percent(&s) == 25.0);
+
+	assert_int_equal(parse_view_status("Invalid 128 0/8192 0 2048 16384 14336 262144 1835008 3 extra 9",
+					   &s), 0);
+	assert_int_equal(s.active, 0);
+	assert_int_equal(s.released, 16384);
+	assert_int_equal(s.skipped, 14336);
+	assert_int_equal(s.reads_scratch, 262144);
+	assert_int_equal(s.reads_origin, 1835008);
+	assert_int_equal(s.copies_inflight, 3);
+
+	assert_int_equal(parse_view_status("Active 128 2048/8192 2048 2048 0 0 0 0", &s), -EINVAL);
+	assert_int_equal(parse_view_status("Busy 128 0/1 0 0 0 0 0 0 0", &s), -EINVAL);
+	assert_int_equal(parse_view_status("Active 128 0-1 0 0 0 0 0 0 0", &s), -EINVAL);
+	assert_int_equal(parse_view_status("Active 128 0/1 -1 0 0 0 0 0 0", &s), -EINVAL);
+	assert_int_equal(parse_view_status("", &s), -EINVAL);
+
+	memset(&s, 0, sizeof(s));
+	assert_true(scratch_used_percent(&s) == 0.0);
+	assert_string_equal(on_full_name(ON_FULL_FAIL_WRITES), "fail_writes");
+	assert_string_equal(on_full_name(ON_FULL_INVALIDATE), "invalidate");
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_origin_table),
+		cmocka_unit_test(test_origin_status),
+		cmocka_unit_test(test_view_table),
+		cmocka_unit_test(test_view_status),
+	};
+
+	return cmocka_run_group_tests_name("fleecectl_parse", tests, NULL, NULL);
+}

@@ -1,0 +1,349 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * attach and detach: put fleece-origin under a device-mapper device that is
+ * in use (an LVM logical volume, a dm-crypt or linear device, even with a
+ * mounted filesystem) without changing the device applications use.
+ *
+ * attach DMDEV:
+ *   1. create DMDEV-fleece-real with DMDEV's current table (it maps the
+ *      same sectors of the same devices);
+ *   2. load "fleece-origin DMDEV-fleece-real ..." as DMDEV's inactive table;
+ *   3. suspend DMDEV (IO in flight drains, new IO waits);
+ *   4. resume DMDEV: the new table goes live, IO continues through
+ *      fleece-origin onto DMDEV-fleece-real.
+ * detach DMDEV reverses it: DMDEV-fleece-real's table goes back into DMDEV,
+ * and DMDEV-fleece-real is removed.
+ *
+ * Each step that fails undoes the ones before it: the inactive table is
+ * cleared, DMDEV resumed with its old table, DMDEV-fleece-real removed.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/sysmacros.h>
+
+#include "cli.h"
+#include "discover.h"
+#include "dm.h"
+#include "fleecectl.h"
+#include "lock.h"
+#include "origin.h"
+#include "parse.h"
+#include "signals.h"
+#include "util.h"
+
+/*
+ * Make @new_table DMDEV's live table: load, suspend (no freeze: nothing
+ * needs a consistent filesystem here), resume. On failure or a signal before
+ * the resume, DMDEV is left with its old table, active, and no inactive
+ * table. The caller catches signals (sig_catch()). Returns 0 or -1 with the
+ * error printed.
+ */
+static int swap_table(const char *cmd, const char *name,
+		      const struct fdm_table *new_table, unsigned int flags,
+		      uint32_t *cookie)
+{
+	char err[1024];
+	int sig;
+
+	if (sig_caught())
+		goto interrupted_early;
+	if (fdm_load(name, new_table, flags)) {
+		msg_err("%s %s: cannot load the new table: %s", cmd, name, fdm_error());
+		return -1;
+	}
+	if (sig_caught())
+		goto interrupted;
+	if (fdm_suspend(name, 0)) {
+		struct dm_info info;
+
+		snprintf(err, sizeof(err), "%s", fdm_error());
+		fdm_clear(name);
+		if (!fdm_info(name, &info) && info.suspended)
+			fdm_resume(name, 0, cookie);
+		msg_err("%s %s: cannot suspend %s: %s", cmd, name, name, err);
+		return -1;
+	}
+	test_pause_after_suspend(name);
+	if (sig_caught())
+		goto interrupted;
+	if (fdm_resume(name, 0, cookie)) {
+		/* The swap failed: the old table is still there, suspended. */
+		snprintf(err, sizeof(err), "%s", fdm_error());
+		fdm_clear(name);
+		if (fdm_resume(name, 0, cookie))
+			msg_err("%s %s: cannot resume %s with its old table either: %s; "
+				"run 'dmsetup resume %s'", cmd, name, name, fdm_error(), name);
+		msg_err("%s %s: cannot make the new table live: %s", cmd, name, err);
+		return -1;
+	}
+	return 0;
+
+interrupted:
+	fdm_clear(name);
+	if (fdm_resume(name, 0, cookie))
+		msg_err("%s %s: cannot resume %s: %s; run 'dmsetup resume %s'",
+			cmd, name, name, fdm_error(), name);
+interrupted_early:
+	sig = sig_caught();
+	msg_err("%s %s: interrupted by signal %d (%s); %s keeps its old table",
+		cmd, name, sig, strsignal(sig), name);
+	return -1;
+}
+
+static int device_table_checks(const char *cmd, const char *name,
+			       const struct dm_info *info)
+{
+	if (!info->live_table) {
+		msg_err("%s %s: has no live table", cmd, name);
+		return -1;
+	}
+	if (info->inactive_table) {
+		msg_err("%s %s: has an inactive table loaded by another program "
+			"('dmsetup clear %s' drops it)", cmd, name, name);
+		return -1;
+	}
+	if (info->suspended) {
+		msg_err("%s %s: is suspended; resume it first", cmd, name);
+		return -1;
+	}
+	return 0;
+}
+
+int cmd_attach(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "meta", required_argument, NULL, 'm' },
+		{ "chunk-size", required_argument, NULL, 'c' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct origin_table ot = { .chunk_sectors = DEFAULT_CHUNK_BYTES >> 9 };
+	char name[NAME_LEN], real[NAME_LEN], params[2 * PATH_MAX + 64];
+	const char *meta = NULL, *why;
+	struct fdm_table cur, ft;
+	struct dm_info info, rinfo;
+	unsigned int i, flags;
+	uint32_t cookie = 0;
+	uint64_t sectors;
+	dev_t devt, rdevt;
+	int c, rc = EXIT_ERR;
+
+	optind = 0;
+	while ((c = getopt_long(argc, argv, "m:c:h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'm':
+			meta = optarg;
+			break;
+		case 'c':
+			if (parse_chunk_size(optarg, &ot.chunk_sectors, &why))
+				return usage_error(argv[0], "invalid --chunk-size '%s': %s",
+						   optarg, why);
+			break;
+		case 'h':
+			command_usage(argv[0], stdout);
+			return EXIT_OK;
+		default:
+			command_usage(argv[0], stderr);
+			return EXIT_USAGE;
+		}
+	}
+	if (argc - optind != 1)
+		return usage_error(argv[0], "needs DMDEV, a device-mapper device");
+
+	lock_take();
+	if (resolve_dm_arg("attach", argv[optind], name, sizeof(name), &devt))
+		return EXIT_ERR;
+	if (fdm_info(name, &info)) {
+		msg_err("attach %s: %s", name, fdm_error());
+		return EXIT_ERR;
+	}
+	if (device_table_checks("attach", name, &info))
+		return EXIT_ERR;
+	if (strlen(name) + strlen(REAL_SUFFIX) >= NAME_LEN) {
+		msg_err("attach %s: name too long to add '%s' for the device under it",
+			name, REAL_SUFFIX);
+		return EXIT_ERR;
+	}
+	snprintf(real, sizeof(real), "%s%s", name, REAL_SUFFIX);
+
+	/* The table may hold a dm-crypt key: keep it out of freed memory. */
+	if (fdm_table_get(name, &cur, 0, FDM_SECURE)) {
+		msg_err("attach %s: cannot read its table: %s", name, fdm_error());
+		return EXIT_ERR;
+	}
+	for (i = 0; i < cur.n; i++) {
+		if (!strcmp(cur.t[i].type, TARGET_ORIGIN)) {
+			msg_err("attach %s: already a %s device (attached, or made by "
+				"'fleecectl create')", name, TARGET_ORIGIN);
+			goto out_cur;
+		}
+		if (!strcmp(cur.t[i].type, TARGET_VIEW)) {
+			msg_err("attach %s: is a %s view; views cannot have views", name,
+				TARGET_VIEW);
+			goto out_cur;
+		}
+	}
+	if (!cur.n) {
+		msg_err("attach %s: has an empty table", name);
+		goto out_cur;
+	}
+	if (fdm_exists(real)) {
+		msg_err("attach %s: %s exists already (left over from an earlier attach? "
+			"if nothing uses it, 'dmsetup remove %s')", name, real, real);
+		goto out_cur;
+	}
+	sectors = fdm_table_sectors(&cur);
+	flags = FDM_SECURE | (info.read_only ? FDM_READONLY : 0);
+
+	/* From here on a signal rolls back instead of killing fleecectl. */
+	sig_catch();
+
+	/* 1. The device under fleece-origin: DMDEV's table, under a new name. */
+	if (fdm_create(real, &cur, FDM_UDEV_HIDDEN, &cookie, flags)) {
+		msg_err("attach %s: cannot create %s with %s's table: %s", name, real,
+			name, fdm_error());
+		if (fdm_exists(real))
+			fdm_remove(real, &cookie);
+		fdm_udev_wait(&cookie);
+		goto out_cur;
+	}
+	fdm_udev_wait(&cookie);
+	if (fdm_info(real, &rinfo) || !rinfo.exists) {
+		msg_err("attach %s: %s vanished after its creation", name, real);
+		goto out_real;
+	}
+	rdevt = makedev(rinfo.major, rinfo.minor);
+
+	/* 2.-4. fleece-origin over it, swapped in. */
+	if (origin_meta_arg("attach", name, meta, rdevt, &ot))
+		goto out_real;
+	snprintf(ot.origin, sizeof(ot.origin), "%u:%u", major(rdevt), minor(rdevt));
+	if (build_origin_table(&ot, params, sizeof(params)) ||
+	    fdm_table_one(&ft, sectors, TARGET_ORIGIN, params)) {
+		msg_err("attach %s: out of memory", name);
+		goto out_real;
+	}
+	c = swap_table("attach", name, &ft, info.read_only ? FDM_READONLY : 0, &cookie);
+	fdm_table_free(&ft);
+	fdm_udev_wait(&cookie);
+	if (c)
+		goto out_real;
+	rc = EXIT_OK;
+	goto out_cur;
+
+out_real:
+	if (fdm_remove(real, &cookie))
+		msg_err("attach %s: cannot remove %s again: %s", name, real, fdm_error());
+	fdm_udev_wait(&cookie);
+out_cur:
+	sig_restore();
+	fdm_table_free(&cur);
+	return rc;
+}
+
+int cmd_detach(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	char name[NAME_LEN], what[256], views[1024];
+	struct fdm_table rt;
+	struct fl_origin o;
+	struct dm_info info, rinfo;
+	struct fl_scan s;
+	uint32_t cookie = 0;
+	dev_t devt;
+	int c, r;
+
+	optind = 0;
+	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		if (c == 'h') {
+			command_usage(argv[0], stdout);
+			return EXIT_OK;
+		}
+		command_usage(argv[0], stderr);
+		return EXIT_USAGE;
+	}
+	if (argc - optind != 1)
+		return usage_error(argv[0], "needs DMDEV");
+
+	lock_take();
+	if (resolve_dm_arg("detach", argv[optind], name, sizeof(name), &devt))
+		return EXIT_ERR;
+	r = get_origin(name, &o, what, sizeof(what));
+	if (r) {
+		if (r == -EMEDIUMTYPE)
+			msg_err("detach %s: not attached (%s)", name, what);
+		else
+			msg_err("detach %s: %s", name, r == -ENOENT ? "no such device" : fdm_error());
+		return EXIT_ERR;
+	}
+	if (!o.attached || !o.single) {
+		msg_err("detach %s: not attached by fleecectl (its %s is on %s, not on %s%s); "
+			"use 'fleecectl remove' for devices made by 'fleecectl create'",
+			name, TARGET_ORIGIN, o.table.origin, name, REAL_SUFFIX);
+		return EXIT_ERR;
+	}
+	if (!o.have_status) {
+		msg_err("detach %s: cannot read its status: %s", name, fdm_error());
+		return EXIT_ERR;
+	}
+	if (o.status.sessions) {
+		views[0] = '\0';
+		if (!scan_all(&s)) {
+			views_on(&s, o.origin_devt, views, sizeof(views));
+			scan_free(&s);
+		}
+		msg_err("detach %s: %u session%s still use%s it%s%s%s; release %s first",
+			name, o.status.sessions, o.status.sessions == 1 ? "" : "s",
+			o.status.sessions == 1 ? "s" : "",
+			views[0] ? " (views: " : "", views, views[0] ? ")" : "",
+			o.status.sessions == 1 ? "it" : "them");
+		return EXIT_ERR;
+	}
+	if (fdm_info(name, &info) || fdm_info(o.real_name, &rinfo)) {
+		msg_err("detach %s: %s", name, fdm_error());
+		return EXIT_ERR;
+	}
+	if (device_table_checks("detach", name, &info))
+		return EXIT_ERR;
+	if (rinfo.open_count > 1) {
+		msg_err("detach %s: %s is open %d times; only %s should use it", name,
+			o.real_name, rinfo.open_count, name);
+		return EXIT_ERR;
+	}
+	if (fdm_table_get(o.real_name, &rt, 0, FDM_SECURE)) {
+		msg_err("detach %s: cannot read the table of %s: %s", name, o.real_name,
+			fdm_error());
+		return EXIT_ERR;
+	}
+	if (fdm_table_sectors(&rt) != o.sectors) {
+		msg_err("detach %s: %s is %llu sectors, %s %llu; not detaching", name,
+			o.real_name, (unsigned long long)fdm_table_sectors(&rt), name,
+			(unsigned long long)o.sectors);
+		fdm_table_free(&rt);
+		return EXIT_ERR;
+	}
+	sig_catch();
+	r = swap_table("detach", name, &rt, FDM_SECURE | (info.read_only ? FDM_READONLY : 0),
+		       &cookie);
+	fdm_table_free(&rt);
+	fdm_udev_wait(&cookie);
+	if (r) {
+		sig_restore();
+		return EXIT_ERR;
+	}
+	r = fdm_remove(o.real_name, &cookie);
+	fdm_udev_wait(&cookie);
+	sig_restore();
+	if (r) {
+		msg_err("detach %s: %s has its own table again, but %s cannot be removed: %s",
+			name, name, o.real_name, fdm_error());
+		return EXIT_ERR;
+	}
+	return EXIT_OK;
+}

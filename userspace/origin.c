@@ -1,0 +1,217 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * create and remove: a fleece-origin device over a block device nobody uses.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/sysmacros.h>
+
+#include "blockdev.h"
+#include "cli.h"
+#include "discover.h"
+#include "dm.h"
+#include "fleecectl.h"
+#include "lock.h"
+#include "origin.h"
+#include "parse.h"
+#include "util.h"
+
+int origin_meta_arg(const char *cmd, const char *name, const char *meta,
+		    dev_t origin_devt, struct origin_table *t)
+{
+	char why[512];
+	dev_t devt;
+	int r;
+
+	if (!meta) {
+		strcpy(t->meta, "-");
+		return 0;
+	}
+	r = bdev_devt(meta, &devt);
+	if (r) {
+		msg_err("%s %s: metadata device %s: %s", cmd, name, meta,
+			r == -ENOTBLK ? "not a block device" : strerror(-r));
+		return -1;
+	}
+	if (devt == origin_devt) {
+		msg_err("%s %s: the metadata device %s must not be the origin device",
+			cmd, name, meta);
+		return -1;
+	}
+	r = bdev_check_unused(meta, devt, why, sizeof(why));
+	if (r) {
+		msg_err("%s %s: metadata device %s is %s", cmd, name, meta,
+			r == -EBUSY ? why : strerror(-r));
+		return -1;
+	}
+	snprintf(t->meta, sizeof(t->meta), "%u:%u", major(devt), minor(devt));
+	return 0;
+}
+
+int cmd_create(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "meta", required_argument, NULL, 'm' },
+		{ "chunk-size", required_argument, NULL, 'c' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct origin_table t = { .chunk_sectors = DEFAULT_CHUNK_BYTES >> 9 };
+	const char *meta = NULL, *name, *dev, *why;
+	char params[2 * PATH_MAX + 64], reason[512];
+	struct fdm_table tbl;
+	uint32_t cookie = 0;
+	uint64_t bytes;
+	dev_t devt;
+	int c, r;
+
+	optind = 0;
+	while ((c = getopt_long(argc, argv, "m:c:h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'm':
+			meta = optarg;
+			break;
+		case 'c':
+			if (parse_chunk_size(optarg, &t.chunk_sectors, &why))
+				return usage_error(argv[0], "invalid --chunk-size '%s': %s",
+						   optarg, why);
+			break;
+		case 'h':
+			command_usage(argv[0], stdout);
+			return EXIT_OK;
+		default:
+			command_usage(argv[0], stderr);
+			return EXIT_USAGE;
+		}
+	}
+	if (argc - optind != 2)
+		return usage_error(argv[0], "needs NAME and ORIGIN_DEV");
+	name = argv[optind];
+	dev = argv[optind + 1];
+	if (check_new_name(argv[0], name))
+		return EXIT_USAGE;
+
+	lock_take();
+	if (fdm_exists(name)) {
+		msg_err("create %s: a device-mapper device of that name exists", name);
+		return EXIT_ERR;
+	}
+	r = bdev_devt(dev, &devt);
+	if (r) {
+		msg_err("create %s: origin device %s: %s", name, dev,
+			r == -ENOTBLK ? "not a block device" : strerror(-r));
+		return EXIT_ERR;
+	}
+	r = bdev_size(dev, &bytes);
+	if (r || bytes < 512) {
+		msg_err("create %s: origin device %s: %s", name, dev,
+			r ? strerror(-r) : "empty device");
+		return EXIT_ERR;
+	}
+	r = bdev_check_unused(dev, devt, reason, sizeof(reason));
+	if (r) {
+		msg_err("create %s: origin device %s is %s%s", name, dev,
+			r == -EBUSY ? reason : strerror(-r),
+			r == -EBUSY ? "; to put fleece-origin under a device-mapper "
+				      "device that is in use, use 'fleecectl attach'" : "");
+		return EXIT_ERR;
+	}
+	if (origin_meta_arg("create", name, meta, devt, &t))
+		return EXIT_ERR;
+	snprintf(t.origin, sizeof(t.origin), "%u:%u", major(devt), minor(devt));
+	if (build_origin_table(&t, params, sizeof(params)) ||
+	    fdm_table_one(&tbl, bytes >> 9, TARGET_ORIGIN, params)) {
+		msg_err("create %s: out of memory", name);
+		return EXIT_ERR;
+	}
+	r = fdm_create(name, &tbl, 0, &cookie, 0);
+	fdm_udev_wait(&cookie);
+	fdm_table_free(&tbl);
+	if (r) {
+		msg_err("create %s: cannot create the %s device on %s: %s", name,
+			TARGET_ORIGIN, dev, fdm_error());
+		return EXIT_ERR;
+	}
+	printf("/dev/mapper/%s\n", name);
+	return EXIT_OK;
+}
+
+int cmd_remove(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	char name[NAME_LEN], what[256], views[1024];
+	struct fl_origin o;
+	struct fl_scan s;
+	uint32_t cookie = 0;
+	dev_t devt;
+	int c, r;
+
+	optind = 0;
+	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		if (c == 'h') {
+			command_usage(argv[0], stdout);
+			return EXIT_OK;
+		}
+		command_usage(argv[0], stderr);
+		return EXIT_USAGE;
+	}
+	if (argc - optind != 1)
+		return usage_error(argv[0], "needs NAME");
+
+	lock_take();
+	if (resolve_dm_arg("remove", argv[optind], name, sizeof(name), &devt))
+		return EXIT_ERR;
+	r = get_origin(name, &o, what, sizeof(what));
+	if (r) {
+		if (r == -EMEDIUMTYPE)
+			msg_err("remove %s: not a %s device (%s)", name, TARGET_ORIGIN, what);
+		else
+			msg_err("remove %s: %s", name, r == -ENOENT ? "no such device" : fdm_error());
+		return EXIT_ERR;
+	}
+	if (!o.single) {
+		msg_err("remove %s: its table has more than one target; "
+			"fleecectl only removes devices it creates", name);
+		return EXIT_ERR;
+	}
+	if (o.attached) {
+		msg_err("remove %s: attached over %s; use 'fleecectl detach %s'",
+			name, o.real_name, name);
+		return EXIT_ERR;
+	}
+	if (!o.have_status) {
+		msg_err("remove %s: cannot read its status: %s", name, fdm_error());
+		return EXIT_ERR;
+	}
+	if (o.status.sessions) {
+		views[0] = '\0';
+		if (!scan_all(&s)) {
+			views_on(&s, o.origin_devt, views, sizeof(views));
+			scan_free(&s);
+		}
+		msg_err("remove %s: %u session%s still use%s it%s%s%s; release %s first",
+			name, o.status.sessions, o.status.sessions == 1 ? "" : "s",
+			o.status.sessions == 1 ? "s" : "",
+			views[0] ? " (views: " : "", views, views[0] ? ")" : "",
+			o.status.sessions == 1 ? "it" : "them");
+		return EXIT_ERR;
+	}
+	if (o.open_count) {
+		msg_err("remove %s: in use (open %d time%s: mounted, or a program has it open)",
+			name, o.open_count, o.open_count == 1 ? "" : "s");
+		return EXIT_ERR;
+	}
+	r = fdm_remove(name, &cookie);
+	fdm_udev_wait(&cookie);
+	if (r) {
+		msg_err("remove %s: %s", name, fdm_error());
+		return EXIT_ERR;
+	}
+	return EXIT_OK;
+}

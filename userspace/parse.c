@@ -1,0 +1,228 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Tables and status lines of fleece-origin and fleece: parsing, building.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "parse.h"
+#include "util.h"
+
+#define MAX_WORDS 64
+
+/*
+ * Split a copy of @s at spaces into at most MAX_WORDS words. The words point
+ * into @copy, which the caller frees. Returns the number of words, or -1.
+ */
+static int split(const char *s, char **copy, char *words[MAX_WORDS])
+{
+	char *p, *save = NULL;
+	int n = 0;
+
+	*copy = strdup(s ? s : "");
+	if (!*copy)
+		return -1;
+	for (p = strtok_r(*copy, " \t\n", &save); p;
+	     p = strtok_r(NULL, " \t\n", &save)) {
+		if (n == MAX_WORDS)
+			return -1;
+		words[n++] = p;
+	}
+	return n;
+}
+
+static int copy_word(char *dst, size_t len, const char *src)
+{
+	if (strlen(src) >= len)
+		return -EINVAL;
+	strcpy(dst, src);
+	return 0;
+}
+
+static int parse_uint(const char *s, unsigned int *out)
+{
+	uint64_t v;
+
+	if (parse_u64(s, &v) || v > UINT32_MAX)
+		return -EINVAL;
+	*out = (unsigned int)v;
+	return 0;
+}
+
+int parse_origin_table(const char *params, struct origin_table *t)
+{
+	char *copy, *w[MAX_WORDS];
+	int n = split(params, &copy, w), r = -EINVAL;
+
+	memset(t, 0, sizeof(*t));
+	if (n < 3)
+		goto out;
+	if (copy_word(t->origin, sizeof(t->origin), w[0]) ||
+	    copy_word(t->meta, sizeof(t->meta), w[1]) ||
+	    parse_u64(w[2], &t->chunk_sectors) ||
+	    !is_power_of_two(t->chunk_sectors))
+		goto out;
+	if (n > 3 && (parse_uint(w[3], &t->nr_features) ||
+		      t->nr_features != (unsigned int)(n - 4)))
+		goto out;
+	r = 0;
+out:
+	free(copy);
+	return r;
+}
+
+int parse_origin_status(const char *params, struct origin_status *s)
+{
+	char *copy, *w[MAX_WORDS];
+	int n = split(params, &copy, w), r = -EINVAL;
+
+	memset(s, 0, sizeof(*s));
+	if (n < 2)
+		goto out;
+	if (!strcmp(w[0], "persistent"))
+		s->persistent = 1;
+	else if (strcmp(w[0], "volatile"))
+		goto out;
+	if (parse_uint(w[1], &s->sessions))
+		goto out;
+	r = 0;
+out:
+	free(copy);
+	return r;
+}
+
+int parse_view_table(const char *params, struct view_table *t)
+{
+	char *copy, *w[MAX_WORDS];
+	int n = split(params, &copy, w), r = -EINVAL, i;
+	unsigned int nopt;
+
+	memset(t, 0, sizeof(*t));
+	if (n < 2)
+		goto out;
+	if (copy_word(t->origin, sizeof(t->origin), w[0]) ||
+	    copy_word(t->scratch, sizeof(t->scratch), w[1]))
+		goto out;
+	if (n == 2) {
+		r = 0;
+		goto out;
+	}
+	if (parse_uint(w[2], &nopt) || nopt != (unsigned int)(n - 3))
+		goto out;
+	for (i = 3; i < n; i++) {
+		if (!strcasecmp(w[i], "writable")) {
+			t->writable = 1;
+		} else if (!strcasecmp(w[i], "on_full") && i + 1 < n) {
+			i++;
+			if (!strcasecmp(w[i], "invalidate"))
+				t->on_full = ON_FULL_INVALIDATE;
+			else if (!strcasecmp(w[i], "fail_writes"))
+				t->on_full = ON_FULL_FAIL_WRITES;
+			else
+				goto out;
+		} else if (!strcasecmp(w[i], "low_water") && i + 1 < n) {
+			if (parse_u64(w[++i], &t->low_water))
+				goto out;
+		} else {
+			t->nr_unknown++;
+		}
+	}
+	r = 0;
+out:
+	free(copy);
+	return r;
+}
+
+static int parse_i64_nonneg(const char *s, uint64_t *out)
+{
+	/* The kernel prints its atomic64 counters signed. */
+	if (*s == '-')
+		return -EINVAL;
+	return parse_u64(s, out);
+}
+
+int parse_view_status(const char *params, struct view_status *s)
+{
+	char *copy, *w[MAX_WORDS], *slash;
+	int n = split(params, &copy, w), r = -EINVAL;
+	uint64_t *fields[] = { &s->preserved, &s->copied, &s->released,
+			       &s->skipped, &s->reads_scratch, &s->reads_origin,
+			       &s->copies_inflight };
+	unsigned int i;
+
+	memset(s, 0, sizeof(*s));
+	if (n < 10)
+		goto out;
+	if (!strcmp(w[0], "Active"))
+		s->active = 1;
+	else if (strcmp(w[0], "Invalid"))
+		goto out;
+	if (parse_u64(w[1], &s->chunk_sectors))
+		goto out;
+	slash = strchr(w[2], '/');
+	if (!slash)
+		goto out;
+	*slash = '\0';
+	if (parse_u64(w[2], &s->scratch_used) ||
+	    parse_u64(slash + 1, &s->scratch_total))
+		goto out;
+	for (i = 0; i < sizeof(fields) / sizeof(fields[0]); i++)
+		if (parse_i64_nonneg(w[3 + i], fields[i]))
+			goto out;
+	r = 0;
+out:
+	free(copy);
+	return r;
+}
+
+int build_origin_table(const struct origin_table *t, char *buf, size_t len)
+{
+	int n;
+
+	n = snprintf(buf, len, "%s %s %llu", t->origin,
+		     t->meta[0] ? t->meta : "-",
+		     (unsigned long long)t->chunk_sectors);
+	return n < 0 || (size_t)n >= len ? -ENOSPC : 0;
+}
+
+int build_view_table(const struct view_table *t, char *buf, size_t len)
+{
+	char opts[128] = "";
+	unsigned int words = 0;
+	size_t o = 0;
+	int n;
+
+	if (t->on_full == ON_FULL_FAIL_WRITES) {
+		o += (size_t)snprintf(opts + o, sizeof(opts) - o, " on_full fail_writes");
+		words += 2;
+	}
+	if (t->low_water) {
+		o += (size_t)snprintf(opts + o, sizeof(opts) - o, " low_water %llu",
+				      (unsigned long long)t->low_water);
+		words += 2;
+	}
+	if (t->writable) {
+		o += (size_t)snprintf(opts + o, sizeof(opts) - o, " writable");
+		words++;
+	}
+	if (words)
+		n = snprintf(buf, len, "%s %s %u%s", t->origin, t->scratch, words, opts);
+	else
+		n = snprintf(buf, len, "%s %s", t->origin, t->scratch);
+	return n < 0 || (size_t)n >= len ? -ENOSPC : 0;
+}
+
+const char *on_full_name(enum on_full f)
+{
+	return f == ON_FULL_FAIL_WRITES ? "fail_writes" : "invalidate";
+}
+
+double scratch_used_percent(const struct view_status *s)
+{
+	if (!s->scratch_total)
+		return 0.0;
+	return 100.0 * (double)s->scratch_used / (double)s->scratch_total;
+}

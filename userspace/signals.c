@@ -1,0 +1,72 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Signals turned into a flag while a device is suspended.
+ */
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "signals.h"
+#include "util.h"
+
+static const int sigs[] = { SIGINT, SIGTERM, SIGHUP, SIGQUIT };
+#define NR_SIGS (sizeof(sigs) / sizeof(sigs[0]))
+
+static volatile sig_atomic_t caught;
+static struct sigaction saved[NR_SIGS];
+static int installed;
+
+static void handler(int sig)
+{
+	caught = sig;
+}
+
+void sig_catch(void)
+{
+	struct sigaction sa;
+	unsigned int i;
+
+	if (installed)
+		return;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = handler;
+	sigemptyset(&sa.sa_mask);
+	for (i = 0; i < NR_SIGS; i++)
+		sigaddset(&sa.sa_mask, sigs[i]);
+	sa.sa_flags = 0;
+	for (i = 0; i < NR_SIGS; i++)
+		sigaction(sigs[i], &sa, &saved[i]);
+	installed = 1;
+}
+
+void sig_restore(void)
+{
+	unsigned int i;
+
+	if (!installed)
+		return;
+	for (i = 0; i < NR_SIGS; i++)
+		sigaction(sigs[i], &saved[i], NULL);
+	installed = 0;
+}
+
+int sig_caught(void)
+{
+	return caught;
+}
+
+void test_pause_after_suspend(const char *dev)
+{
+	const char *env = getenv("FLEECECTL_TEST_PAUSE_AFTER_SUSPEND");
+	struct timespec step = { 0, 50 * 1000 * 1000 };
+	double end;
+
+	if (!env || !*env)
+		return;
+	msg_err("test: %s suspended; pausing %s s (FLEECECTL_TEST_PAUSE_AFTER_SUSPEND)",
+		dev, env);
+	end = now_seconds() + atof(env);
+	while (!caught && now_seconds() < end)
+		nanosleep(&step, NULL);
+}

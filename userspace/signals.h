@@ -1,0 +1,29 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * Signals during operations that must not stop half-way.
+ *
+ * Between suspending a device and resuming it, SIGINT, SIGTERM, SIGHUP and
+ * SIGQUIT must not kill fleecectl: a suspended origin blocks every writer
+ * and a frozen filesystem stays frozen. sig_catch() makes them set a flag
+ * instead; the operation checks sig_caught() at each step, rolls back what
+ * it did if it has not finished, and resumes the device.
+ */
+#ifndef FLEECECTL_SIGNALS_H
+#define FLEECECTL_SIGNALS_H
+
+/* Catch the signals above (no SA_RESTART: sleeps end early). */
+void sig_catch(void);
+/* Back to the actions they had before sig_catch(). */
+void sig_restore(void);
+/* The signal caught since sig_catch(), or 0. */
+int sig_caught(void);
+
+/*
+ * Tests only: with FLEECECTL_TEST_PAUSE_AFTER_SUSPEND=SECONDS in the
+ * environment, sleep that long right after suspending @dev (ending early
+ * when a signal is caught), so that a test can signal fleecectl while the
+ * device is suspended.
+ */
+void test_pause_after_suspend(const char *dev);
+
+#endif

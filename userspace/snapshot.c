@@ -1,0 +1,432 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * snapshot and release: start and end a session (a fleece view).
+ *
+ * snapshot suspends the fleece-origin device (which drains its writes and
+ * freezes a mounted filesystem), creates the view, and resumes the origin.
+ * Whatever fails or whatever signal arrives in between, the origin is
+ * resumed and no view is left behind.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/sysmacros.h>
+
+#include "blockdev.h"
+#include "cli.h"
+#include "discover.h"
+#include "dm.h"
+#include "fleecectl.h"
+#include "lock.h"
+#include "parse.h"
+#include "signals.h"
+#include "util.h"
+
+struct snap_opts {
+	const char *scratch;
+	const char *view;
+	const char *low_water;
+	enum on_full on_full;
+	int writable;
+	int lockfs;
+};
+
+/* --low-water: a number of chunks, or a size (64M) turned into chunks. */
+static int parse_low_water(const char *s, uint64_t chunk_sectors, uint64_t *chunks)
+{
+	uint64_t bytes, chunk = chunk_sectors << 9;
+
+	if (!parse_u64(s, chunks))
+		return 0;
+	if (parse_size(s, &bytes))
+		return -EINVAL;
+	*chunks = bytes / chunk + !!(bytes % chunk);
+	return 0;
+}
+
+/* The scratch device: a block device nobody uses, not the origin. */
+static int check_scratch(const char *name, const struct fl_origin *o,
+			 const char *scratch, dev_t *devt)
+{
+	char why[512];
+	uint64_t bytes;
+	int r;
+
+	r = bdev_devt(scratch, devt);
+	if (r) {
+		msg_err("snapshot %s: scratch device %s: %s", name, scratch,
+			r == -ENOTBLK ? "not a block device" : strerror(-r));
+		return -1;
+	}
+	if (*devt == o->devt || *devt == o->origin_devt ||
+	    (o->meta_devt && *devt == o->meta_devt)) {
+		msg_err("snapshot %s: scratch device %s is the %s", name, scratch,
+			*devt == o->devt ? "fleece-origin device itself" :
+			*devt == o->origin_devt ? "origin device" : "metadata device");
+		return -1;
+	}
+	r = bdev_check_unused(scratch, *devt, why, sizeof(why));
+	if (r) {
+		msg_err("snapshot %s: scratch device %s is %s; its contents would be overwritten",
+			name, scratch, r == -EBUSY ? why : strerror(-r));
+		return -1;
+	}
+	r = bdev_size(scratch, &bytes);
+	if (r) {
+		msg_err("snapshot %s: scratch device %s: %s", name, scratch, strerror(-r));
+		return -1;
+	}
+	if (bytes < (o->table.chunk_sectors << 9)) {
+		char sz[32];
+
+		format_size(o->table.chunk_sectors << 9, sz, sizeof(sz));
+		msg_err("snapshot %s: scratch device %s is smaller than one chunk (%s)",
+			name, scratch, sz);
+		return -1;
+	}
+	return 0;
+}
+
+/* Another fleece-origin device on the same origin device, if any. */
+static int other_origin(const struct fl_origin *o, char *other, size_t len)
+{
+	struct fl_scan s;
+	unsigned int i;
+	int found = 0;
+
+	if (scan_all(&s))
+		return 0;
+	for (i = 0; i < s.nr_origins; i++)
+		if (s.origins[i].origin_devt == o->origin_devt &&
+		    strcmp(s.origins[i].name, o->name)) {
+			snprintf(other, len, "%s", s.origins[i].name);
+			found = 1;
+			break;
+		}
+	scan_free(&s);
+	return found;
+}
+
+static int pick_view_name(const char *name, const char *given, char *out, size_t len)
+{
+	unsigned int n;
+
+	if (given) {
+		if (check_new_name("snapshot", given))
+			return -1;
+		if (fdm_exists(given)) {
+			msg_err("snapshot %s: a device named %s exists already", name, given);
+			return -1;
+		}
+		snprintf(out, len, "%s", given);
+		return 0;
+	}
+	for (n = 0; n < 1000; n++) {
+		if ((size_t)snprintf(out, len, "%s%s%u", name, SNAP_SUFFIX, n) >= len ||
+		    strlen(out) >= NAME_LEN) {
+			msg_err("snapshot %s: name too long for a view name; give one with --view",
+				name);
+			return -1;
+		}
+		if (!fdm_exists(out))
+			return 0;
+	}
+	msg_err("snapshot %s: no free view name %s%s0..999; give one with --view",
+		name, name, SNAP_SUFFIX);
+	return -1;
+}
+
+/* Resume the origin, once more if the first try fails. */
+static int resume_origin(const char *name, uint32_t *cookie)
+{
+	if (!fdm_resume(name, 0, cookie))
+		return 0;
+	msg_err("snapshot %s: resume failed (%s); trying again", name, fdm_error());
+	if (!fdm_resume(name, 0, cookie))
+		return 0;
+	msg_err("snapshot %s: cannot resume %s: %s; it is still suspended: "
+		"run 'dmsetup resume %s'", name, name, fdm_error(), name);
+	return -1;
+}
+
+/*
+ * Suspend NAME, create the view VNAME with table @tbl, resume NAME. On any
+ * failure or signal: no view, NAME resumed. Returns an exit code.
+ */
+static int take_view(const char *name, const char *vname, const struct fdm_table *tbl,
+		     int lockfs)
+{
+	uint32_t cookie = 0;
+	struct dm_info info;
+	char err[1024];
+	int sig, rc = EXIT_ERR;
+
+	sig_catch();
+	if (sig_caught())
+		goto interrupted_early;
+	if (fdm_suspend(name, lockfs)) {
+		snprintf(err, sizeof(err), "%s", fdm_error());
+		/* A suspend interrupted half-way is undone by the kernel; check. */
+		if (!fdm_info(name, &info) && info.suspended)
+			resume_origin(name, &cookie);
+		fdm_udev_wait(&cookie);
+		sig_restore();
+		msg_err("snapshot %s: cannot suspend %s: %s", name, name, err);
+		return EXIT_ERR;
+	}
+	test_pause_after_suspend(name);
+	if (sig_caught())
+		goto rollback;
+
+	if (fdm_create(vname, tbl, FDM_UDEV_VIEW, &cookie, 0)) {
+		snprintf(err, sizeof(err), "%s", fdm_error());
+		/* libdevmapper removes a device whose table failed; make sure. */
+		if (fdm_exists(vname))
+			fdm_remove(vname, &cookie);
+		resume_origin(name, &cookie);
+		fdm_udev_wait(&cookie);
+		sig_restore();
+		msg_err("snapshot %s: cannot create the view %s: %s", name, vname, err);
+		return EXIT_ERR;
+	}
+	if (sig_caught()) {
+		fdm_remove(vname, &cookie);
+		goto rollback;
+	}
+	if (resume_origin(name, &cookie)) {
+		/* Never leave a view whose origin we could not bring back. */
+		fdm_remove(vname, &cookie);
+		fdm_udev_wait(&cookie);
+		sig_restore();
+		return EXIT_ERR;
+	}
+	/* Done: a signal from now on comes after a complete snapshot. */
+	fdm_udev_wait(&cookie);
+	sig_restore();
+	printf("/dev/mapper/%s\n", vname);
+	return EXIT_OK;
+
+rollback:
+	sig = sig_caught();
+	if (resume_origin(name, &cookie))
+		rc = EXIT_ERR;
+	fdm_udev_wait(&cookie);
+	sig_restore();
+	msg_err("snapshot %s: interrupted by signal %d (%s); %s resumed, no view created",
+		name, sig, strsignal(sig), name);
+	return rc;
+
+interrupted_early:
+	sig = sig_caught();
+	sig_restore();
+	msg_err("snapshot %s: interrupted by signal %d (%s) before suspending; nothing done",
+		name, sig, strsignal(sig));
+	return EXIT_ERR;
+}
+
+int cmd_snapshot(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "scratch", required_argument, NULL, 's' },
+		{ "on-full", required_argument, NULL, 'f' },
+		{ "low-water", required_argument, NULL, 'l' },
+		{ "writable", no_argument, NULL, 'w' },
+		{ "view", required_argument, NULL, 'n' },
+		{ "nolockfs", no_argument, NULL, 'L' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct snap_opts so = { .on_full = ON_FULL_INVALIDATE, .lockfs = 1 };
+	char name[NAME_LEN], vname[NAME_LEN], what[256], other[NAME_LEN];
+	char params[2 * PATH_MAX + 128];
+	struct view_table vt;
+	struct fdm_table tbl;
+	struct fl_origin o;
+	dev_t devt, sdevt;
+	int c, r;
+
+	optind = 0;
+	while ((c = getopt_long(argc, argv, "s:f:l:wn:h", opts, NULL)) != -1) {
+		switch (c) {
+		case 's':
+			so.scratch = optarg;
+			break;
+		case 'f':
+			if (!strcasecmp(optarg, "invalidate"))
+				so.on_full = ON_FULL_INVALIDATE;
+			else if (!strcasecmp(optarg, "fail-writes") ||
+				 !strcasecmp(optarg, "fail_writes"))
+				so.on_full = ON_FULL_FAIL_WRITES;
+			else
+				return usage_error(argv[0], "invalid --on-full '%s': "
+						   "use invalidate or fail-writes", optarg);
+			break;
+		case 'l':
+			so.low_water = optarg;
+			break;
+		case 'w':
+			so.writable = 1;
+			break;
+		case 'n':
+			so.view = optarg;
+			break;
+		case 'L':
+			so.lockfs = 0;
+			break;
+		case 'h':
+			command_usage(argv[0], stdout);
+			return EXIT_OK;
+		default:
+			command_usage(argv[0], stderr);
+			return EXIT_USAGE;
+		}
+	}
+	if (argc - optind != 1)
+		return usage_error(argv[0], "needs NAME, the fleece-origin device");
+	if (!so.scratch)
+		return usage_error(argv[0], "--scratch DEV is required: the device that "
+				   "keeps the view's preserved chunks");
+
+	lock_take();
+	if (resolve_dm_arg("snapshot", argv[optind], name, sizeof(name), &devt))
+		return EXIT_ERR;
+	r = get_origin(name, &o, what, sizeof(what));
+	if (r) {
+		if (r == -EMEDIUMTYPE)
+			msg_err("snapshot %s: not a %s device (%s)", name, TARGET_ORIGIN, what);
+		else
+			msg_err("snapshot %s: %s", name, r == -ENOENT ? "no such device" : fdm_error());
+		return EXIT_ERR;
+	}
+	if (!o.single) {
+		msg_err("snapshot %s: its table has more than the %s target; "
+			"fleecectl snapshots single-target %s devices", name,
+			TARGET_ORIGIN, TARGET_ORIGIN);
+		return EXIT_ERR;
+	}
+	if (!o.origin_devt) {
+		msg_err("snapshot %s: cannot find its origin device '%s'", name, o.table.origin);
+		return EXIT_ERR;
+	}
+	if (o.suspended) {
+		msg_err("snapshot %s: already suspended (by another program?); "
+			"it must be active to take a snapshot", name);
+		return EXIT_ERR;
+	}
+	if (o.have_status && o.status.sessions >= MAX_SESSIONS) {
+		msg_err("snapshot %s: already has %u sessions, the most an origin can have",
+			name, o.status.sessions);
+		return EXIT_ERR;
+	}
+	if (other_origin(&o, other, sizeof(other))) {
+		msg_err("snapshot %s: %s is another %s on the same origin device; "
+			"fleecectl snapshots origins that have one", name, other, TARGET_ORIGIN);
+		return EXIT_ERR;
+	}
+
+	memset(&vt, 0, sizeof(vt));
+	vt.on_full = so.on_full;
+	vt.writable = so.writable;
+	if (so.low_water && parse_low_water(so.low_water, o.table.chunk_sectors,
+					    &vt.low_water))
+		return usage_error(argv[0], "invalid --low-water '%s': a number of chunks "
+				   "or a size", so.low_water);
+	if (check_scratch(name, &o, so.scratch, &sdevt))
+		return EXIT_ERR;
+	if (pick_view_name(name, so.view, vname, sizeof(vname)))
+		return EXIT_ERR;
+
+	snprintf(vt.origin, sizeof(vt.origin), "%u:%u", major(o.origin_devt),
+		 minor(o.origin_devt));
+	snprintf(vt.scratch, sizeof(vt.scratch), "%u:%u", major(sdevt), minor(sdevt));
+	if (build_view_table(&vt, params, sizeof(params)) ||
+	    fdm_table_one(&tbl, o.sectors, TARGET_VIEW, params)) {
+		msg_err("snapshot %s: out of memory", name);
+		return EXIT_ERR;
+	}
+	r = take_view(name, vname, &tbl, so.lockfs);
+	fdm_table_free(&tbl);
+	return r;
+}
+
+/*
+ * How a session ends. Without changed-block bitmaps both are a plain end.
+ * Once views can carry a bitmap, --commit will tell the kernel that the
+ * backup succeeded (the bitmap's changes are then forgotten) before the view
+ * is removed, and --abort will keep them for the next backup.
+ */
+enum release_mode {
+	RELEASE_DEFAULT,
+	RELEASE_COMMIT,
+	RELEASE_ABORT,
+};
+
+int cmd_release(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "commit", no_argument, NULL, 'c' },
+		{ "abort", no_argument, NULL, 'a' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	enum release_mode mode = RELEASE_DEFAULT;
+	char name[NAME_LEN], what[256];
+	struct fl_view v;
+	uint32_t cookie = 0;
+	dev_t devt;
+	int c, r;
+
+	optind = 0;
+	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'c':
+		case 'a':
+			if (mode != RELEASE_DEFAULT)
+				return usage_error(argv[0], "--commit and --abort exclude each other");
+			mode = c == 'c' ? RELEASE_COMMIT : RELEASE_ABORT;
+			break;
+		case 'h':
+			command_usage(argv[0], stdout);
+			return EXIT_OK;
+		default:
+			command_usage(argv[0], stderr);
+			return EXIT_USAGE;
+		}
+	}
+	if (argc - optind != 1)
+		return usage_error(argv[0], "needs VIEW");
+
+	lock_take();
+	if (resolve_dm_arg("release", argv[optind], name, sizeof(name), &devt))
+		return EXIT_ERR;
+	r = get_view(name, &v, what, sizeof(what));
+	if (r) {
+		if (r == -EMEDIUMTYPE)
+			msg_err("release %s: not a %s view (%s)", name, TARGET_VIEW, what);
+		else
+			msg_err("release %s: %s", name, r == -ENOENT ? "no such device" : fdm_error());
+		return EXIT_ERR;
+	}
+	if (!v.single) {
+		msg_err("release %s: its table has more than the %s target; "
+			"fleecectl releases the views it creates", name, TARGET_VIEW);
+		return EXIT_ERR;
+	}
+	/* Changed-block bitmaps: commit or abort here, before the view goes. */
+	(void)mode;
+
+	r = fdm_remove(name, &cookie);
+	fdm_udev_wait(&cookie);
+	if (r) {
+		if (fdm_errno() == EBUSY)
+			msg_err("release %s: in use (mounted, or a program has it open); "
+				"the session goes on", name);
+		else
+			msg_err("release %s: %s", name, fdm_error());
+		return EXIT_ERR;
+	}
+	return EXIT_OK;
+}

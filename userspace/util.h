@@ -1,0 +1,69 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * Messages, number and size parsing, size formatting, clocks. No
+ * libdevmapper here: the unit tests link this file alone.
+ */
+#ifndef FLEECECTL_UTIL_H
+#define FLEECECTL_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+extern int verbose;
+
+/* "fleecectl: " + message + newline, on stderr. */
+void msg_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* "fleecectl: warning: " + message + newline, on stderr. */
+void msg_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Like msg_err, only with -v. */
+void msg_verbose(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/*
+ * A decimal number without sign, suffix or surrounding space.
+ * Returns 0, or -EINVAL (not a number) / -ERANGE (too large).
+ */
+int parse_u64(const char *s, uint64_t *out);
+
+/*
+ * A size in bytes: a decimal number with an optional unit, case-insensitive:
+ *   (none) or B        bytes
+ *   S                  512-byte sectors
+ *   K, M, G, T, P      binary multiples (KiB ...), optionally followed by
+ *                      "iB" or "B": 64K = 64k = 64KiB = 64KB = 65536
+ * Returns 0, -EINVAL (not a size) or -ERANGE (does not fit in 64 bits).
+ */
+int parse_size(const char *s, uint64_t *bytes);
+
+/*
+ * A chunk size for fleece-origin: a size (see parse_size) that is a power
+ * of two from 4 KiB to 1 GiB. Gives it in 512-byte sectors. On error
+ * returns -EINVAL and points *why at the reason.
+ */
+int parse_chunk_size(const char *s, uint64_t *sectors, const char **why);
+
+/* "major:minor" in decimal. Returns 0 or -EINVAL. */
+int parse_devt(const char *s, dev_t *out);
+
+/*
+ * Human size with a binary unit: 0 B, 512 B, 64 KiB, 1.5 MiB, 1.0 GiB.
+ * Whole multiples print without a decimal ("64 KiB"), others with one.
+ */
+void format_size(uint64_t bytes, char *buf, size_t len);
+
+/* The same, compact as in a table: 64K, 1.5M, 1G, 512B. */
+void format_size_short(uint64_t bytes, char *buf, size_t len);
+
+/* Seconds as "1:02:03" or "2:03". */
+void format_duration(double seconds, char *buf, size_t len);
+
+/* Copy a string, cut to fit (always terminated when len > 0). */
+void str_copy(char *dst, size_t len, const char *src);
+
+/* Monotonic time in seconds. */
+double now_seconds(void);
+
+/* 1 if v is a power of two (and not 0). */
+int is_power_of_two(uint64_t v);
+
+#endif
