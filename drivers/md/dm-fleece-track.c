@@ -206,6 +206,9 @@ static void commit_round(struct fleece_tracker *t)
 	struct bio *bio;
 
 	lockdep_assert_held(&t->lock);
+	/* In memory only: nothing is ever written or waiting. */
+	if (!t->meta)
+		return;
 	bio_list_init(&bios);
 	spin_lock_irq(&t->pend_lock);
 	bio_list_merge(&bios, &t->waiting);
@@ -345,7 +348,8 @@ static int reclaim_frozen(struct fleece_tracker *t, struct fleece_bitmap *frozen
 	}
 	if (live) {
 		merge_frozen_into(t, frozen, live);
-		commit_round(t);
+		if (t->meta)
+			commit_round(t);
 		if (t->lost)
 			return -EIO;
 	}
