@@ -177,12 +177,13 @@ static int load_slot(struct fleece_tracker *t, struct fleece_bitmap *bm,
 	unsigned int words = FLEECE_BITS_PER_BLOCK / 64;
 	struct fleece_disk_block *b = buf;
 	u64 i, w, best_seq;
-	int r, c, best, corrupt;
+	int r, c, best, corrupt, damaged;
 
 	for (i = 0; i < t->nr_blocks; i++) {
 		best = -1;
 		best_seq = 0;
 		corrupt = 0;
+		damaged = -1;
 		for (c = 0; c < 2; c++) {
 			r = meta_io(t->meta, block_sector(t, bm->slot, i, c), buf,
 				    REQ_OP_READ);
@@ -195,6 +196,7 @@ static int load_slot(struct fleece_tracker *t, struct fleece_bitmap *bm,
 				if (le32_to_cpu(b->slot) != bm->slot ||
 				    le32_to_cpu(b->index) != i) {
 					corrupt++;
+					damaged = c;
 					break;
 				}
 				if (le64_to_cpu(b->gen) == bm->gen &&
@@ -208,13 +210,22 @@ static int load_slot(struct fleece_tracker *t, struct fleece_bitmap *bm,
 				break;
 			default:
 				corrupt++;
+				damaged = c;
 			}
 		}
 		if (corrupt == 2) {
 			*error = "Metadata bitmap block checksum mismatch";
 			return -EILSEQ;
 		}
-		bm->copy[i] = best < 0 ? 1 : best;
+		/*
+		 * The next write goes to the copy not holding the newest
+		 * data; with none of this generation, to a damaged copy, so
+		 * the intact one survives another torn write.
+		 */
+		if (best >= 0)
+			bm->copy[i] = best;
+		else
+			bm->copy[i] = damaged >= 0 ? !damaged : 1;
 		if (best < 0)
 			continue;
 		if (best != 1) {
