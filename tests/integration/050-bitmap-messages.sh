@@ -7,8 +7,10 @@
 #   chunk-straddling and multi-chunk writes, discards, write-zeroes; reads
 #   and flushes record nothing; every live bitmap records every write;
 # - paging with any MAX yields the same ranges as one call;
-# - a view with "bitmap NAME" freezes NAME (EBUSY for bitmap_remove), and
-#   merges the frozen set back when removed without commit;
+# - a view with "bitmap NAME" freezes NAME (bitmap_remove and bitmap_clear:
+#   EBUSY); "changes" lists the frozen set; removed without commit, the set
+#   is merged back; committed (twice: EALREADY), it is dropped; a plain view
+#   has no transaction (ENOENT); a "full" one lists every chunk;
 # - the same holds with bitmaps in memory ('-', status "volatile"): run by
 #   053-bitmap-messages-volatile.sh as "050-bitmap-messages.sh volatile";
 # - with a metadata device, removing and recreating the fleece-origin keeps
@@ -20,7 +22,6 @@ CB=$((CH * 512))
 sz=$(dev_sectors $ORIGIN)
 last=$((sz / CH - 1))
 dev=/dev/mapper/t050
-view=/dev/mapper/t050v
 
 EINVAL="Invalid argument"
 ENOENT="No such file or directory"
