@@ -11,6 +11,9 @@
 #                       bitmap_clear b, print REF-DONE, start heavy writes on
 #                       the fleece-origin, print LOAD-START, and wait to be
 #                       killed by the host.
+#   FLEECE_PC_TXN=1     before the load, write 4 MiB and open a backup
+#                       transaction on b (a view with "bitmap b", scratch on
+#                       the disk "scratch"), so the cut finds a frozen set.
 set -u
 top=$(cd "$(dirname "$0")/../.." && pwd)
 O=/dev/disk/by-id/virtio-origin
@@ -92,6 +95,22 @@ dd if=/dev/mapper/pc of=$R bs=1M iflag=direct oflag=direct status=none || { echo
 sync
 dmsetup message pc 0 bitmap_clear b
 echo REF-DONE
+
+# With FLEECE_PC_TXN=1 the power goes while a backup transaction is open:
+# after some writes (recorded in b), a view with "bitmap b" freezes them.
+# Activation must merge the frozen set back into b, so the check above
+# still holds: what changed since ref is in the frozen set or in the new b.
+if [ "${FLEECE_PC_TXN:-0}" = 1 ]; then
+	fio --output=/dev/null --filename=/dev/mapper/pc --name=burst --rw=randwrite --bs=64k \
+		--direct=1 --io_size=4M --randrepeat=0 --randseed=$RANDOM
+	dmsetup suspend pc
+	dmsetup create pcv --table "0 $sz fleece $O /dev/disk/by-id/virtio-scratch 2 bitmap b" ||
+		{ dmsetup resume pc; echo "cannot create the view"; exit 1; }
+	dmsetup resume pc
+	st=$(dmsetup status pc)
+	[[ $st == *" b 0 1" ]] || { echo "no open transaction on b: $st"; exit 1; }
+	echo TXN-OPEN
+fi
 
 # Heavy writes until the power goes: random 4 KiB and 64 KiB, direct with
 # queue depth 16 and buffered with fsyncs, discards and write-zeroes. Rates
