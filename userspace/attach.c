@@ -142,12 +142,8 @@ int cmd_attach(int argc, char **argv)
 				return usage_error(argv[0], "invalid --chunk-size '%s': %s",
 						   optarg, why);
 			break;
-		case 'h':
-			command_usage(argv[0], stdout);
-			return EXIT_OK;
 		default:
-			command_usage(argv[0], stderr);
-			return EXIT_USAGE;
+			return option_end(c, argv[0]);
 		}
 	}
 	if (argc - optind != 1)
@@ -246,10 +242,6 @@ out_cur:
 
 int cmd_detach(int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
-	};
 	char name[NAME_LEN], what[256], views[1024];
 	struct fdm_table rt;
 	struct fl_origin o;
@@ -259,15 +251,9 @@ int cmd_detach(int argc, char **argv)
 	dev_t devt;
 	int c, r;
 
-	optind = 0;
-	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-		if (c == 'h') {
-			command_usage(argv[0], stdout);
-			return EXIT_OK;
-		}
-		command_usage(argv[0], stderr);
-		return EXIT_USAGE;
-	}
+	c = simple_options(argc, argv, NULL);
+	if (c >= 0)
+		return c;
 	if (argc - optind != 1)
 		return usage_error(argv[0], "needs DMDEV");
 

@@ -15,11 +15,17 @@
  * every byte.
  *
  * What to copy comes as a list of extents. A full backup is one extent, the
- * whole view; an incremental backup (changed-block bitmaps, --changed) will
- * give only the changed chunks.
+ * whole view; an incremental backup (--changed, a view with a bitmap) copies
+ * the ranges the view's "changes" message lists, into a copy of the previous
+ * image (--base) or into that image itself. There every byte of a range is
+ * written, zeroes too (as holes punched in files): the old data must go.
+ *
+ * When the whole backup is written (and verified), a view with a backup
+ * transaction is committed: its bitmap forgets the changes this image holds.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <getopt.h>
 #include <linux/fs.h>
 #include <stdio.h>
@@ -29,6 +35,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "bitmap.h"
 #include "blockdev.h"
 #include "cli.h"
 #include "discover.h"
@@ -52,7 +59,10 @@ struct extent {
 struct backup {
 	const char *view;		/* dm name */
 	const char *to;
-	int release, verify, quiet;
+	const char *changed;		/* --changed BITMAP */
+	const char *base;		/* --base IMAGE */
+	int release, verify, quiet, commit;
+	int overwrite;			/* an existing image is updated */
 	uint64_t batch;
 
 	int view_fd;
@@ -116,6 +126,19 @@ static int pwrite_full(int fd, const void *buf, size_t len, uint64_t off)
 	return 0;
 }
 
+/* Make [off, off + len) of an existing image file read as zeroes. */
+static int zero_out(struct backup *b, uint64_t off, size_t len)
+{
+	static const unsigned char zeroes[ZERO_BLOCK];
+
+	if (!fallocate(b->out_fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+		       (off_t)off, (off_t)len))
+		return 0;
+	if (errno != EOPNOTSUPP)
+		return -errno;
+	return pwrite_full(b->out_fd, zeroes, len, off);
+}
+
 /* Write one buffer: all of it to a device; to a file, all but zero blocks. */
 static int write_out(struct backup *b, const unsigned char *p, size_t len, uint64_t off)
 {
@@ -129,6 +152,12 @@ static int write_out(struct backup *b, const unsigned char *p, size_t len, uint6
 	while (i < len) {
 		run = len - i < ZERO_BLOCK ? len - i : ZERO_BLOCK;
 		if (is_zero(p + i, run)) {
+			/* An updated image may hold old data there. */
+			if (b->overwrite) {
+				r = zero_out(b, off + i, run);
+				if (r)
+					return r;
+			}
 			b->holes += run;
 			i += run;
 			continue;
@@ -325,41 +354,173 @@ static int open_view(struct backup *b, const struct fl_view *v)
 	return 0;
 }
 
-static int open_output(struct backup *b, const struct fl_view *v)
+/* The output is a block device: check it and open it. */
+static int open_output_dev(struct backup *b, const struct fl_view *v, const struct stat *st)
 {
-	struct stat st;
 	uint64_t size;
 	int r;
 
-	if (!stat(b->to, &st) && S_ISBLK(st.st_mode)) {
-		if (st.st_rdev == v->devt || st.st_rdev == v->origin_devt ||
-		    st.st_rdev == v->scratch_devt) {
-			msg_err("backup %s: %s is the view's own %s", b->view, b->to,
-				st.st_rdev == v->devt ? "device" :
-				st.st_rdev == v->origin_devt ? "origin device" :
-				"scratch device");
-			return -1;
+	if (st->st_rdev == v->devt || st->st_rdev == v->origin_devt ||
+	    st->st_rdev == v->scratch_devt) {
+		msg_err("backup %s: %s is the view's own %s", b->view, b->to,
+			st->st_rdev == v->devt ? "device" :
+			st->st_rdev == v->origin_devt ? "origin device" : "scratch device");
+		return -1;
+	}
+	b->out_is_dev = 1;
+	b->out_fd = open(b->to, O_WRONLY | O_EXCL | O_DIRECT | O_CLOEXEC);
+	if (b->out_fd < 0) {
+		msg_err("backup %s: cannot open %s%s: %s", b->view, b->to,
+			errno == EBUSY ? " (mounted or in use?)" : "", strerror(errno));
+		return -1;
+	}
+	r = bdev_size_fd(b->out_fd, &size);
+	if (r || size < b->size) {
+		msg_err("backup %s: %s is %s than the view (%llu bytes)", b->view,
+			b->to, r ? "cannot be sized, or smaller" : "smaller",
+			(unsigned long long)b->size);
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * Copy the base image into the output (opened, sized): a clone where the
+ * filesystem shares blocks, else its data ranges only (holes stay holes).
+ * A device gets every byte.
+ */
+static int copy_base(struct backup *b, int in)
+{
+	off_t data, hole, end = (off_t)b->size;
+	uint64_t pos, n;
+	ssize_t got;
+	int r;
+
+	if (!b->out_is_dev && !ioctl(b->out_fd, FICLONE, in))
+		return 0;
+	for (data = 0; data < end; data = hole) {
+		if (b->out_is_dev) {
+			hole = end;
+		} else {
+			data = lseek(in, data, SEEK_DATA);
+			if (data < 0)
+				return errno == ENXIO ? 0 : -errno;
+			hole = lseek(in, data, SEEK_HOLE);
+			if (hole < 0)
+				return -errno;
+			if (hole > end)
+				hole = end;
 		}
-		b->out_is_dev = 1;
-		b->out_fd = open(b->to, O_WRONLY | O_EXCL | O_DIRECT | O_CLOEXEC);
-		if (b->out_fd < 0) {
-			msg_err("backup %s: cannot open %s%s: %s", b->view, b->to,
-				errno == EBUSY ? " (mounted or in use?)" : "", strerror(errno));
-			return -1;
+		for (pos = (uint64_t)data; pos < (uint64_t)hole; pos += n) {
+			n = (uint64_t)hole - pos < IO_SIZE ? (uint64_t)hole - pos : IO_SIZE;
+			if (!b->out_is_dev) {
+				loff_t io = (loff_t)pos, oo = (loff_t)pos;
+
+				got = copy_file_range(in, &io, b->out_fd, &oo, n, 0);
+				if (got > 0) {
+					n = (uint64_t)got;
+					continue;
+				}
+				if (got < 0 && errno != EXDEV && errno != EINVAL &&
+				    errno != EOPNOTSUPP && errno != ENOSYS)
+					return -errno;
+			}
+			r = pread_full(in, b->buf, n, pos);
+			if (r)
+				return r;
+			r = pwrite_full(b->out_fd, b->buf, n, pos);
+			if (r)
+				return r;
 		}
-		r = bdev_size_fd(b->out_fd, &size);
-		if (r || size < b->size) {
-			msg_err("backup %s: %s is %s than the view (%llu bytes)", b->view,
-				b->to, r ? "cannot be sized, or smaller" : "smaller",
-				(unsigned long long)b->size);
+	}
+	return 0;
+}
+
+/* --base: the output starts as a copy of the previous image. */
+static int start_from_base(struct backup *b)
+{
+	struct stat st;
+	uint64_t bsize;
+	int in, r;
+
+	in = open(b->base, O_RDONLY | O_CLOEXEC);
+	if (in < 0) {
+		msg_err("backup %s: cannot open the base image %s: %s", b->view, b->base,
+			strerror(errno));
+		return -1;
+	}
+	if (fstat(in, &st)) {
+		msg_err("backup %s: cannot stat %s: %s", b->view, b->base, strerror(errno));
+		close(in);
+		return -1;
+	}
+	if (!S_ISBLK(st.st_mode))
+		bsize = (uint64_t)st.st_size;
+	else if (bdev_size_fd(in, &bsize))
+		bsize = 0;
+	if (bsize != b->size) {
+		msg_err("backup %s: the base image %s has %llu bytes, the view %llu: "
+			"not an image of this origin", b->view, b->base,
+			(unsigned long long)bsize, (unsigned long long)b->size);
+		close(in);
+		return -1;
+	}
+	r = copy_base(b, in);
+	close(in);
+	/* Durable before any commit, even when no range changed. */
+	if (!r && fdatasync(b->out_fd))
+		r = -errno;
+	if (r) {
+		msg_err("backup %s: copying the base image %s to %s failed: %s", b->view,
+			b->base, b->to, strerror(-r));
+		return -1;
+	}
+	return 0;
+}
+
+static int open_output(struct backup *b, const struct fl_view *v)
+{
+	struct stat st, bst;
+	int exists = !stat(b->to, &st);
+
+	/* Before anything is truncated: the base must not be the output. */
+	if (b->base && exists && !stat(b->base, &bst) &&
+	    ((S_ISBLK(st.st_mode) && S_ISBLK(bst.st_mode) && st.st_rdev == bst.st_rdev) ||
+	     (st.st_dev == bst.st_dev && st.st_ino == bst.st_ino))) {
+		msg_err("backup %s: the base image %s is the output itself; to update "
+			"an image in place, leave out --base", b->view, b->base);
+		return -1;
+	}
+
+	if (exists && S_ISBLK(st.st_mode)) {
+		if (open_output_dev(b, v, &st))
 			return -1;
-		}
-	} else if (!stat(b->to, &st) && !S_ISREG(st.st_mode)) {
+	} else if (exists && !S_ISREG(st.st_mode)) {
 		msg_err("backup %s: %s is neither a regular file nor a block device",
 			b->view, b->to);
 		return -1;
+	} else if (b->changed && !b->base) {
+		/* Update the previous image in place: it must be there. */
+		if (!exists) {
+			msg_err("backup %s: %s does not exist: an incremental backup updates "
+				"the previous image, or a copy of it with --base IMAGE",
+				b->view, b->to);
+			return -1;
+		}
+		if ((uint64_t)st.st_size != b->size) {
+			msg_err("backup %s: %s has %llu bytes, the view %llu: not an image "
+				"of this origin", b->view, b->to,
+				(unsigned long long)st.st_size, (unsigned long long)b->size);
+			return -1;
+		}
+		b->out_fd = open(b->to, O_WRONLY | O_CLOEXEC);
+		if (b->out_fd < 0) {
+			msg_err("backup %s: cannot open %s: %s", b->view, b->to,
+				strerror(errno));
+			return -1;
+		}
 	} else {
-		b->created = stat(b->to, &st) != 0;
+		b->created = !exists;
 		b->out_fd = open(b->to, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 		if (b->out_fd < 0) {
 			msg_err("backup %s: cannot create %s: %s", b->view, b->to,
@@ -372,6 +533,9 @@ static int open_output(struct backup *b, const struct fl_view *v)
 			return -1;
 		}
 	}
+	b->overwrite = b->changed != NULL;
+	if (b->base && start_from_base(b))
+		return -1;
 	if (b->verify) {
 		b->verify_fd = open(b->to, O_RDONLY | O_DIRECT | O_CLOEXEC);
 		if (b->verify_fd < 0 && errno == EINVAL) {
@@ -388,7 +552,37 @@ static int open_output(struct backup *b, const struct fl_view *v)
 	return 0;
 }
 
-static void summary(struct backup *b, double secs)
+/* The extents of an incremental backup: the view's changed ranges. */
+struct extents {
+	struct extent *e;
+	unsigned int n, cap;
+};
+
+static int add_extent(uint64_t off, uint64_t len, void *arg)
+{
+	struct extents *x = arg;
+	struct extent *ne;
+
+	if (x->n && x->e[x->n - 1].off + x->e[x->n - 1].len == off) {
+		x->e[x->n - 1].len += len;
+		return 0;
+	}
+	if (x->n == x->cap) {
+		if (x->cap >= UINT_MAX / 2)
+			return -ENOMEM;
+		x->cap = x->cap ? 2 * x->cap : 64;
+		ne = realloc(x->e, x->cap * sizeof(*ne));
+		if (!ne)
+			return -ENOMEM;
+		x->e = ne;
+	}
+	x->e[x->n].off = off;
+	x->e[x->n].len = len;
+	x->n++;
+	return 0;
+}
+
+static void summary(struct backup *b, double secs, unsigned int nr_extents)
 {
 	char sz[32], wr[32], ho[32];
 	struct fl_view v;
@@ -400,6 +594,10 @@ static void summary(struct backup *b, double secs)
 	printf("backup %s: %llu bytes (%s) to %s in %.1f s, %.1f MiB/s\n", b->view,
 	       (unsigned long long)b->done, sz, b->to, secs,
 	       secs > 0 ? (double)b->done / secs / 1048576.0 : 0.0);
+	if (b->changed)
+		printf("  changes:  %u range%s of bitmap '%s'%s%s\n", nr_extents,
+		       nr_extents == 1 ? "" : "s", b->changed, b->base ? ", onto a copy of " : "",
+		       b->base ? b->base : "");
 	if (b->out_is_dev)
 		printf("  written:  %s\n", wr);
 	else
@@ -419,12 +617,71 @@ static void summary(struct backup *b, double secs)
 		       (unsigned long long)v.status.scratch_total);
 }
 
+/* Which ranges to copy: the whole view, or its backup transaction's. */
+static int plan(struct backup *b, const struct fl_view *v, struct extents *x)
+{
+	int r;
+
+	if (!b->changed)
+		return add_extent(0, b->size, x) ? -1 : 0;
+	r = changes_foreach(v->name, NULL, b->chunk, b->size, add_extent, x);
+	if (!r)
+		return 0;
+	if (r == -ENOENT)
+		msg_err("backup %s: its backup transaction has ended (the %s was removed): "
+			"take a new snapshot", b->view, TARGET_ORIGIN);
+	else
+		msg_err("backup %s: cannot list its changes: %s", b->view,
+			r == -EBADMSG ? "the kernel's answer is not understood" : strerror(-r));
+	return -1;
+}
+
+/* A view with a bitmap: its transaction must be open and be --changed's. */
+static int check_transaction(struct backup *b, const struct fl_view *v)
+{
+	const struct view_status *st = &v->status;
+
+	if (b->changed && st->txn == TXN_NONE) {
+		msg_err("backup %s: --changed %s: the view has no bitmap (take the snapshot "
+			"with --bitmap %s)", b->view, b->changed, b->changed);
+		return -1;
+	}
+	if (b->changed && strcmp(st->bitmap, b->changed)) {
+		msg_err("backup %s: --changed %s: the view's bitmap is '%s'", b->view,
+			b->changed, st->bitmap);
+		return -1;
+	}
+	if (b->changed && st->txn != TXN_OPEN) {
+		msg_err("backup %s: its backup transaction is %s already: %s", b->view,
+			txn_name(st->txn), st->txn == TXN_COMMITTED ?
+			"this backup was done; release the view" :
+			"the changes went back to the bitmap; take a new snapshot");
+		return -1;
+	}
+	return 0;
+}
+
+/* The backup is complete: the bitmap may forget what it holds. */
+static int commit(struct backup *b)
+{
+	if (!fdm_message(b->view, 0, "commit", NULL) || fdm_errno() == EALREADY)
+		return 0;
+	msg_err("backup %s: the image is complete, but the commit failed: %s; the "
+		"changes stay in bitmap '%s' and the next backup copies them again",
+		b->view, fdm_errno() == EIO ? "the session is invalid, or a metadata "
+		"write failed" : fdm_error(), b->changed);
+	return -1;
+}
+
 int cmd_backup(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "to", required_argument, NULL, 't' },
 		{ "full", no_argument, NULL, 'f' },
+		{ "changed", required_argument, NULL, 'c' },
+		{ "base", required_argument, NULL, 'B' },
 		{ "no-release", no_argument, NULL, 'N' },
+		{ "no-commit", no_argument, NULL, 'C' },
 		{ "verify", no_argument, NULL, 'v' },
 		{ "batch", required_argument, NULL, 'b' },
 		{ "force", no_argument, NULL, 'F' },
@@ -432,27 +689,35 @@ int cmd_backup(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	struct backup b = { .release = 1, .batch = DEFAULT_BATCH, .view_fd = -1,
-			    .out_fd = -1, .verify_fd = -1 };
-	char name[NAME_LEN], what[256];
-	struct extent full;
+	struct backup b = { .release = 1, .commit = 1, .batch = DEFAULT_BATCH,
+			    .view_fd = -1, .out_fd = -1, .verify_fd = -1 };
+	struct extents x = { 0 };
+	uint64_t unit, total = 0;
 	struct fl_view v;
-	uint64_t unit;
+	unsigned int i;
 	double t0;
-	dev_t devt;
-	int c, r, force = 0, rc = EXIT_ERR;
+	int c, r, force = 0, full = 0, complete = 0, rc = EXIT_ERR;
 
 	optind = 0;
-	while ((c = getopt_long(argc, argv, "t:fqh", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "t:fc:qh", opts, NULL)) != -1) {
 		switch (c) {
 		case 't':
 			b.to = optarg;
 			break;
 		case 'f':
-			/* The only kind of backup until changed-block bitmaps. */
+			full = 1;
+			break;
+		case 'c':
+			b.changed = optarg;
+			break;
+		case 'B':
+			b.base = optarg;
 			break;
 		case 'N':
 			b.release = 0;
+			break;
+		case 'C':
+			b.commit = 0;
 			break;
 		case 'v':
 			b.verify = 1;
@@ -468,50 +733,48 @@ int cmd_backup(int argc, char **argv)
 		case 'q':
 			b.quiet = 1;
 			break;
-		case 'h':
-			command_usage(argv[0], stdout);
-			return EXIT_OK;
 		default:
-			command_usage(argv[0], stderr);
-			return EXIT_USAGE;
+			return option_end(c, argv[0]);
 		}
 	}
 	if (argc - optind != 1)
 		return usage_error(argv[0], "needs VIEW");
 	if (!b.to)
 		return usage_error(argv[0], "--to FILE|DEV is required");
+	if (full && b.changed)
+		return usage_error(argv[0], "--full and --changed exclude each other");
+	if (b.base && !b.changed)
+		return usage_error(argv[0], "--base goes with --changed: an incremental "
+				   "backup starts from the previous image");
+	if (b.changed && !valid_bitmap_name(b.changed))
+		return usage_error(argv[0], "invalid --changed '%s': not a bitmap name",
+				   b.changed);
 
-	if (resolve_dm_arg("backup", argv[optind], name, sizeof(name), &devt))
+	if (lookup_view("backup", argv[optind], &v))
 		return EXIT_ERR;
-	b.view = name;
-	r = get_view(name, &v, what, sizeof(what));
-	if (r) {
-		if (r == -EMEDIUMTYPE)
-			msg_err("backup %s: not a %s view (%s)", name, TARGET_VIEW, what);
-		else
-			msg_err("backup %s: %s", name, r == -ENOENT ? "no such device" : fdm_error());
-		return EXIT_ERR;
-	}
+	b.view = v.name;
 	if (!v.single || !v.have_status) {
-		msg_err("backup %s: %s", name, !v.single ?
+		msg_err("backup %s: %s", v.name, !v.single ?
 			"its table has more than the view target" : "cannot read its status");
 		return EXIT_ERR;
 	}
 	if (!v.status.active) {
 		msg_err("backup %s: the session is invalid (scratch was full, or a "
-			"device failed); take a new snapshot", name);
+			"device failed); take a new snapshot", v.name);
 		return EXIT_ERR;
 	}
 	if (v.status.released && !force) {
 		msg_err("backup %s: %llu chunks were released already (by an earlier "
 			"backup?) and read as zeroes: the image would not be the point in "
-			"time; take a new snapshot, or use --force", name,
+			"time; take a new snapshot, or use --force", v.name,
 			(unsigned long long)v.status.released);
 		return EXIT_ERR;
 	}
+	if (check_transaction(&b, &v))
+		return EXIT_ERR;
 	b.chunk = v.status.chunk_sectors << 9;
 	if (!b.chunk) {
-		msg_err("backup %s: its status gives no chunk size", name);
+		msg_err("backup %s: its status gives no chunk size", v.name);
 		return EXIT_ERR;
 	}
 	/* Batches are whole chunks and whole reads. */
@@ -520,23 +783,23 @@ int cmd_backup(int argc, char **argv)
 
 	/* A signal from here on stops the copy cleanly (and removes the image). */
 	sig_catch();
-	if (open_view(&b, &v) || open_output(&b, &v))
-		goto out;
 	if (posix_memalign((void **)&b.buf, 4096, IO_SIZE) ||
 	    posix_memalign((void **)&b.vbuf, 4096, IO_SIZE)) {
-		msg_err("backup %s: out of memory", name);
+		msg_err("backup %s: out of memory", v.name);
 		goto out;
 	}
+	if (open_view(&b, &v) || plan(&b, &v, &x) || open_output(&b, &v))
+		goto out;
 
-	progress_init(&b.prog, name, b.size, b.quiet);
+	for (i = 0; i < x.n; i++)
+		total += x.e[i].len;
+	progress_init(&b.prog, v.name, total, b.quiet);
 	t0 = now_seconds();
-	full.off = 0;
-	full.len = b.size;
-	r = copy_extents(&b, &full, 1);
+	r = copy_extents(&b, x.e, x.n);
 	progress_finish(&b.prog, b.done);
 	if (r == -EINTR) {
 		msg_err("backup %s: interrupted by signal %d (%s) at byte %llu",
-			name, sig_caught(), strsignal(sig_caught()),
+			v.name, sig_caught(), strsignal(sig_caught()),
 			(unsigned long long)b.done);
 		goto out;
 	}
@@ -544,12 +807,26 @@ int cmd_backup(int argc, char **argv)
 		goto out;
 	if (close(b.out_fd)) {
 		b.out_fd = -1;
-		msg_err("backup %s: closing %s failed: %s", name, b.to, strerror(errno));
+		msg_err("backup %s: closing %s failed: %s", v.name, b.to, strerror(errno));
 		goto out;
 	}
 	b.out_fd = -1;
-	summary(&b, now_seconds() - t0);
+	summary(&b, now_seconds() - t0, x.n);
+	/* An open transaction is covered by a full or a --changed backup. */
+	if (b.commit && v.status.txn == TXN_OPEN) {
+		if (commit(&b))
+			goto out_kept;
+		printf("  committed: bitmap '%s' now holds only changes after this "
+		       "backup's point in time\n", v.status.bitmap);
+	} else if (v.status.txn == TXN_OPEN) {
+		printf("  not committed (--no-commit): bitmap '%s' keeps the changes "
+		       "until 'fleecectl release %s --commit'\n", v.status.bitmap, v.name);
+	}
 	rc = EXIT_OK;
+	goto out;
+out_kept:
+	/* The image is good; only the bitmap was not told. */
+	complete = 1;
 out:
 	sig_restore();
 	if (b.out_fd >= 0)
@@ -558,16 +835,20 @@ out:
 		close(b.verify_fd);
 	if (b.view_fd >= 0)
 		close(b.view_fd);
-	if (rc && b.to) {
+	if (rc && b.to && !complete) {
 		if (b.created && !unlink(b.to))
-			msg_err("backup %s: removed the incomplete image %s", name, b.to);
+			msg_err("backup %s: removed the incomplete image %s", v.name, b.to);
+		else if (b.overwrite && (b.done || b.base))
+			msg_err("backup %s: %s is partly updated: it is not a complete "
+				"image any more", v.name, b.to);
 		else if (b.done)
-			msg_err("backup %s: %s holds an incomplete image", name, b.to);
+			msg_err("backup %s: %s holds an incomplete image", v.name, b.to);
 		if (b.released)
 			msg_err("backup %s: %llu bytes of the view were released already; "
-				"a new backup needs a new snapshot", name,
+				"a new backup needs a new snapshot", v.name,
 				(unsigned long long)b.released);
 	}
+	free(x.e);
 	free(b.buf);
 	free(b.vbuf);
 	return rc;

@@ -3,6 +3,7 @@
  * Command-line helpers shared by the commands.
  */
 #include <errno.h>
+#include <getopt.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -35,6 +36,35 @@ int usage_error(const char *cmd, const char *fmt, ...)
 	fputc('\n', stderr);
 	command_usage(cmd, stderr);
 	return EXIT_USAGE;
+}
+
+int option_end(int c, const char *cmd)
+{
+	if (c == 'h') {
+		command_usage(cmd, stdout);
+		return EXIT_OK;
+	}
+	command_usage(cmd, stderr);
+	return EXIT_USAGE;
+}
+
+int simple_options(int argc, char **argv, int *json)
+{
+	static const struct option opts[] = {
+		{ "json", no_argument, NULL, 'j' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	int c;
+
+	optind = 0;
+	while ((c = getopt_long(argc, argv, json ? "jh" : "h", json ? opts : opts + 1,
+				NULL)) != -1) {
+		if (c != 'j')
+			return option_end(c, argv[0]);
+		*json = 1;
+	}
+	return -1;
 }
 
 int resolve_dm_arg(const char *cmd, const char *arg, char *name, size_t len,
@@ -77,4 +107,36 @@ int check_new_name(const char *cmd, const char *name)
 		return -1;
 	}
 	return 0;
+}
+
+int lookup_origin(const char *cmd, const char *arg, struct fl_origin *o)
+{
+	char name[NAME_LEN], what[256];
+	dev_t devt;
+	int r;
+
+	if (resolve_dm_arg(cmd, arg, name, sizeof(name), &devt))
+		return -1;
+	r = get_origin(name, o, what, sizeof(what));
+	if (r == -EMEDIUMTYPE)
+		msg_err("%s %s: not a %s device (%s)", cmd, name, TARGET_ORIGIN, what);
+	else if (r)
+		msg_err("%s %s: %s", cmd, name, r == -ENOENT ? "no such device" : fdm_error());
+	return r ? -1 : 0;
+}
+
+int lookup_view(const char *cmd, const char *arg, struct fl_view *v)
+{
+	char name[NAME_LEN], what[256];
+	dev_t devt;
+	int r;
+
+	if (resolve_dm_arg(cmd, arg, name, sizeof(name), &devt))
+		return -1;
+	r = get_view(name, v, what, sizeof(what));
+	if (r == -EMEDIUMTYPE)
+		msg_err("%s %s: not a %s view (%s)", cmd, name, TARGET_VIEW, what);
+	else if (r)
+		msg_err("%s %s: %s", cmd, name, r == -ENOENT ? "no such device" : fdm_error());
+	return r ? -1 : 0;
 }

@@ -23,12 +23,37 @@ int usage_error(const char *cmd, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 
 /*
+ * What a command returns for an option getopt_long gave it and it does not
+ * handle itself: -h/--help prints the synopsis on stdout (EXIT_OK),
+ * anything else (getopt already said what) on stderr (EXIT_USAGE).
+ */
+int option_end(int c, const char *cmd);
+
+/*
+ * The options of a command that has only -h/--help and, when @json is not
+ * NULL, --json (which sets *json). Returns -1 when the command goes on
+ * (optind is at its first argument), else the exit code to return.
+ */
+int simple_options(int argc, char **argv, int *json);
+
+/*
  * A device-mapper device named on the command line (NAME, /dev/mapper/NAME,
  * /dev/dm-N, /dev/vg/lv): its dm name. On failure prints
  * "fleecectl: CMD ARG: why" and returns -1.
  */
 int resolve_dm_arg(const char *cmd, const char *arg, char *name, size_t len,
 		   dev_t *devt);
+
+struct fl_origin;
+struct fl_view;
+
+/*
+ * The fleece-origin device (or the view) named on the command line, read
+ * with get_origin() (get_view()). On failure prints "fleecectl: CMD NAME:
+ * why" (no such device, not that kind of device) and returns -1.
+ */
+int lookup_origin(const char *cmd, const char *arg, struct fl_origin *o);
+int lookup_view(const char *cmd, const char *arg, struct fl_view *v);
 
 /* Whether NAME is usable as a new device-mapper name; else prints why. */
 int check_new_name(const char *cmd, const char *name);

@@ -6,7 +6,7 @@
 #ifndef FLEECECTL_H
 #define FLEECECTL_H
 
-#define FLEECECTL_VERSION "0.2.0"
+#define FLEECECTL_VERSION "0.3.0"
 
 /* Exit codes, as dmsetup and thin-provisioning-tools use them. */
 #define EXIT_OK 0
@@ -36,5 +36,7 @@ int cmd_snapshot(int argc, char **argv);
 int cmd_release(int argc, char **argv);
 int cmd_status(int argc, char **argv);
 int cmd_backup(int argc, char **argv);
+int cmd_bitmap(int argc, char **argv);
+int cmd_changes(int argc, char **argv);
 
 #endif

@@ -38,6 +38,7 @@ static const char *skip_devnum(const char *s)
 int kmsg_reason(int fd, char *buf, size_t len)
 {
 	static const char table[] = "device-mapper: table: ";
+	static const char target[] = "device-mapper: fleece: ";
 	char rec[8192];
 	const char *msg, *hit;
 	char *nl;
@@ -61,9 +62,16 @@ int kmsg_reason(int fd, char *buf, size_t len)
 		if (nl)
 			*nl = '\0';
 		hit = strstr(msg, table);
+		if (hit) {
+			snprintf(buf, len, "%s", skip_devnum(hit + sizeof(table) - 1));
+			found = 1;
+			continue;
+		}
+		/* A refused message: "device-mapper: fleece: 254:3: commit: ..." */
+		hit = strstr(msg, target);
 		if (!hit)
 			continue;
-		snprintf(buf, len, "%s", skip_devnum(hit + sizeof(table) - 1));
+		snprintf(buf, len, "%s", skip_devnum(hit + sizeof(target) - 1));
 		found = 1;
 	}
 	close(fd);

@@ -14,9 +14,10 @@
 int kmsg_open(void);
 
 /*
- * The last "device-mapper: table:" message logged since kmsg_open(), without
- * that prefix and the device number ("fleece: Cannot open scratch device
- * (-16)"), in buf. Returns 1 when found, else 0. Closes fd.
+ * The last "device-mapper: table:" or "device-mapper: fleece:" message
+ * logged since kmsg_open(), without that prefix and the device number
+ * ("fleece: Cannot open scratch device (-16)", "bitmap_add: bitmap 'x'
+ * exists"), in buf. Returns 1 when found, else 0. Closes fd.
  */
 int kmsg_reason(int fd, char *buf, size_t len);
 

@@ -22,10 +22,6 @@ struct command {
 	const char *help;
 };
 
-/*
- * Changed-block bitmaps will add a "bitmap" command group (add, remove,
- * clear, merge, list) and "changes VIEW", and backup will learn --changed.
- */
 static const struct command commands[] = {
 	{ "create", cmd_create, "NAME ORIGIN_DEV [--meta DEV] [--chunk-size SIZE]",
 	  "put fleece-origin on an unused device, as /dev/mapper/NAME" },
@@ -36,15 +32,22 @@ static const struct command commands[] = {
 	{ "detach", cmd_detach, "DMDEV",
 	  "undo attach: DMDEV gets its own table back" },
 	{ "snapshot", cmd_snapshot,
-	  "NAME --scratch DEV [--on-full invalidate|fail-writes]\n"
-	  "                    [--low-water N] [--writable] [--view VNAME] [--nolockfs]",
+	  "NAME --scratch DEV [--bitmap BITMAP [--full]]\n"
+	  "                    [--on-full invalidate|fail-writes] [--low-water N]\n"
+	  "                    [--writable] [--view VNAME] [--nolockfs]",
 	  "start a session: a point-in-time view of NAME" },
 	{ "release", cmd_release, "VIEW [--commit|--abort]",
-	  "end a session: remove the view" },
+	  "end a session: remove the view (--commit: its backup succeeded)" },
+	{ "bitmap", cmd_bitmap,
+	  "add|remove|clear NAME BITMAP | merge NAME DST SRC | list NAME [--json]",
+	  "manage the changed-block bitmaps of a fleece-origin device" },
+	{ "changes", cmd_changes, "NAME BITMAP | VIEW [--json]",
+	  "list changed byte ranges (a live bitmap, or a view's backup)" },
 	{ "status", cmd_status, "[NAME] [--json]",
 	  "show fleece-origin devices and their views" },
 	{ "backup", cmd_backup,
-	  "VIEW --to FILE|DEV [--full] [--no-release] [--verify]\n"
+	  "VIEW --to FILE|DEV [--full | --changed BITMAP [--base IMAGE]]\n"
+	  "                    [--no-release] [--no-commit] [--verify]\n"
 	  "                    [--batch SIZE] [--force] [--quiet]",
 	  "copy a view, releasing what has been copied" },
 };

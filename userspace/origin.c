@@ -79,12 +79,8 @@ int cmd_create(int argc, char **argv)
 				return usage_error(argv[0], "invalid --chunk-size '%s': %s",
 						   optarg, why);
 			break;
-		case 'h':
-			command_usage(argv[0], stdout);
-			return EXIT_OK;
 		default:
-			command_usage(argv[0], stderr);
-			return EXIT_USAGE;
+			return option_end(c, argv[0]);
 		}
 	}
 	if (argc - optind != 2)
@@ -141,40 +137,23 @@ int cmd_create(int argc, char **argv)
 
 int cmd_remove(int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
-	};
-	char name[NAME_LEN], what[256], views[1024];
+	char views[1024];
+	const char *name;
 	struct fl_origin o;
 	struct fl_scan s;
 	uint32_t cookie = 0;
-	dev_t devt;
 	int c, r;
 
-	optind = 0;
-	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-		if (c == 'h') {
-			command_usage(argv[0], stdout);
-			return EXIT_OK;
-		}
-		command_usage(argv[0], stderr);
-		return EXIT_USAGE;
-	}
+	c = simple_options(argc, argv, NULL);
+	if (c >= 0)
+		return c;
 	if (argc - optind != 1)
 		return usage_error(argv[0], "needs NAME");
 
 	lock_take();
-	if (resolve_dm_arg("remove", argv[optind], name, sizeof(name), &devt))
+	if (lookup_origin("remove", argv[optind], &o))
 		return EXIT_ERR;
-	r = get_origin(name, &o, what, sizeof(what));
-	if (r) {
-		if (r == -EMEDIUMTYPE)
-			msg_err("remove %s: not a %s device (%s)", name, TARGET_ORIGIN, what);
-		else
-			msg_err("remove %s: %s", name, r == -ENOENT ? "no such device" : fdm_error());
-		return EXIT_ERR;
-	}
+	name = o.name;
 	if (!o.single) {
 		msg_err("remove %s: its table has more than one target; "
 			"fleecectl only removes devices it creates", name);

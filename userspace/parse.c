@@ -2,6 +2,7 @@
 /*
  * Tables and status lines of fleece-origin and fleece: parsing, building.
  */
+#include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,6 +12,7 @@
 #include "parse.h"
 #include "util.h"
 
+/* Enough for the longest origin status: 4 + 3 words per bitmap. */
 #define MAX_WORDS 64
 
 /*
@@ -74,6 +76,27 @@ out:
 	return r;
 }
 
+/* <ok|lost> <#bitmaps> [<name> <dirty> <frozen_sets>]... */
+static int parse_bitmaps(char **w, int n, struct origin_status *s)
+{
+	struct bitmap_status *b;
+	unsigned int i;
+
+	s->lost = !strcmp(w[0], "lost");
+	if (parse_uint(w[1], &s->nr_bitmaps) || s->nr_bitmaps > MAX_BITMAPS ||
+	    n < 2 + 3 * (int)s->nr_bitmaps)
+		return -EINVAL;
+	for (i = 0; i < s->nr_bitmaps; i++) {
+		b = &s->bitmaps[i];
+		if (copy_word(b->name, sizeof(b->name), w[2 + 3 * i]) ||
+		    parse_u64(w[3 + 3 * i], &b->dirty) ||
+		    parse_uint(w[4 + 3 * i], &b->frozen_sets))
+			return -EINVAL;
+	}
+	s->have_tracking = 1;
+	return 0;
+}
+
 int parse_origin_status(const char *params, struct origin_status *s)
 {
 	char *copy, *w[MAX_WORDS];
@@ -89,6 +112,10 @@ int parse_origin_status(const char *params, struct origin_status *s)
 	if (parse_uint(w[1], &s->sessions))
 		goto out;
 	r = 0;
+	/* Kernels before changed-block bitmaps stop here. */
+	if (n < 4 || (strcmp(w[2], "ok") && strcmp(w[2], "lost")))
+		goto out;
+	r = parse_bitmaps(w + 2, n - 2, s);
 out:
 	free(copy);
 	return r;
@@ -126,6 +153,11 @@ int parse_view_table(const char *params, struct view_table *t)
 		} else if (!strcasecmp(w[i], "low_water") && i + 1 < n) {
 			if (parse_u64(w[++i], &t->low_water))
 				goto out;
+		} else if (!strcasecmp(w[i], "bitmap") && i + 1 < n) {
+			if (copy_word(t->bitmap, sizeof(t->bitmap), w[++i]))
+				goto out;
+		} else if (!strcasecmp(w[i], "full")) {
+			t->full = 1;
 		} else {
 			t->nr_unknown++;
 		}
@@ -172,6 +204,19 @@ int parse_view_status(const char *params, struct view_status *s)
 	for (i = 0; i < sizeof(fields) / sizeof(fields[0]); i++)
 		if (parse_i64_nonneg(w[3 + i], fields[i]))
 			goto out;
+	/* <bitmap|-> <open|committed|ended|->, absent before bitmaps. */
+	if (n >= 12 && strcmp(w[11], "-")) {
+		if (copy_word(s->bitmap, sizeof(s->bitmap), w[10]))
+			goto out;
+		if (!strcmp(w[11], "open"))
+			s->txn = TXN_OPEN;
+		else if (!strcmp(w[11], "committed"))
+			s->txn = TXN_COMMITTED;
+		else if (!strcmp(w[11], "ended"))
+			s->txn = TXN_ENDED;
+		else
+			goto out;
+	}
 	r = 0;
 out:
 	free(copy);
@@ -208,6 +253,14 @@ int build_view_table(const struct view_table *t, char *buf, size_t len)
 		o += (size_t)snprintf(opts + o, sizeof(opts) - o, " writable");
 		words++;
 	}
+	if (t->bitmap[0]) {
+		o += (size_t)snprintf(opts + o, sizeof(opts) - o, " bitmap %s", t->bitmap);
+		words += 2;
+		if (t->full) {
+			o += (size_t)snprintf(opts + o, sizeof(opts) - o, " full");
+			words++;
+		}
+	}
 	if (words)
 		n = snprintf(buf, len, "%s %s %u%s", t->origin, t->scratch, words, opts);
 	else
@@ -225,4 +278,66 @@ double scratch_used_percent(const struct view_status *s)
 	if (!s->scratch_total)
 		return 0.0;
 	return 100.0 * (double)s->scratch_used / (double)s->scratch_total;
+}
+
+int parse_changes_page(const char *resp, uint64_t from, uint64_t *next,
+		       int (*fn)(uint64_t first, uint64_t count, void *arg),
+		       void *arg)
+{
+	const char *p = resp ? resp : "";
+	uint64_t first, count, pos = from;
+	char word[48];
+	int r, len;
+
+	if (sscanf(p, " %47s%n", word, &len) != 1)
+		return -EINVAL;
+	p += len;
+	if (!strcmp(word, "end"))
+		*next = UINT64_MAX;
+	else if (parse_u64(word, next) || *next <= from)
+		return -EINVAL;
+	while (sscanf(p, " %47s%n", word, &len) == 1) {
+		char *plus = strchr(word, '+');
+
+		p += len;
+		if (!plus)
+			return -EINVAL;
+		*plus = '\0';
+		if (parse_u64(word, &first) || parse_u64(plus + 1, &count) ||
+		    !count || first < pos || first + count < first)
+			return -EINVAL;
+		if (*next != UINT64_MAX && first + count > *next)
+			return -EINVAL;
+		pos = first + count;
+		r = fn(first, count, arg);
+		if (r)
+			return r;
+	}
+	return 0;
+}
+
+int valid_bitmap_name(const char *s)
+{
+	size_t i, n = strlen(s);
+
+	if (!n || n > BITMAP_NAME_MAX)
+		return 0;
+	for (i = 0; i < n; i++)
+		if (!isalnum((unsigned char)s[i]) && !strchr("_.-", s[i]))
+			return 0;
+	return 1;
+}
+
+const char *txn_name(enum txn_state t)
+{
+	switch (t) {
+	case TXN_OPEN:
+		return "open";
+	case TXN_COMMITTED:
+		return "committed";
+	case TXN_ENDED:
+		return "ended";
+	default:
+		return "-";
+	}
 }

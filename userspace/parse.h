@@ -21,10 +21,27 @@ struct origin_table {
 	unsigned int nr_features;
 };
 
-/* <volatile|persistent> <#sessions> ... */
+/* Changed-block bitmaps: the kernel's limits (dm-fleece-track.h). */
+#define BITMAP_NAME_MAX 31
+#define MAX_BITMAPS 8
+
+struct bitmap_status {
+	char name[BITMAP_NAME_MAX + 1];
+	uint64_t dirty;			/* chunks set */
+	unsigned int frozen_sets;	/* views with "bitmap <name>" */
+};
+
+/*
+ * <volatile|persistent> <#sessions> <ok|lost> <#bitmaps>
+ * [<name> <dirty_chunks> <frozen_sets>]...
+ */
 struct origin_status {
 	int persistent;
 	unsigned int sessions;
+	int have_tracking;		/* the kernel printed the fields below */
+	int lost;			/* tracking lost: bitmaps untrustworthy */
+	unsigned int nr_bitmaps;
+	struct bitmap_status bitmaps[MAX_BITMAPS];
 };
 
 enum on_full {
@@ -39,6 +56,8 @@ struct view_table {
 	enum on_full on_full;
 	uint64_t low_water;		/* chunks; 0: off */
 	int writable;
+	char bitmap[BITMAP_NAME_MAX + 1];	/* "": none */
+	int full;			/* with bitmap: every chunk is backed up */
 	/*
 	 * Optional words this version does not know (e.g. a newer kernel's):
 	 * counted, not interpreted.
@@ -46,9 +65,18 @@ struct view_table {
 	unsigned int nr_unknown;
 };
 
+/* A view's backup transaction on its bitmap. */
+enum txn_state {
+	TXN_NONE,			/* no bitmap, or an old kernel */
+	TXN_OPEN,
+	TXN_COMMITTED,
+	TXN_ENDED,			/* the fleece-origin was removed */
+};
+
 /*
  * <Active|Invalid> <chunk_sectors> <used>/<total> <preserved> <copied>
- * <released> <skipped> <reads_scratch> <reads_origin> <copies_inflight> ...
+ * <released> <skipped> <reads_scratch> <reads_origin> <copies_inflight>
+ * <bitmap|-> <open|committed|ended|-> ...
  */
 struct view_status {
 	int active;			/* 0: Invalid */
@@ -62,6 +90,8 @@ struct view_status {
 	uint64_t reads_scratch;		/* sectors */
 	uint64_t reads_origin;		/* sectors */
 	uint64_t copies_inflight;
+	char bitmap[BITMAP_NAME_MAX + 1];	/* "": none */
+	enum txn_state txn;
 };
 
 /* Each returns 0, or -EINVAL when the line does not have the format. */
@@ -76,6 +106,24 @@ int parse_view_status(const char *params, struct view_status *s);
  */
 int build_origin_table(const struct origin_table *t, char *buf, size_t len);
 int build_view_table(const struct view_table *t, char *buf, size_t len);
+
+/*
+ * One page of a "changes" or "bitmap_changes" answer:
+ *   <next|end> <first>+<count> ...
+ * Calls @fn for each range (in chunks); *next gets the chunk to ask from for
+ * the next page, or UINT64_MAX after "end". Returns 0, -EINVAL when the
+ * answer does not have the format (ranges must increase and not overlap
+ * @from), or what @fn returned when not 0.
+ */
+int parse_changes_page(const char *resp, uint64_t from, uint64_t *next,
+		       int (*fn)(uint64_t first, uint64_t count, void *arg),
+		       void *arg);
+
+/* 1 if @s is a valid bitmap name: 1 to 31 of [A-Za-z0-9_.-]. */
+int valid_bitmap_name(const char *s);
+
+/* "open", "committed", "ended", "-" */
+const char *txn_name(enum txn_state t);
 
 /* "invalidate" / "fail_writes" */
 const char *on_full_name(enum on_full f);

@@ -27,6 +27,8 @@
 
 struct snap_opts {
 	const char *scratch;
+	const char *bitmap;
+	int full;
 	const char *view;
 	const char *low_water;
 	enum on_full on_full;
@@ -85,6 +87,32 @@ static int check_scratch(const char *name, const struct fl_origin *o,
 		format_size(o->table.chunk_sectors << 9, sz, sizeof(sz));
 		msg_err("snapshot %s: scratch device %s is smaller than one chunk (%s)",
 			name, scratch, sz);
+		return -1;
+	}
+	return 0;
+}
+
+/* The bitmap a view is to take must exist and be trustworthy. */
+static int check_bitmap(const char *name, const struct fl_origin *o, const char *bitmap,
+			int full)
+{
+	unsigned int i;
+
+	if (!o->have_status || !o->status.have_tracking) {
+		msg_err("snapshot %s: its status has no bitmaps (kernel module too old?)", name);
+		return -1;
+	}
+	for (i = 0; i < o->status.nr_bitmaps; i++)
+		if (!strcmp(o->status.bitmaps[i].name, bitmap))
+			break;
+	if (i == o->status.nr_bitmaps) {
+		msg_err("snapshot %s: no bitmap '%s' on it (add one with 'fleecectl bitmap "
+			"add %s %s', then take a full backup)", name, bitmap, name, bitmap);
+		return -1;
+	}
+	if (o->status.lost && !full) {
+		msg_err("snapshot %s: tracking is lost (a metadata write failed): bitmap "
+			"'%s' may miss changes; take a --full backup", name, bitmap);
 		return -1;
 	}
 	return 0;
@@ -231,6 +259,8 @@ int cmd_snapshot(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "scratch", required_argument, NULL, 's' },
+		{ "bitmap", required_argument, NULL, 'b' },
+		{ "full", no_argument, NULL, 'F' },
 		{ "on-full", required_argument, NULL, 'f' },
 		{ "low-water", required_argument, NULL, 'l' },
 		{ "writable", no_argument, NULL, 'w' },
@@ -240,12 +270,13 @@ int cmd_snapshot(int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	struct snap_opts so = { .on_full = ON_FULL_INVALIDATE, .lockfs = 1 };
-	char name[NAME_LEN], vname[NAME_LEN], what[256], other[NAME_LEN];
+	char vname[NAME_LEN], other[NAME_LEN];
+	const char *name;
 	char params[2 * PATH_MAX + 128];
 	struct view_table vt;
 	struct fdm_table tbl;
 	struct fl_origin o;
-	dev_t devt, sdevt;
+	dev_t sdevt;
 	int c, r;
 
 	optind = 0;
@@ -253,6 +284,12 @@ int cmd_snapshot(int argc, char **argv)
 		switch (c) {
 		case 's':
 			so.scratch = optarg;
+			break;
+		case 'b':
+			so.bitmap = optarg;
+			break;
+		case 'F':
+			so.full = 1;
 			break;
 		case 'f':
 			if (!strcasecmp(optarg, "invalidate"))
@@ -276,12 +313,8 @@ int cmd_snapshot(int argc, char **argv)
 		case 'L':
 			so.lockfs = 0;
 			break;
-		case 'h':
-			command_usage(argv[0], stdout);
-			return EXIT_OK;
 		default:
-			command_usage(argv[0], stderr);
-			return EXIT_USAGE;
+			return option_end(c, argv[0]);
 		}
 	}
 	if (argc - optind != 1)
@@ -289,18 +322,20 @@ int cmd_snapshot(int argc, char **argv)
 	if (!so.scratch)
 		return usage_error(argv[0], "--scratch DEV is required: the device that "
 				   "keeps the view's preserved chunks");
+	if (so.full && !so.bitmap)
+		return usage_error(argv[0], "--full goes with --bitmap: it starts a chain "
+				   "of incremental backups");
+	if (so.bitmap && so.writable)
+		return usage_error(argv[0], "--writable and --bitmap exclude each other: "
+				   "an incremental backup must not change");
+	if (so.bitmap && !valid_bitmap_name(so.bitmap))
+		return usage_error(argv[0], "invalid --bitmap '%s': 1 to %d of A-Z a-z 0-9 _ . -",
+				   so.bitmap, BITMAP_NAME_MAX);
 
 	lock_take();
-	if (resolve_dm_arg("snapshot", argv[optind], name, sizeof(name), &devt))
+	if (lookup_origin("snapshot", argv[optind], &o))
 		return EXIT_ERR;
-	r = get_origin(name, &o, what, sizeof(what));
-	if (r) {
-		if (r == -EMEDIUMTYPE)
-			msg_err("snapshot %s: not a %s device (%s)", name, TARGET_ORIGIN, what);
-		else
-			msg_err("snapshot %s: %s", name, r == -ENOENT ? "no such device" : fdm_error());
-		return EXIT_ERR;
-	}
+	name = o.name;
 	if (!o.single) {
 		msg_err("snapshot %s: its table has more than the %s target; "
 			"fleecectl snapshots single-target %s devices", name,
@@ -321,6 +356,8 @@ int cmd_snapshot(int argc, char **argv)
 			name, o.status.sessions);
 		return EXIT_ERR;
 	}
+	if (so.bitmap && check_bitmap(name, &o, so.bitmap, so.full))
+		return EXIT_ERR;
 	if (other_origin(&o, other, sizeof(other))) {
 		msg_err("snapshot %s: %s is another %s on the same origin device; "
 			"fleecectl snapshots origins that have one", name, other, TARGET_ORIGIN);
@@ -330,6 +367,10 @@ int cmd_snapshot(int argc, char **argv)
 	memset(&vt, 0, sizeof(vt));
 	vt.on_full = so.on_full;
 	vt.writable = so.writable;
+	if (so.bitmap) {
+		str_copy(vt.bitmap, sizeof(vt.bitmap), so.bitmap);
+		vt.full = so.full;
+	}
 	if (so.low_water && parse_low_water(so.low_water, o.table.chunk_sectors,
 					    &vt.low_water))
 		return usage_error(argv[0], "invalid --low-water '%s': a number of chunks "
@@ -353,16 +394,53 @@ int cmd_snapshot(int argc, char **argv)
 }
 
 /*
- * How a session ends. Without changed-block bitmaps both are a plain end.
- * Once views can carry a bitmap, --commit will tell the kernel that the
- * backup succeeded (the bitmap's changes are then forgotten) before the view
- * is removed, and --abort will keep them for the next backup.
+ * How a session ends. A view with a bitmap holds a backup transaction:
+ * --commit tells the kernel the backup succeeded (the changes it covered are
+ * forgotten) before the view is removed; without it (or with --abort) they
+ * are merged back into the bitmap for the next backup.
  */
 enum release_mode {
 	RELEASE_DEFAULT,
 	RELEASE_COMMIT,
 	RELEASE_ABORT,
 };
+
+/* --commit: returns 0 when the transaction is committed (now or before). */
+static int commit_view(const struct fl_view *v)
+{
+	if (!v->have_status) {
+		msg_err("release %s: cannot read its status; not removed", v->name);
+		return -1;
+	}
+	switch (v->status.txn) {
+	case TXN_NONE:
+		msg_err("release %s: --commit: the view has no bitmap (a snapshot without "
+			"--bitmap), there is nothing to commit; not removed", v->name);
+		return -1;
+	case TXN_ENDED:
+		msg_err("release %s: --commit: its backup transaction ended when its %s "
+			"was removed; the changes were kept for the next backup; not removed",
+			v->name, TARGET_ORIGIN);
+		return -1;
+	case TXN_COMMITTED:
+		return 0;
+	case TXN_OPEN:
+		break;
+	}
+	if (!v->status.active) {
+		msg_err("release %s: --commit: the session is invalid, its reads cannot "
+			"count as a backup; not removed (release it without --commit)",
+			v->name);
+		return -1;
+	}
+	if (fdm_message(v->name, 0, "commit", NULL) && fdm_errno() != EALREADY) {
+		msg_err("release %s: --commit failed: %s; not removed", v->name,
+			fdm_errno() == EIO ? "the session is invalid, or a metadata write "
+			"failed" : fdm_error());
+		return -1;
+	}
+	return 0;
+}
 
 int cmd_release(int argc, char **argv)
 {
@@ -373,10 +451,8 @@ int cmd_release(int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	enum release_mode mode = RELEASE_DEFAULT;
-	char name[NAME_LEN], what[256];
 	struct fl_view v;
 	uint32_t cookie = 0;
-	dev_t devt;
 	int c, r;
 
 	optind = 0;
@@ -388,45 +464,40 @@ int cmd_release(int argc, char **argv)
 				return usage_error(argv[0], "--commit and --abort exclude each other");
 			mode = c == 'c' ? RELEASE_COMMIT : RELEASE_ABORT;
 			break;
-		case 'h':
-			command_usage(argv[0], stdout);
-			return EXIT_OK;
 		default:
-			command_usage(argv[0], stderr);
-			return EXIT_USAGE;
+			return option_end(c, argv[0]);
 		}
 	}
 	if (argc - optind != 1)
 		return usage_error(argv[0], "needs VIEW");
 
 	lock_take();
-	if (resolve_dm_arg("release", argv[optind], name, sizeof(name), &devt))
+	if (lookup_view("release", argv[optind], &v))
 		return EXIT_ERR;
-	r = get_view(name, &v, what, sizeof(what));
-	if (r) {
-		if (r == -EMEDIUMTYPE)
-			msg_err("release %s: not a %s view (%s)", name, TARGET_VIEW, what);
-		else
-			msg_err("release %s: %s", name, r == -ENOENT ? "no such device" : fdm_error());
-		return EXIT_ERR;
-	}
 	if (!v.single) {
 		msg_err("release %s: its table has more than the %s target; "
-			"fleecectl releases the views it creates", name, TARGET_VIEW);
+			"fleecectl releases the views it creates", v.name, TARGET_VIEW);
 		return EXIT_ERR;
 	}
-	/* Changed-block bitmaps: commit or abort here, before the view goes. */
-	(void)mode;
+	if (mode == RELEASE_COMMIT && commit_view(&v))
+		return EXIT_ERR;
+	if (mode == RELEASE_ABORT && v.have_status && v.status.txn == TXN_COMMITTED)
+		msg_warn("release %s: --abort: the backup was committed already; its "
+			 "changes are not merged back", v.name);
 
-	r = fdm_remove(name, &cookie);
+	r = fdm_remove(v.name, &cookie);
 	fdm_udev_wait(&cookie);
 	if (r) {
 		if (fdm_errno() == EBUSY)
 			msg_err("release %s: in use (mounted, or a program has it open); "
-				"the session goes on", name);
+				"the session goes on%s", v.name, mode == RELEASE_COMMIT ?
+				" (its backup is committed)" : "");
 		else
-			msg_err("release %s: %s", name, fdm_error());
+			msg_err("release %s: %s", v.name, fdm_error());
 		return EXIT_ERR;
 	}
+	if (v.have_status && v.status.txn == TXN_OPEN && mode != RELEASE_COMMIT)
+		printf("release %s: changes since the last committed backup kept in bitmap '%s'\n",
+		       v.name, v.status.bitmap);
 	return EXIT_OK;
 }

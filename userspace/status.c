@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/sysmacros.h>
 
+#include "bitmap.h"
 #include "blockdev.h"
 #include "cli.h"
 #include "discover.h"
@@ -91,21 +92,59 @@ static void table_print(struct table *t)
 	t->rows = 0;
 }
 
+/* One row per bitmap of the origins shown. */
+static void print_bitmaps(const struct fl_scan *s, const struct filter *f)
+{
+	struct table t = { .cols = 5 };
+	const char *h[] = { "BITMAP", "ORIGIN", "DIRTY", "SIZE", "BACKUPS" };
+	char dirty[CELL], size[CELL], frozen[CELL];
+	const char *row[5];
+	unsigned int i, k;
+
+	table_row(&t, h);
+	for (i = 0; i < s->nr_origins; i++) {
+		const struct fl_origin *o = &s->origins[i];
+
+		if (!origin_shown(f, i) || !o->have_status)
+			continue;
+		for (k = 0; k < o->status.nr_bitmaps; k++) {
+			const struct bitmap_status *b = &o->status.bitmaps[k];
+
+			snprintf(dirty, sizeof(dirty), "%llu", (unsigned long long)b->dirty);
+			format_size_short(bitmap_bytes(o, b->dirty), size, sizeof(size));
+			snprintf(frozen, sizeof(frozen), "%u", b->frozen_sets);
+			row[0] = b->name;
+			row[1] = o->name;
+			row[2] = dirty;
+			row[3] = size;
+			row[4] = frozen;
+			table_row(&t, row);
+		}
+	}
+	if (t.rows > 1) {
+		printf("\n");
+		table_print(&t);
+	} else {
+		free(t.cell);
+	}
+}
+
 static void print_human(const struct fl_scan *s, const struct filter *f)
 {
-	struct table t = { .cols = 6 };
+	struct table t = { .cols = 7 };
 	char size[CELL], chunk[CELL], dev[CELL], sess[CELL], used[CELL];
-	char copied[CELL], released[CELL], skipped[CELL], scratch[CELL];
+	char copied[CELL], released[CELL], skipped[CELL], scratch[CELL], bm[CELL];
 	unsigned int i, nv = 0;
 
 	{
-		const char *h[] = { "ORIGIN", "SIZE", "CHUNK", "DEVICE", "METADATA", "SESSIONS" };
+		const char *h[] = { "ORIGIN", "SIZE", "CHUNK", "DEVICE", "METADATA", "SESSIONS",
+				    "TRACKING" };
 
 		table_row(&t, h);
 	}
 	for (i = 0; i < s->nr_origins; i++) {
 		const struct fl_origin *o = &s->origins[i];
-		const char *row[6];
+		const char *row[7];
 
 		if (!origin_shown(f, i))
 			continue;
@@ -125,6 +164,8 @@ static void print_human(const struct fl_scan *s, const struct filter *f)
 		row[3] = dev;
 		row[4] = !o->have_status ? "?" : o->status.persistent ? "persistent" : "volatile";
 		row[5] = sess;
+		row[6] = !o->have_status || !o->status.have_tracking ? "-" :
+			 o->status.lost ? "LOST" : "ok";
 		table_row(&t, row);
 	}
 	if (t.rows == 1 && f->view < 0) {
@@ -137,18 +178,19 @@ static void print_human(const struct fl_scan *s, const struct filter *f)
 	}
 	t.rows = 0;
 	t.cell = NULL;
+	print_bitmaps(s, f);
 
-	t.cols = 8;
+	t.cols = 9;
 	{
 		const char *h[] = { "VIEW", "ORIGIN", "STATE", "SCRATCH", "USED",
-				    "COPIED", "RELEASED", "SKIPPED" };
+				    "COPIED", "RELEASED", "SKIPPED", "BITMAP" };
 
 		table_row(&t, h);
 	}
 	for (i = 0; i < s->nr_views; i++) {
 		const struct fl_view *v = &s->views[i];
 		const struct view_status *st = &v->status;
-		const char *row[8];
+		const char *row[9];
 
 		if (!view_shown(s, f, i))
 			continue;
@@ -175,6 +217,12 @@ static void print_human(const struct fl_scan *s, const struct filter *f)
 		row[5] = v->have_status ? copied : "?";
 		row[6] = v->have_status ? released : "?";
 		row[7] = v->have_status ? skipped : "?";
+		if (v->have_status && st->bitmap[0])
+			snprintf(bm, sizeof(bm), "%s (%s%s)", st->bitmap,
+				 v->table.full ? "full, " : "", txn_name(st->txn));
+		else
+			snprintf(bm, sizeof(bm), "-");
+		row[8] = bm;
 		table_row(&t, row);
 	}
 	if (nv) {
@@ -229,6 +277,9 @@ static void json_view(struct json *j, const struct fl_view *v)
 		json_u64(j, "reads_scratch_sectors", st->reads_scratch);
 		json_u64(j, "reads_origin_sectors", st->reads_origin);
 		json_u64(j, "copies_inflight", st->copies_inflight);
+		json_str(j, "bitmap", st->bitmap[0] ? st->bitmap : NULL);
+		json_str(j, "transaction", st->txn == TXN_NONE ? NULL : txn_name(st->txn));
+		json_bool(j, "full", v->table.full);
 	} else {
 		json_str(j, "state", NULL);
 	}
@@ -283,6 +334,20 @@ static void print_json(const struct fl_scan *s, const struct filter *f)
 			json_u64(&j, "sessions", o->status.sessions);
 		else
 			json_str(&j, "sessions", NULL);
+		json_str(&j, "tracking", !o->have_status || !o->status.have_tracking ? NULL :
+			 o->status.lost ? "lost" : "ok");
+		json_arr_begin(&j, "bitmaps");
+		for (k = 0; o->have_status && k < o->status.nr_bitmaps; k++) {
+			const struct bitmap_status *b = &o->status.bitmaps[k];
+
+			json_obj_begin(&j, NULL);
+			json_str(&j, "name", b->name);
+			json_u64(&j, "dirty_chunks", b->dirty);
+			json_u64(&j, "dirty_bytes", bitmap_bytes(o, b->dirty));
+			json_u64(&j, "backups_in_progress", b->frozen_sets);
+			json_obj_end(&j);
+		}
+		json_arr_end(&j);
 		json_arr_begin(&j, "views");
 		for (k = 0; k < s->nr_views; k++)
 			if (s->views[k].origin == (int)i && view_shown(s, f, k))
@@ -302,11 +367,6 @@ static void print_json(const struct fl_scan *s, const struct filter *f)
 
 int cmd_status(int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{ "json", no_argument, NULL, 'j' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
-	};
 	struct filter f = { -1, -1 };
 	char name[NAME_LEN];
 	struct fl_scan s;
@@ -314,20 +374,9 @@ int cmd_status(int argc, char **argv)
 	int c, json = 0;
 	dev_t devt;
 
-	optind = 0;
-	while ((c = getopt_long(argc, argv, "jh", opts, NULL)) != -1) {
-		switch (c) {
-		case 'j':
-			json = 1;
-			break;
-		case 'h':
-			command_usage(argv[0], stdout);
-			return EXIT_OK;
-		default:
-			command_usage(argv[0], stderr);
-			return EXIT_USAGE;
-		}
-	}
+	c = simple_options(argc, argv, &json);
+	if (c >= 0)
+		return c;
 	if (argc - optind > 1)
 		return usage_error(argv[0], "takes at most one NAME");
 	if (argc - optind == 1 &&
