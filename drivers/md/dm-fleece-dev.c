@@ -283,7 +283,7 @@ int fleece_dev_begin_transaction(struct fleece_dev *fd,
 		*error = "No fleece-origin device on this origin";
 	} else {
 		r = fleece_track_freeze(fd->trk, s->bitmap_name, &frozen, &live,
-					error);
+					s->full, error);
 	}
 	if (!r) {
 		/*

@@ -74,7 +74,7 @@ static enum block_kind classify(const void *buf, u32 magic)
 	return KIND_VALID;
 }
 
-int fleece_meta_write_sb(struct fleece_tracker *t)
+static int write_sb_once(struct fleece_tracker *t)
 {
 	struct fleece_disk_sb *sb = t->sb;
 	u64 seq = le64_to_cpu(sb->seq) + 1;
@@ -85,11 +85,42 @@ int fleece_meta_write_sb(struct fleece_tracker *t)
 	/* Flush first: what the new superblock points at must be on disk. */
 	r = meta_io(t->meta, (seq & 1) * FLEECE_META_BLOCK_SECTORS, sb,
 		    REQ_OP_WRITE | REQ_PREFLUSH | REQ_FUA);
+	/* Retry into the same, damaged copy: never the good one. */
+	if (r)
+		sb->seq = cpu_to_le64(seq - 1);
+	return r;
+}
+
+void fleece_meta_lost(struct fleece_tracker *t)
+{
+	unsigned int i;
+
+	if (t->lost)
+		return;
+	t->lost = true;
+	for (i = 0; i < FLEECE_META_SLOTS; i++) {
+		if (!t->slot[i])
+			continue;
+		t->slot[i]->untrusted = true;
+		t->sb->slots[i].flags |= cpu_to_le32(FLEECE_SLOT_UNTRUSTED);
+	}
+	/*
+	 * Writes go on unrecorded from now on. If the device takes this one
+	 * write, the next activation says "lost" too instead of trusting
+	 * bitmaps that miss them.
+	 */
+	if (write_sb_once(t))
+		DMERR_LIMIT("%pg: cannot mark the bitmaps untrusted on disk",
+			    t->meta);
+}
+
+int fleece_meta_write_sb(struct fleece_tracker *t)
+{
+	int r = write_sb_once(t);
+
 	if (r) {
 		DMERR_LIMIT("%pg: superblock write failed: %d", t->meta, r);
-		t->lost = true;
-		/* Retry into the same, damaged copy: never the good one. */
-		sb->seq = cpu_to_le64(seq - 1);
+		fleece_meta_lost(t);
 	}
 	return r;
 }
@@ -156,6 +187,7 @@ static int check_sb(struct fleece_tracker *t, struct fleece_disk_sb *sb,
 		u32 state = le32_to_cpu(ds->state);
 
 		if (state > FLEECE_SLOT_FROZEN ||
+		    (le32_to_cpu(ds->flags) & ~FLEECE_SLOT_UNTRUSTED) ||
 		    (state && (!memchr(ds->name, 0, sizeof(ds->name)) ||
 			       !fleece_valid_bitmap_name(ds->name)))) {
 			*error = "Metadata superblock has an invalid bitmap slot";
@@ -332,6 +364,7 @@ int fleece_meta_load(struct fleece_tracker *t, unsigned int chunk_sectors,
 			goto out;
 		}
 		bm->gen = le64_to_cpu(ds->gen);
+		bm->untrusted = le32_to_cpu(ds->flags) & FLEECE_SLOT_UNTRUSTED;
 		t->slot[i] = bm;
 		r = load_slot(t, bm, buf, error);
 		if (r)
@@ -433,7 +466,7 @@ int fleece_meta_write_blocks(struct fleece_tracker *t,
 		r = blkdev_issue_flush(t->meta);
 	if (r) {
 		DMERR_LIMIT("%pg: bitmap block write failed: %d", t->meta, r);
-		t->lost = true;
+		fleece_meta_lost(t);
 		return r;
 	}
 	/* Written: the next write of each block goes to its other copy. */

@@ -41,6 +41,18 @@ int fleece_meta_load(struct fleece_tracker *t, unsigned int chunk_sectors,
 		     char **error);
 
 /**
+ * fleece_meta_lost() - a metadata write failed: tracking is lost.
+ * @t: the tracker.
+ *
+ * Every bitmap is marked untrusted, in memory and, if the device still
+ * takes one more superblock write, on disk, so that a later activation says
+ * so too. Writes are no longer made durable before they go on.
+ *
+ * Context: process context, under @t->lock; may do IO.
+ */
+void fleece_meta_lost(struct fleece_tracker *t);
+
+/**
  * fleece_meta_write_sb() - write @t->sb to its older copy, after a flush.
  * @t: the tracker, @t->lock held.
  *

@@ -147,6 +147,8 @@ static void sb_set_slot(struct fleece_tracker *t, struct fleece_bitmap *bm,
 	if (state != FLEECE_SLOT_FREE)
 		memcpy(ds->name, bm->name, strlen(bm->name));
 	ds->state = cpu_to_le32(state);
+	if (state != FLEECE_SLOT_FREE && bm->untrusted)
+		ds->flags = cpu_to_le32(FLEECE_SLOT_UNTRUSTED);
 	ds->gen = cpu_to_le64(bm->gen);
 }
 
@@ -352,6 +354,11 @@ static int reclaim_frozen(struct fleece_tracker *t, struct fleece_bitmap *frozen
 			commit_round(t);
 		if (t->lost)
 			return -EIO;
+		/* What the set may miss, the bitmap now may miss too. */
+		if (frozen->untrusted && !live->untrusted) {
+			live->untrusted = true;
+			sb_set_slot(t, live, FLEECE_SLOT_LIVE);
+		}
 	}
 	/* Merged (or its bitmap is gone): the slot is free again. */
 	t->slot[frozen->slot] = NULL;
@@ -522,6 +529,9 @@ static int msg_clear(struct fleece_tracker *t, struct fleece_bitmap *bm)
 	}
 	spin_unlock_irq(&t->pend_lock);
 	new_generation(t, bm);
+	/* Empty, recording from now on: nothing it could have missed. */
+	if (!t->lost)
+		bm->untrusted = false;
 	sb_set_slot(t, bm, FLEECE_SLOT_LIVE);
 	return sb_write(t);
 }
@@ -543,7 +553,14 @@ static int msg_merge(struct fleece_tracker *t, struct fleece_bitmap *dst,
 	}
 	if (t->meta)
 		commit_round(t);
-	return t->lost ? -EIO : 0;
+	if (t->lost)
+		return -EIO;
+	if (src->untrusted && !dst->untrusted) {
+		dst->untrusted = true;
+		sb_set_slot(t, dst, FLEECE_SLOT_LIVE);
+		return sb_write(t);
+	}
+	return 0;
 }
 
 void fleece_track_emit_ranges(const unsigned long *bits, u64 nr_chunks,
@@ -699,7 +716,7 @@ out:
 
 int fleece_track_freeze(struct fleece_tracker *t, const char *name,
 			struct fleece_bitmap **frozen, struct fleece_bitmap **live,
-			char **error)
+			bool full, char **error)
 {
 	struct fleece_bitmap *old, *fresh;
 	int slot, r;
@@ -709,6 +726,11 @@ int fleece_track_freeze(struct fleece_tracker *t, const char *name,
 	if (!old) {
 		*error = "No such bitmap on this origin";
 		r = -ENOENT;
+		goto out;
+	}
+	if (old->untrusted && !full) {
+		*error = "Bitmap untrusted since tracking was lost: use full";
+		r = -EINVAL;
 		goto out;
 	}
 	slot = free_slot(t);
@@ -785,9 +807,15 @@ void fleece_track_status(struct fleece_tracker *t, char *result,
 			 unsigned int maxlen, unsigned int *szp)
 {
 	unsigned int sz = *szp, i;
+	bool lost;
 
 	mutex_lock(&t->lock);
-	DMEMIT(" %s %u", t->lost ? "lost" : "ok", count_bitmaps(t, NULL, false));
+	/* Lost now, or before and some bitmap has not started again since. */
+	lost = t->lost;
+	for (i = 0; i < FLEECE_META_SLOTS; i++)
+		if (t->slot[i] && !t->slot[i]->frozen && t->slot[i]->untrusted)
+			lost = true;
+	DMEMIT(" %s %u", lost ? "lost" : "ok", count_bitmaps(t, NULL, false));
 	for (i = 0; i < FLEECE_META_SLOTS; i++) {
 		struct fleece_bitmap *bm = t->slot[i];
 

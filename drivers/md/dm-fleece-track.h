@@ -47,10 +47,17 @@ enum fleece_slot_state {
 	FLEECE_SLOT_FROZEN = 2,	/* a bitmap's content frozen by a session */
 };
 
+/*
+ * Slot flags. UNTRUSTED: tracking was lost while the bitmap recorded (a
+ * metadata write failed), so it may miss writes until it starts again
+ * (bitmap_clear, or the commit of a "full" backup that froze it).
+ */
+#define FLEECE_SLOT_UNTRUSTED	BIT(0)
+
 struct fleece_disk_slot {
 	__u8 name[FLEECE_NAME_MAX + 1];	/* NUL-padded */
 	__le32 state;
-	__le32 reserved;
+	__le32 flags;		/* FLEECE_SLOT_* flags; was reserved (0) */
 	__le64 gen;
 } __packed;
 
@@ -89,6 +96,8 @@ struct fleece_disk_block {
  * @frozen: a frozen set owned by a session, no longer recording.
  * @committed: (frozen) the backup succeeded; the set is gone from disk and
  *	stays in memory only until its session ends.
+ * @untrusted: may miss writes: tracking was lost while it recorded
+ *	(FLEECE_SLOT_UNTRUSTED on disk).
  * @gen: the slot's generation (persistent only).
  * @bits: chunks recorded durably (volatile: recorded).
  * @next: chunks recorded, durably or not yet; a superset of @bits
@@ -102,6 +111,7 @@ struct fleece_bitmap {
 	unsigned int slot;
 	bool frozen;
 	bool committed;
+	bool untrusted;
 	u64 gen;
 	unsigned long *bits;
 	unsigned long *next;
@@ -220,17 +230,19 @@ int fleece_track_message(struct fleece_tracker *t, unsigned int argc,
  * @name: the bitmap.
  * @frozen: the frozen set on success: what the bitmap held until now.
  * @live: the bitmap recording from now on, valid while @frozen is.
+ * @full: the backup reads every chunk, not only the frozen set.
  * @error: set to a reason for ti->error on failure.
  *
  * The bitmap starts again empty, recording what happens from now on. The
- * origin must be suspended.
+ * origin must be suspended. An untrusted bitmap (tracking was lost while it
+ * recorded) can only start a @full backup: its frozen set may miss writes.
  *
  * Context: process context (view ctr), may sleep and do IO.
  * Return: 0 or a negative errno.
  */
 int fleece_track_freeze(struct fleece_tracker *t, const char *name,
 			struct fleece_bitmap **frozen, struct fleece_bitmap **live,
-			char **error);
+			bool full, char **error);
 
 /**
  * fleece_track_commit() - the backup of a frozen set succeeded.

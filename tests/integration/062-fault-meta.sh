@@ -49,7 +49,50 @@ dmsetup create t062s --table "0 $((32 * 2048)) linear $SCRATCH 0"
 view_create t062v t062 "0 $sz fleece /dev/mapper/t062l /dev/mapper/t062s" || fail "no plain view with tracking lost"
 dd if=/dev/zero of=/dev/mapper/t062 bs=1M count=4 oflag=direct status=none
 dev_cmp /dev/mapper/t062v 0 $R $WORK/a.img || fail "the view is not the point in time with tracking lost"
-dmsetup remove t062v t062s
+dmsetup remove t062v
 swap t062m "$good"
-dmsetup remove t062 t062l t062m
-info "a plain view still holds its point in time; devices removed"
+dmsetup remove t062
+info "a plain view still holds its point in time"
+
+# Only the bitmap blocks fail: the superblock records that tracking was lost.
+blkdiscard -f /dev/mapper/t062m
+dmsetup create t062 --table "0 $sz fleece-origin /dev/mapper/t062l /dev/mapper/t062m 128"
+dmsetup message t062 0 bitmap_add a
+dmsetup message t062 0 bitmap_add b
+dd if=$WORK/a.img of=/dev/mapper/t062 bs=1M count=1 oflag=direct status=none
+swap t062m "0 16 linear $META 0
+16 $((msz - 16)) error"
+dd if=$WORK/a.img of=/dev/mapper/t062 bs=1M skip=4 seek=4 count=1 oflag=direct status=none ||
+	fail "an origin write failed with the bitmap blocks failing"
+[ "$(tracking)" = lost ] || fail "tracking '$(tracking)' after a bitmap block write error"
+swap t062m "$good"
+dmsetup remove t062
+dmsetup create t062 --table "0 $sz fleece-origin /dev/mapper/t062l /dev/mapper/t062m 128" ||
+	fail "cannot activate again on the repaired metadata device"
+[ "$(tracking)" = lost ] || fail "tracking '$(tracking)' after re-creation: the loss was forgotten"
+expect_rc 0 $F status t062
+grep -qE '^t062 .* LOST$' $WORK/stdout || { cat $WORK/stdout; fail "fleecectl status does not say LOST after re-creation"; }
+info "bitmap blocks failing: lost, and still lost after re-creation on the repaired device"
+
+# Incremental views are refused; a full backup commits a trusted chain.
+dmsetup suspend t062
+dmsetup create t062v --table "0 $sz fleece /dev/mapper/t062l /dev/mapper/t062s 2 bitmap a" 2> $WORK/err &&
+	{ dmsetup resume t062; fail "an incremental view of an untrusted bitmap was created"; }
+dmsetup resume t062
+grep -q "Bitmap untrusted since tracking was lost: use full" $WORK/err ||
+	new_dmesg $mark | grep -q "Bitmap untrusted since tracking was lost" || fail "no reason for the refused view: $(cat $WORK/err)"
+view_create t062v t062 "0 $sz fleece /dev/mapper/t062l /dev/mapper/t062s 3 bitmap a full" ||
+	fail "no full view of an untrusted bitmap"
+dd if=$WORK/a.img of=/dev/mapper/t062 bs=1M skip=8 seek=8 count=1 oflag=direct status=none
+dmsetup message t062v 0 commit
+dmsetup remove t062v
+[ "$(tracking)" = lost ] || fail "tracking '$(tracking)' with bitmap b still untrusted"
+[ "$(bitmap_export t062 a)" = "128 16" ] || fail "bitmap a after its full backup: $(bitmap_export t062 a)"
+dmsetup message t062 0 bitmap_clear b
+[ "$(tracking)" = ok ] || fail "tracking '$(tracking)' after a's full backup and b's clear"
+dmsetup remove t062
+dmsetup create t062 --table "0 $sz fleece-origin /dev/mapper/t062l /dev/mapper/t062m 128"
+[ "$(tracking)" = ok ] || fail "tracking '$(tracking)' after re-creation of a trusted chain"
+info "incremental view refused; a full backup (a) and a clear (b) made the bitmaps trusted again"
+
+dmsetup remove t062 t062s t062l t062m
