@@ -7,6 +7,7 @@
 #   make check      unit tests on the host + integration tests in the VM
 #   make demo       show dm-fleece at work in the VM
 #   make check-kernels   make check on Debian 12's 6.1 and 6.12 kernels
+#   make crash      40 power cuts under load (make check makes 8)
 #   make lint       checkpatch --strict, sparse and W=1 on the module
 #
 # KVER picks the kernel (default: tests/vm/default-kver); KDIR its build tree.
@@ -31,7 +32,7 @@ DEB_PKGS := build-essential linux-headers-amd64 linux-image-amd64 \
 DEB_PKGS_612 := linux-image-6.12-amd64 linux-headers-6.12-amd64
 
 .PHONY: all module tools deps deps-6.12 check check-unit check-integration \
-	check-kernels demo lint clean help
+	check-kernels crash demo lint clean help
 
 all: module tools
 
@@ -68,6 +69,12 @@ check-unit:
 
 check-integration: all
 	@tests/integration/run
+
+# Power cuts at length (make check runs 8): FLEECE_POWERCUT_LOOPS cuts.
+crash: deps
+	@$(MAKE) --no-print-directory all
+	@FLEECE_POWERCUT_LOOPS=$${FLEECE_POWERCUT_LOOPS:-40} \
+		FLEECE_POWERCUT_BUDGET=$${FLEECE_POWERCUT_BUDGET:-3600} tests/crash/powercut.sh
 
 # Each kernel series: its own build, its own VM boots, one summary line each.
 check-kernels: deps deps-6.12
