@@ -9,6 +9,9 @@
 #   make check-kernels   make check on Debian 12's 6.1 and 6.12 kernels
 #   make crash      40 power cuts under load (make check makes 8)
 #   make lint       checkpatch --strict, sparse and W=1 on the module
+#   make install    module, fleecectl, man page, docs (DESTDIR=, PREFIX=/usr)
+#   make uninstall  remove what make install put (same DESTDIR/PREFIX/KVER)
+#   make check-install   build the .debs, test them and make install in a VM
 #
 # KVER picks the kernel (default: tests/vm/default-kver); KDIR its build tree.
 
@@ -30,14 +33,25 @@ DEB_PKGS := build-essential linux-headers-amd64 linux-image-amd64 \
 	libdevmapper-dev pkg-config fio e2fsprogs xfsprogs libcmocka-dev sparse \
 	python3 xz-utils zstd util-linux linux-source-6.1
 DEB_PKGS_612 := linux-image-6.12-amd64 linux-headers-6.12-amd64
+# Only for building and testing the Debian packages (make check-install).
+DEB_PKGS_PKG := dkms dh-dkms debhelper dpkg-dev fakeroot
+
+# make install: the module goes to /lib/modules/$(KVER)/updates (depmod runs
+# unless DESTDIR is set), the rest under PREFIX.
+PREFIX ?= /usr
+SBINDIR ?= $(PREFIX)/sbin
+MANDIR ?= $(PREFIX)/share/man
+DOCDIR ?= $(PREFIX)/share/doc/dm-fleece
+MODDIR ?= /lib/modules/$(KVER)/updates
+DOCS := $(notdir $(wildcard Documentation/*.rst))
 
 .PHONY: all module tools deps deps-6.12 check check-unit check-integration \
-	check-kernels crash demo lint clean help
+	check-kernels crash demo lint clean help install uninstall deps-pkg check-install
 
 all: module tools
 
 help:
-	@sed -n '3,13p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '3,/^# KVER picks/p' Makefile | sed 's/^# \{0,1\}//'
 
 # The .ko in drivers/md/ is for one kernel; .kver says which. Building for
 # another kernel cleans first so a stale object is never tested.
@@ -84,6 +98,36 @@ check-kernels: deps deps-6.12
 		echo "=== kernel $$v ==="; \
 		$(MAKE) --no-print-directory check KVER=$$v KDIR=/lib/modules/$$v/build; \
 	done
+
+# Every file install puts is listed in uninstall too.
+install: all
+	install -D -m 0644 drivers/md/dm-fleece.ko "$(DESTDIR)$(MODDIR)/dm-fleece.ko"
+	install -D -m 0755 userspace/fleecectl "$(DESTDIR)$(SBINDIR)/fleecectl"
+	install -D -m 0644 Documentation/fleecectl.8 "$(DESTDIR)$(MANDIR)/man8/fleecectl.8"
+	install -d "$(DESTDIR)$(DOCDIR)"
+	install -m 0644 $(addprefix Documentation/,$(DOCS)) "$(DESTDIR)$(DOCDIR)/"
+	@if [ -z "$(DESTDIR)" ]; then echo "depmod -a $(KVER)"; depmod -a "$(KVER)"; fi
+
+# With DESTDIR, also the directories install made there, now empty.
+uninstall:
+	@test -n "$(KVER)" || { echo "make uninstall: no KVER (give the one make install used)" >&2; exit 1; }
+	rm -f "$(DESTDIR)$(MODDIR)/dm-fleece.ko" "$(DESTDIR)$(SBINDIR)/fleecectl" \
+		"$(DESTDIR)$(MANDIR)/man8/fleecectl.8" \
+		$(foreach d,$(DOCS),"$(DESTDIR)$(DOCDIR)/$(d)")
+	@if [ -d "$(DESTDIR)$(DOCDIR)" ]; then rmdir --ignore-fail-on-non-empty "$(DESTDIR)$(DOCDIR)"; fi
+	@if [ -z "$(DESTDIR)" ]; then echo "depmod -a $(KVER)"; depmod -a "$(KVER)"; \
+	else for d in "$(MODDIR)" "$(SBINDIR)" "$(MANDIR)/man8" "$(DOCDIR)"; do \
+		while [ "$$d" != / ] && [ "$$d" != . ] && \
+			{ [ ! -d "$(DESTDIR)$$d" ] || rmdir "$(DESTDIR)$$d" 2>/dev/null; }; do \
+			d=$$(dirname "$$d"); done; \
+	done; fi
+
+deps-pkg:
+	@tests/deps-install $(DEB_PKGS_PKG)
+
+# Slow (a VM per kernel series, DKMS builds under TCG): not part of make check.
+check-install: deps deps-6.12 deps-pkg
+	@FLEECE_PKG_SERIES="$(KVER_SERIES)" tests/pkg/check
 
 demo: deps
 	@$(MAKE) --no-print-directory all
