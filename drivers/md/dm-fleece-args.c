@@ -1,10 +1,13 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * Constructor argument helpers shared by both targets, and the kept table
- * line that STATUSTYPE_TABLE prints back exactly as it was given.
+ * Argument parsing of both targets: constructor arguments and messages,
+ * and the kept table line that STATUSTYPE_TABLE prints back exactly as it
+ * was given.
  *
- * Nothing here touches a device, so tests/unit builds this file in userspace.
+ * Nothing here touches a device or a target's state, so tests/unit and
+ * tests/fuzz build this file in userspace.
  */
+#include <linux/ctype.h>
 #include <linux/kernel.h>
 #include <linux/log2.h>
 #include <linux/slab.h>
@@ -66,5 +69,221 @@ int fleece_parse_chunk_sectors(struct dm_target *ti, const char *arg,
 		return -EINVAL;
 	}
 	*out = v;
+	return 0;
+}
+
+/*
+ * The count of an argument group: plain decimal digits, at most UINT_MAX.
+ * dm_read_arg_group() would do, but its sscanf() skips leading blanks and
+ * wraps around silently, so "4294967297" would count as 1.
+ */
+static int read_count(struct dm_target *ti, const struct dm_arg *arg,
+		      struct dm_arg_set *as, unsigned int *value)
+{
+	const char *s = dm_shift_arg(as);
+	size_t i;
+
+	for (i = 0; s && s[i]; i++)
+		if (!isdigit(s[i]))
+			break;
+	if (!s || s[i] || kstrtouint(s, 10, value) || *value < arg->min ||
+	    *value > arg->max || *value > as->argc) {
+		ti->error = arg->error;
+		return -EINVAL;
+	}
+	return 0;
+}
+
+int fleece_parse_origin_features(struct dm_target *ti, struct dm_arg_set *as)
+{
+	static const struct dm_arg _args[] = {
+		{0, 0, "Invalid number of feature arguments"},
+	};
+	unsigned int argc;
+	int r;
+
+	/* No feature is defined yet; "0" is accepted for forward tables. */
+	if (!as->argc)
+		return 0;
+	r = read_count(ti, _args, as, &argc);
+	if (r)
+		return r;
+	if (as->argc) {
+		ti->error = "Too many arguments";
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static int parse_view_opt_args(struct dm_target *ti, struct dm_arg_set *as,
+			       struct fleece_view_opts *o)
+{
+	static const struct dm_arg _args[] = {
+		{0, 8, "Invalid number of optional arguments"},
+	};
+	unsigned int argc;
+	const char *arg;
+	int r;
+
+	if (!as->argc)
+		return 0;
+	r = read_count(ti, _args, as, &argc);
+	if (r)
+		return r;
+
+	while (argc) {
+		arg = dm_shift_arg(as);
+		argc--;
+		if (!strcasecmp(arg, "writable")) {
+			o->writable = true;
+		} else if (!strcasecmp(arg, "full")) {
+			o->full = true;
+		} else if (!strcasecmp(arg, "on_full")) {
+			arg = argc ? dm_shift_arg(as) : "";
+			argc -= !!argc;
+			if (!strcasecmp(arg, "invalidate")) {
+				o->on_full = FLEECE_ON_FULL_INVALIDATE;
+			} else if (!strcasecmp(arg, "fail_writes")) {
+				o->on_full = FLEECE_ON_FULL_FAIL_WRITES;
+			} else {
+				ti->error = "Invalid on_full policy";
+				return -EINVAL;
+			}
+		} else if (!strcasecmp(arg, "bitmap")) {
+			arg = argc ? dm_shift_arg(as) : "";
+			argc -= !!argc;
+			if (!fleece_valid_bitmap_name(arg)) {
+				ti->error = "Invalid bitmap name";
+				return -EINVAL;
+			}
+			kfree(o->bitmap_name);
+			o->bitmap_name = kstrdup(arg, GFP_KERNEL);
+			if (!o->bitmap_name) {
+				ti->error = "Cannot allocate bitmap name";
+				return -ENOMEM;
+			}
+		} else if (!strcasecmp(arg, "low_water")) {
+			arg = argc ? dm_shift_arg(as) : "";
+			argc -= !!argc;
+			if (kstrtou64(arg, 10, &o->low_water)) {
+				ti->error = "Invalid low_water";
+				return -EINVAL;
+			}
+		} else {
+			ti->error = "Unknown optional argument";
+			return -EINVAL;
+		}
+	}
+	if (as->argc) {
+		ti->error = "Too many arguments";
+		return -EINVAL;
+	}
+	return 0;
+}
+
+int fleece_parse_view_opts(struct dm_target *ti, struct dm_arg_set *as,
+			   struct fleece_view_opts *o)
+{
+	int r;
+
+	memset(o, 0, sizeof(*o));
+	r = parse_view_opt_args(ti, as, o);
+	if (!r && o->full && !o->bitmap_name) {
+		ti->error = "Option full needs a bitmap";
+		r = -EINVAL;
+	}
+	/* Unprotected chunks have no point-in-time copy to write over. */
+	if (!r && o->writable && o->bitmap_name && !o->full) {
+		ti->error = "Writable incremental views are not supported";
+		r = -EINVAL;
+	}
+	if (r) {
+		kfree(o->bitmap_name);
+		o->bitmap_name = NULL;
+	}
+	return r;
+}
+
+int fleece_parse_view_message(unsigned int argc, char **argv,
+			      struct fleece_view_msg *m)
+{
+	m->cmd = FLEECE_VIEW_MSG_UNKNOWN;
+	m->start = 0;
+	m->max = 65536;
+	if (argc == 1 && !strcasecmp(argv[0], "commit")) {
+		m->cmd = FLEECE_VIEW_MSG_COMMIT;
+	} else if (argc >= 1 && argc <= 3 && !strcasecmp(argv[0], "changes")) {
+		if ((argc > 1 && kstrtou64(argv[1], 10, &m->start)) ||
+		    (argc > 2 && (kstrtou64(argv[2], 10, &m->max) || !m->max)))
+			return -EINVAL;
+		m->cmd = FLEECE_VIEW_MSG_CHANGES;
+	}
+	return 0;
+}
+
+bool fleece_valid_bitmap_name(const char *name)
+{
+	size_t n = strnlen(name, FLEECE_NAME_MAX + 1);
+	size_t i;
+
+	if (!n || n > FLEECE_NAME_MAX)
+		return false;
+	/* The kernel's isalnum() also takes Latin-1 letters: ASCII only. */
+	for (i = 0; i < n; i++)
+		if (!isascii(name[i]) ||
+		    (!isalnum(name[i]) && !strchr("_.-", name[i])))
+			return false;
+	return true;
+}
+
+static int parse_u64(const char *s, u64 *v)
+{
+	return kstrtou64(s, 10, v) ? -EINVAL : 0;
+}
+
+int fleece_parse_bitmap_message(unsigned int argc, char **argv,
+				struct fleece_bitmap_msg *m)
+{
+	const char *cmd = argv[0];
+
+	memset(m, 0, sizeof(*m));
+	m->cmd = FLEECE_BM_MSG_UNKNOWN;
+	m->max = 65536;
+	if (strncmp(cmd, "bitmap_", 7))
+		return -EOPNOTSUPP;
+	if (!strcmp(cmd, "bitmap_list")) {
+		m->cmd = FLEECE_BM_MSG_LIST;
+		return argc == 1 ? 0 : -EINVAL;
+	}
+	if (argc < 2) {
+		DMWARN("%s: needs a bitmap name", cmd);
+		return -EINVAL;
+	}
+	if (!fleece_valid_bitmap_name(argv[1])) {
+		DMWARN("%s: invalid bitmap name '%s': 1-%d of A-Z a-z 0-9 _ . -",
+		       cmd, argv[1], FLEECE_NAME_MAX);
+		return -EINVAL;
+	}
+	m->name = argv[1];
+	if (!strcmp(cmd, "bitmap_add")) {
+		m->cmd = FLEECE_BM_MSG_ADD;
+		return argc == 2 ? 0 : -EINVAL;
+	}
+
+	/* Faults from here on are reported only once the bitmap is found. */
+	if (!strcmp(cmd, "bitmap_remove") && argc == 2) {
+		m->cmd = FLEECE_BM_MSG_REMOVE;
+	} else if (!strcmp(cmd, "bitmap_clear") && argc == 2) {
+		m->cmd = FLEECE_BM_MSG_CLEAR;
+	} else if (!strcmp(cmd, "bitmap_merge") && argc == 3) {
+		m->cmd = FLEECE_BM_MSG_MERGE;
+		m->src = argv[2];
+	} else if (!strcmp(cmd, "bitmap_changes") && argc >= 2 && argc <= 4) {
+		if ((argc > 2 && parse_u64(argv[2], &m->start)) ||
+		    (argc > 3 && (parse_u64(argv[3], &m->max) || !m->max)))
+			m->cmd = FLEECE_BM_MSG_BAD_ARGS;
+		else
+			m->cmd = FLEECE_BM_MSG_CHANGES;
+	}
 	return 0;
 }

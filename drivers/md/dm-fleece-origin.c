@@ -20,7 +20,8 @@ struct fleece_origin {
 };
 
 /*
- * Constructor helpers: each sets ti->error for its own fault.
+ * Constructor helpers: each sets ti->error for its own fault, and puts
+ * what it got before failing.
  */
 
 static int parse_origin_dev(struct dm_target *ti, struct dm_arg_set *as,
@@ -36,6 +37,7 @@ static int parse_origin_dev(struct dm_target *ti, struct dm_arg_set *as,
 	}
 	if (ti->len > bdev_nr_sectors(o->origin_dev->bdev)) {
 		ti->error = "Origin device is smaller than the target";
+		dm_put_device(ti, o->origin_dev);
 		return -EINVAL;
 	}
 	return 0;
@@ -44,6 +46,7 @@ static int parse_origin_dev(struct dm_target *ti, struct dm_arg_set *as,
 static int parse_meta_dev(struct dm_target *ti, struct dm_arg_set *as,
 			  struct fleece_origin *o)
 {
+	dev_t origin = o->origin_dev->bdev->bd_dev;
 	const char *path = dm_shift_arg(as);
 	int r;
 
@@ -55,29 +58,16 @@ static int parse_meta_dev(struct dm_target *ti, struct dm_arg_set *as,
 		ti->error = "Cannot open metadata device";
 		return r;
 	}
-	if (o->meta_dev->bdev->bd_dev == o->origin_dev->bdev->bd_dev) {
+	if (o->meta_dev->bdev->bd_dev == origin) {
 		ti->error = "Metadata device must not be the origin device";
-		return -EINVAL;
-	}
-	return 0;
-}
-
-static int parse_features(struct dm_target *ti, struct dm_arg_set *as)
-{
-	static const struct dm_arg _args[] = {
-		{0, 0, "Invalid number of feature arguments"},
-	};
-	unsigned int argc;
-	int r;
-
-	/* No feature is defined yet; "0" is accepted for forward tables. */
-	if (!as->argc)
-		return 0;
-	r = dm_read_arg_group(_args, as, &argc, &ti->error);
-	if (r)
-		return r;
-	if (as->argc) {
-		ti->error = "Too many arguments";
+		/*
+		 * Getting a device again in a wider mode (a read-only table)
+		 * reopens it: the origin's dm_dev is gone, both references
+		 * are to this one.
+		 */
+		o->origin_dev = o->meta_dev;
+		dm_put_device(ti, o->meta_dev);
+		o->meta_dev = NULL;
 		return -EINVAL;
 	}
 	return 0;
@@ -114,7 +104,7 @@ static int origin_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 	r = fleece_parse_chunk_sectors(ti, dm_shift_arg(&as), &o->chunk_sectors);
 	if (r)
 		goto out_put_meta;
-	r = parse_features(ti, &as);
+	r = fleece_parse_origin_features(ti, &as);
 	if (r)
 		goto out_put_meta;
 

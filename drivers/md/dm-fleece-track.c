@@ -15,7 +15,6 @@
  * empty. A commit drops the frozen set; any other ending merges it back.
  */
 #include <linux/bitmap.h>
-#include <linux/ctype.h>
 #include <linux/slab.h>
 
 #include "dm-fleece.h"
@@ -23,19 +22,6 @@
 
 /* Blocks written per batch of a commit round (pages from the pool). */
 #define ROUND_BLOCKS 32
-
-bool fleece_valid_bitmap_name(const char *name)
-{
-	size_t n = strnlen(name, FLEECE_NAME_MAX + 1);
-	size_t i;
-
-	if (!n || n > FLEECE_NAME_MAX)
-		return false;
-	for (i = 0; i < n; i++)
-		if (!isalnum(name[i]) && !strchr("_.-", name[i]))
-			return false;
-	return true;
-}
 
 u64 fleece_count_bits(const unsigned long *bits, u64 nr)
 {
@@ -626,82 +612,70 @@ static int msg_list(struct fleece_tracker *t, char *result,
 	return 1;
 }
 
-static int parse_u64(const char *s, u64 *v)
-{
-	return kstrtou64(s, 10, v) ? -EINVAL : 0;
-}
-
 int fleece_track_message(struct fleece_tracker *t, unsigned int argc,
 			 char **argv, char *result, unsigned int maxlen)
 {
-	struct fleece_bitmap *bm = NULL, *src;
+	struct fleece_bitmap *bm, *src;
+	struct fleece_bitmap_msg m;
 	const char *cmd = argv[0];
-	u64 start = 0, max = 65536;
 	int r;
 
-	if (strncmp(cmd, "bitmap_", 7))
-		return -EOPNOTSUPP;
+	r = fleece_parse_bitmap_message(argc, argv, &m);
+	if (r)
+		return r;
 
 	mutex_lock(&t->lock);
-	if (!strcmp(cmd, "bitmap_list")) {
-		r = argc == 1 ? msg_list(t, result, maxlen) : -EINVAL;
+	if (m.cmd == FLEECE_BM_MSG_LIST) {
+		r = msg_list(t, result, maxlen);
 		goto out;
 	}
-	if (argc < 2) {
-		DMWARN("%s: needs a bitmap name", cmd);
-		r = -EINVAL;
-		goto out;
-	}
-	if (!fleece_valid_bitmap_name(argv[1])) {
-		DMWARN("%s: invalid bitmap name '%s': 1-%d of A-Z a-z 0-9 _ . -",
-		       cmd, argv[1], FLEECE_NAME_MAX);
-		r = -EINVAL;
-		goto out;
-	}
-	if (!strcmp(cmd, "bitmap_add")) {
-		r = argc == 2 ? msg_add(t, argv[1]) : -EINVAL;
+	if (m.cmd == FLEECE_BM_MSG_ADD) {
+		r = msg_add(t, m.name);
 		if (r == -EEXIST)
-			DMWARN("bitmap_add: bitmap '%s' exists", argv[1]);
+			DMWARN("bitmap_add: bitmap '%s' exists", m.name);
 		else if (r == -ENOSPC)
 			DMWARN("bitmap_add: too many bitmaps (at most %d)",
 			       FLEECE_MAX_BITMAPS);
 		goto out;
 	}
 
-	bm = find_live(t, argv[1]);
+	bm = find_live(t, m.name);
 	if (!bm) {
-		DMWARN("%s: no bitmap '%s'", cmd, argv[1]);
+		DMWARN("%s: no bitmap '%s'", cmd, m.name);
 		r = -ENOENT;
 		goto out;
 	}
-	if (!strcmp(cmd, "bitmap_remove") && argc == 2) {
+	switch (m.cmd) {
+	case FLEECE_BM_MSG_REMOVE:
 		r = msg_remove(t, bm);
 		if (r == -EBUSY)
 			DMWARN("bitmap_remove: '%s' has a backup in progress",
 			       bm->name);
-	} else if (!strcmp(cmd, "bitmap_clear") && argc == 2) {
+		break;
+	case FLEECE_BM_MSG_CLEAR:
 		r = msg_clear(t, bm);
 		if (r == -EBUSY)
 			DMWARN("bitmap_clear: '%s' has a backup in progress",
 			       bm->name);
-	} else if (!strcmp(cmd, "bitmap_merge") && argc == 3) {
-		src = find_live(t, argv[2]);
+		break;
+	case FLEECE_BM_MSG_MERGE:
+		src = find_live(t, m.src);
 		if (!src) {
-			DMWARN("%s: no bitmap '%s'", cmd, argv[2]);
+			DMWARN("%s: no bitmap '%s'", cmd, m.src);
 			r = -ENOENT;
 		} else {
 			r = msg_merge(t, bm, src);
 		}
-	} else if (!strcmp(cmd, "bitmap_changes") && argc >= 2 && argc <= 4) {
-		if ((argc > 2 && parse_u64(argv[2], &start)) ||
-		    (argc > 3 && (parse_u64(argv[3], &max) || !max))) {
-			r = -EINVAL;
-		} else {
-			fleece_track_emit_ranges(fleece_bitmap_recorded(bm), t->nr_chunks,
-						 start, max, result, maxlen);
-			r = 1;
-		}
-	} else {
+		break;
+	case FLEECE_BM_MSG_CHANGES:
+		fleece_track_emit_ranges(fleece_bitmap_recorded(bm), t->nr_chunks,
+					 m.start, m.max, result, maxlen);
+		r = 1;
+		break;
+	case FLEECE_BM_MSG_BAD_ARGS:
+		r = -EINVAL;
+		break;
+	default:
 		DMWARN("unknown message or wrong argument count: %s", cmd);
 		r = -EINVAL;
 	}

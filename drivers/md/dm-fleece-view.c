@@ -342,72 +342,6 @@ static int view_end_io(struct dm_target *ti, struct bio *bio,
  * Constructor and destructor
  */
 
-static int parse_opt_args(struct dm_target *ti, struct dm_arg_set *as,
-			  struct fleece_session *s)
-{
-	static const struct dm_arg _args[] = {
-		{0, 8, "Invalid number of optional arguments"},
-	};
-	unsigned int argc;
-	const char *arg;
-	int r;
-
-	if (!as->argc)
-		return 0;
-	r = dm_read_arg_group(_args, as, &argc, &ti->error);
-	if (r)
-		return r;
-
-	while (argc) {
-		arg = dm_shift_arg(as);
-		argc--;
-		if (!strcasecmp(arg, "writable")) {
-			s->writable = true;
-		} else if (!strcasecmp(arg, "full")) {
-			s->full = true;
-		} else if (!strcasecmp(arg, "on_full")) {
-			arg = argc ? dm_shift_arg(as) : "";
-			argc -= !!argc;
-			if (!strcasecmp(arg, "invalidate")) {
-				s->on_full = FLEECE_ON_FULL_INVALIDATE;
-			} else if (!strcasecmp(arg, "fail_writes")) {
-				s->on_full = FLEECE_ON_FULL_FAIL_WRITES;
-			} else {
-				ti->error = "Invalid on_full policy";
-				return -EINVAL;
-			}
-		} else if (!strcasecmp(arg, "bitmap")) {
-			arg = argc ? dm_shift_arg(as) : "";
-			argc -= !!argc;
-			if (!fleece_valid_bitmap_name(arg)) {
-				ti->error = "Invalid bitmap name";
-				return -EINVAL;
-			}
-			kfree(s->bitmap_name);
-			s->bitmap_name = kstrdup(arg, GFP_KERNEL);
-			if (!s->bitmap_name) {
-				ti->error = "Cannot allocate bitmap name";
-				return -ENOMEM;
-			}
-		} else if (!strcasecmp(arg, "low_water")) {
-			arg = argc ? dm_shift_arg(as) : "";
-			argc -= !!argc;
-			if (kstrtou64(arg, 10, &s->low_water)) {
-				ti->error = "Invalid low_water";
-				return -EINVAL;
-			}
-		} else {
-			ti->error = "Unknown optional argument";
-			return -EINVAL;
-		}
-	}
-	if (as->argc) {
-		ti->error = "Too many arguments";
-		return -EINVAL;
-	}
-	return 0;
-}
-
 static unsigned long *alloc_bits(u64 nr)
 {
 	return kvcalloc(BITS_TO_LONGS(nr), sizeof(unsigned long), GFP_KERNEL);
@@ -443,6 +377,7 @@ static int register_session(struct dm_target *ti, struct fleece_session *s)
 static int view_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 {
 	struct dm_arg_set as = { .argc = argc, .argv = argv };
+	struct fleece_view_opts opts;
 	struct fleece_session *s;
 	struct block_device *obdev;
 	int r;
@@ -463,7 +398,13 @@ static int view_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 	init_waitqueue_head(&s->inflight_wait);
 	INIT_WORK(&s->event_work, fleece_session_event);
 
-	r = dm_get_device(ti, dm_shift_arg(&as), FLEECE_MODE_RO, &s->origin_dev);
+	/*
+	 * Only read, but opened in the table's mode: another target of the
+	 * table getting the device in a wider mode would reopen it, and
+	 * leave s->origin_dev pointing at the dm_dev it replaced.
+	 */
+	r = dm_get_device(ti, dm_shift_arg(&as), dm_table_get_mode(ti->table),
+			  &s->origin_dev);
 	if (r) {
 		ti->error = "Cannot open origin device";
 		goto out_free;
@@ -483,6 +424,11 @@ static int view_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 	}
 	if (s->scratch_dev->bdev->bd_dev == obdev->bd_dev) {
 		ti->error = "Scratch device must not be the origin device";
+		/*
+		 * Getting a device again in a wider mode reopens it: the
+		 * origin's dm_dev is gone, both references are to this one.
+		 */
+		s->origin_dev = s->scratch_dev;
 		r = -EINVAL;
 		goto out_put_scratch;
 	}
@@ -498,20 +444,14 @@ static int view_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 		goto out_put_scratch;
 	}
 
-	r = parse_opt_args(ti, &as, s);
+	r = fleece_parse_view_opts(ti, &as, &opts);
 	if (r)
 		goto out_put_scratch;
-	if (s->full && !s->bitmap_name) {
-		ti->error = "Option full needs a bitmap";
-		r = -EINVAL;
-		goto out_put_scratch;
-	}
-	/* Unprotected chunks have no point-in-time copy to write over. */
-	if (s->writable && s->bitmap_name && !s->full) {
-		ti->error = "Writable incremental views are not supported";
-		r = -EINVAL;
-		goto out_put_scratch;
-	}
+	s->on_full = opts.on_full;
+	s->writable = opts.writable;
+	s->full = opts.full;
+	s->low_water = opts.low_water;
+	s->bitmap_name = opts.bitmap_name;
 
 	if (ti->len > bdev_nr_sectors(obdev)) {
 		ti->error = "View is larger than the origin device";
@@ -681,10 +621,13 @@ static int view_message(struct dm_target *ti, unsigned int argc, char **argv,
 			char *result, unsigned int maxlen)
 {
 	struct fleece_session *s = ti->private;
-	u64 start = 0, max = 65536;
+	struct fleece_view_msg m;
 	int r;
 
-	if (argc == 1 && !strcasecmp(argv[0], "commit")) {
+	r = fleece_parse_view_message(argc, argv, &m);
+	if (r)
+		return r;
+	if (m.cmd == FLEECE_VIEW_MSG_COMMIT) {
 		/* What an invalid view served cannot count as backed up. */
 		if (test_bit(FLEECE_SESSION_INVALID, &s->flags)) {
 			DMWARN("%s: commit: the view is invalid",
@@ -700,11 +643,9 @@ static int view_message(struct dm_target *ti, unsigned int argc, char **argv,
 			       dm_table_device_name(ti->table));
 		return r;
 	}
-	if (argc >= 1 && argc <= 3 && !strcasecmp(argv[0], "changes")) {
-		if ((argc > 1 && kstrtou64(argv[1], 10, &start)) ||
-		    (argc > 2 && (kstrtou64(argv[2], 10, &max) || !max)))
-			return -EINVAL;
-		r = fleece_dev_emit_changes(s->fd, s, start, max, result, maxlen);
+	if (m.cmd == FLEECE_VIEW_MSG_CHANGES) {
+		r = fleece_dev_emit_changes(s->fd, s, m.start, m.max, result,
+					    maxlen);
 		if (r == -ENOENT)
 			DMWARN("%s: changes: no open bitmap transaction",
 			       dm_table_device_name(ti->table));

@@ -261,6 +261,120 @@ void fleece_table_free(struct fleece_table_line *line);
 int fleece_parse_chunk_sectors(struct dm_target *ti, const char *arg,
 			       sector_t *out);
 
+/**
+ * fleece_parse_origin_features() - the feature arguments of fleece-origin.
+ * @ti: target whose ti->error is set on failure.
+ * @as: the arguments after <chunk_sectors>.
+ *
+ * None is defined: nothing, or a count of 0 and nothing after it.
+ *
+ * Return: 0, or -EINVAL with ti->error naming the fault.
+ */
+int fleece_parse_origin_features(struct dm_target *ti, struct dm_arg_set *as);
+
+/**
+ * struct fleece_view_opts - the optional arguments of a view.
+ * @on_full: "on_full invalidate|fail_writes".
+ * @writable: "writable".
+ * @full: "full".
+ * @low_water: "low_water <chunks>", 0 without.
+ * @bitmap_name: "bitmap <name>", a kmalloc'ed copy, or NULL.
+ */
+struct fleece_view_opts {
+	enum fleece_on_full on_full;
+	bool writable;
+	bool full;
+	u64 low_water;
+	char *bitmap_name;
+};
+
+/**
+ * fleece_parse_view_opts() - the optional arguments of a view.
+ * @ti: target whose ti->error is set on failure.
+ * @as: the arguments after <scratch_dev>.
+ * @o: filled in; on success the caller owns @o->bitmap_name.
+ *
+ * Also refuses the combinations a view does not support.
+ *
+ * Context: process context (ctr), may sleep.
+ * Return: 0, or a negative errno with ti->error naming the fault (then
+ * nothing is left allocated).
+ */
+int fleece_parse_view_opts(struct dm_target *ti, struct dm_arg_set *as,
+			   struct fleece_view_opts *o);
+
+enum fleece_view_msg_cmd {
+	FLEECE_VIEW_MSG_UNKNOWN,
+	FLEECE_VIEW_MSG_COMMIT,
+	FLEECE_VIEW_MSG_CHANGES,
+};
+
+/**
+ * struct fleece_view_msg - a parsed view message.
+ * @cmd: which message; FLEECE_VIEW_MSG_UNKNOWN for a word or argument
+ *	count the view does not know.
+ * @start: "changes": first chunk (default 0).
+ * @max: "changes": most ranges (default 65536, never 0).
+ */
+struct fleece_view_msg {
+	enum fleece_view_msg_cmd cmd;
+	u64 start;
+	u64 max;
+};
+
+/**
+ * fleece_parse_view_message() - "commit" or "changes [<start> [<max>]]".
+ * @argc: word count, at least 1.
+ * @argv: the words.
+ * @m: the message.
+ *
+ * Return: 0, or -EINVAL for a "changes" with a bad number.
+ */
+int fleece_parse_view_message(unsigned int argc, char **argv,
+			      struct fleece_view_msg *m);
+
+enum fleece_bitmap_msg_cmd {
+	FLEECE_BM_MSG_UNKNOWN,
+	FLEECE_BM_MSG_BAD_ARGS,
+	FLEECE_BM_MSG_LIST,
+	FLEECE_BM_MSG_ADD,
+	FLEECE_BM_MSG_REMOVE,
+	FLEECE_BM_MSG_CLEAR,
+	FLEECE_BM_MSG_MERGE,
+	FLEECE_BM_MSG_CHANGES,
+};
+
+/**
+ * struct fleece_bitmap_msg - a parsed bitmap_* message of fleece-origin.
+ * @cmd: which message. FLEECE_BM_MSG_UNKNOWN (an unknown word or a wrong
+ *	argument count) and FLEECE_BM_MSG_BAD_ARGS (a bad number) are
+ *	refused with -EINVAL, but only once @name is known to exist.
+ * @name: the bitmap (a valid name) for all but FLEECE_BM_MSG_LIST.
+ * @src: bitmap_merge: the bitmap to merge (not checked).
+ * @start: bitmap_changes: first chunk (default 0).
+ * @max: bitmap_changes: most ranges (default 65536, never 0).
+ */
+struct fleece_bitmap_msg {
+	enum fleece_bitmap_msg_cmd cmd;
+	const char *name;
+	const char *src;
+	u64 start;
+	u64 max;
+};
+
+/**
+ * fleece_parse_bitmap_message() - parse a fleece-origin message.
+ * @argc: word count, at least 1.
+ * @argv: the words; @m points into them.
+ * @m: the message.
+ *
+ * Return: 0; -EOPNOTSUPP for a word not starting with "bitmap_"; -EINVAL
+ * for a missing or invalid bitmap name (logged), or a bitmap_list or
+ * bitmap_add with a wrong argument count.
+ */
+int fleece_parse_bitmap_message(unsigned int argc, char **argv,
+				struct fleece_bitmap_msg *m);
+
 /* dm-fleece-dev.c */
 
 /**

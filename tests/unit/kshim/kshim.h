@@ -17,6 +17,9 @@
  *    WARN_ON_ONCE() prints once per call site but counts every hit.
  *    BUG_ON() aborts.
  *  - kstrtoull() and kstrtouint() follow lib/kstrtox.c exactly.
+ *  - ctype.h is the kernel's (lib/ctype.c): unlike glibc's in the C locale,
+ *    isalnum() and friends take Latin-1 letters, and isspace() 0xa0.
+ *  - DMERR() and friends print to kshim_log, stderr unless a test sets it.
  */
 #ifndef KSHIM_H
 #define KSHIM_H
@@ -38,11 +41,11 @@
 typedef uint8_t u8;
 typedef uint16_t u16;
 typedef uint32_t u32;
-typedef uint64_t u64;
+typedef unsigned long long u64;	/* as in the kernel, not uint64_t */
 typedef int8_t s8;
 typedef int16_t s16;
 typedef int32_t s32;
-typedef int64_t s64;
+typedef long long s64;
 typedef u64 sector_t;
 typedef unsigned int gfp_t;
 typedef unsigned int fmode_t;
@@ -663,6 +666,71 @@ static inline int kstrtouint(const char *s, unsigned int base,
 #define pr_info(...) fprintf(stderr, __VA_ARGS__)
 #define pr_debug(...) do { } while (0)
 
+/* ---- ctype.h: lib/ctype.c's table, so bytes >= 0x80 behave as there ---- */
+
+#define _U	0x01	/* upper */
+#define _L	0x02	/* lower */
+#define _D	0x04	/* digit */
+#define _C	0x08	/* cntrl */
+#define _P	0x10	/* punct */
+#define _S	0x20	/* white space (space/lf/tab) */
+#define _X	0x40	/* hex digit */
+#define _SP	0x80	/* hard space (0x20) */
+
+__weak const unsigned char kshim_ctype[256] = {
+_C, _C, _C, _C, _C, _C, _C, _C,					/* 0-7 */
+_C, _C | _S, _C | _S, _C | _S, _C | _S, _C | _S, _C, _C,	/* 8-15 */
+_C, _C, _C, _C, _C, _C, _C, _C,					/* 16-23 */
+_C, _C, _C, _C, _C, _C, _C, _C,					/* 24-31 */
+_S | _SP, _P, _P, _P, _P, _P, _P, _P,				/* 32-39 */
+_P, _P, _P, _P, _P, _P, _P, _P,					/* 40-47 */
+_D, _D, _D, _D, _D, _D, _D, _D,					/* 48-55 */
+_D, _D, _P, _P, _P, _P, _P, _P,					/* 56-63 */
+_P, _U | _X, _U | _X, _U | _X, _U | _X, _U | _X, _U | _X, _U,	/* 64-71 */
+_U, _U, _U, _U, _U, _U, _U, _U,					/* 72-79 */
+_U, _U, _U, _U, _U, _U, _U, _U,					/* 80-87 */
+_U, _U, _U, _P, _P, _P, _P, _P,					/* 88-95 */
+_P, _L | _X, _L | _X, _L | _X, _L | _X, _L | _X, _L | _X, _L,	/* 96-103 */
+_L, _L, _L, _L, _L, _L, _L, _L,					/* 104-111 */
+_L, _L, _L, _L, _L, _L, _L, _L,					/* 112-119 */
+_L, _L, _L, _P, _P, _P, _P, _C,					/* 120-127 */
+0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,			/* 128-143 */
+0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,			/* 144-159 */
+_S | _SP, _P, _P, _P, _P, _P, _P, _P, _P, _P, _P, _P, _P, _P, _P, _P,	/* 160-175 */
+_P, _P, _P, _P, _P, _P, _P, _P, _P, _P, _P, _P, _P, _P, _P, _P,	/* 176-191 */
+_U, _U, _U, _U, _U, _U, _U, _U, _U, _U, _U, _U, _U, _U, _U, _U,	/* 192-207 */
+_U, _U, _U, _U, _U, _U, _U, _P, _U, _U, _U, _U, _U, _U, _U, _L,	/* 208-223 */
+_L, _L, _L, _L, _L, _L, _L, _L, _L, _L, _L, _L, _L, _L, _L, _L,	/* 224-239 */
+_L, _L, _L, _L, _L, _L, _L, _P, _L, _L, _L, _L, _L, _L, _L, _L,	/* 240-255 */
+};
+
+/* glibc's <ctype.h> may already be in: the kernel's win. */
+#undef isalnum
+#undef isalpha
+#undef iscntrl
+#undef isdigit
+#undef isgraph
+#undef islower
+#undef isprint
+#undef ispunct
+#undef isspace
+#undef isupper
+#undef isxdigit
+#undef isascii
+#define kshim_ismask(x) (kshim_ctype[(int)(unsigned char)(x)])
+#define isalnum(c)	((kshim_ismask(c) & (_U | _L | _D)) != 0)
+#define isalpha(c)	((kshim_ismask(c) & (_U | _L)) != 0)
+#define iscntrl(c)	((kshim_ismask(c) & (_C)) != 0)
+#define isdigit(c)	((kshim_ismask(c) & (_D)) != 0)
+#define isgraph(c)	((kshim_ismask(c) & (_P | _U | _L | _D)) != 0)
+#define islower(c)	((kshim_ismask(c) & (_L)) != 0)
+#define isprint(c)	((kshim_ismask(c) & (_P | _U | _L | _D | _SP)) != 0)
+#define ispunct(c)	((kshim_ismask(c) & (_P)) != 0)
+#define isspace(c)	((kshim_ismask(c) & (_S)) != 0)
+#define isupper(c)	((kshim_ismask(c) & (_U)) != 0)
+#define isxdigit(c)	((kshim_ismask(c) & (_D | _X)) != 0)
+#define isascii(c)	(((unsigned char)(c)) <= 0x7f)
+
 /* ---- module.h ---- */
 
 #define THIS_MODULE NULL
@@ -674,9 +742,13 @@ static inline int kstrtouint(const char *s, unsigned int base,
 
 /* ---- device-mapper.h ---- */
 
+/* Where DMERR() and friends print: stderr unless a test points it away. */
+__weak FILE *kshim_log;
+
 #define DM_NAME "device-mapper"
 #define DMERR(fmt, ...) \
-	fprintf(stderr, DM_NAME ": " DM_MSG_PREFIX ": " fmt "\n", ##__VA_ARGS__)
+	fprintf(kshim_log ? kshim_log : stderr, \
+		DM_NAME ": " DM_MSG_PREFIX ": " fmt "\n", ##__VA_ARGS__)
 #define DMWARN DMERR
 #define DMINFO DMERR
 
@@ -691,6 +763,12 @@ struct dm_target {
 struct dm_arg_set {
 	unsigned int argc;
 	char **argv;
+};
+
+struct dm_arg {
+	unsigned int min;
+	unsigned int max;
+	char *error;
 };
 
 static inline const char *dm_shift_arg(struct dm_arg_set *as)
