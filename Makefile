@@ -9,6 +9,7 @@
 #   make check-kernels   make check on Debian 12's 6.1 and 6.12 kernels
 #   make crash      40 power cuts under load (make check makes 8)
 #   make lint       checkpatch --strict, sparse and W=1 on the module
+#   make fuzz       hostile input: libFuzzer on the parsers, 10000 cases in the VM
 #   make install    module, fleecectl, man page, docs (DESTDIR=, PREFIX=/usr)
 #   make uninstall  remove what make install put (same DESTDIR/PREFIX/KVER)
 #   make check-install   build the .debs, test them and make install in a VM
@@ -31,7 +32,8 @@ KVER_SERIES ?= 6.1 6.12
 DEB_PKGS := build-essential linux-headers-amd64 linux-image-amd64 \
 	qemu-system-x86 busybox-static cpio kmod udev dmsetup lvm2 \
 	libdevmapper-dev pkg-config fio e2fsprogs xfsprogs libcmocka-dev sparse \
-	python3 xz-utils zstd util-linux linux-source-6.1
+	python3 xz-utils zstd util-linux linux-source-6.1 \
+	clang-14 libclang-rt-14-dev
 DEB_PKGS_612 := linux-image-6.12-amd64 linux-headers-6.12-amd64
 # Only for building and testing the Debian packages (make check-install).
 DEB_PKGS_PKG := dkms dh-dkms debhelper dpkg-dev fakeroot
@@ -46,7 +48,7 @@ MODDIR ?= /lib/modules/$(KVER)/updates
 DOCS := $(notdir $(wildcard Documentation/*.rst))
 
 .PHONY: all module tools deps deps-6.12 check check-unit check-integration \
-	check-kernels crash demo lint clean help install uninstall deps-pkg check-install
+	check-kernels crash demo lint fuzz clean help install uninstall deps-pkg check-install
 
 all: module tools
 
@@ -129,6 +131,22 @@ deps-pkg:
 check-install: deps deps-6.12 deps-pkg
 	@FLEECE_PKG_SERIES="$(KVER_SERIES)" tests/pkg/check
 
+# Fuzzing, longer than 'make check' does it: FUZZ_RUNS inputs per libFuzzer
+# target on the host, then FUZZ_CASES tables and messages and FUZZ_FLIPS
+# damaged metadata images in the VM (tests/integration/019-fuzz-tables.sh).
+# FUZZ_SEED seeds both (0: a new libFuzzer seed each run, printed).
+FUZZ_RUNS ?= 2000000
+FUZZ_CASES ?= 10000
+FUZZ_FLIPS ?= 600
+FUZZ_SEED ?= 1
+fuzz: deps
+	@$(MAKE) --no-print-directory module
+	@$(MAKE) --no-print-directory -C tests/fuzz run RUNS=$(FUZZ_RUNS) SEED=$(FUZZ_SEED)
+	@FLEECE_FUZZ_CASES=$(FUZZ_CASES) FLEECE_FUZZ_CLI=$$(($(FUZZ_CASES) / 50)) \
+		FLEECE_FUZZ_FLIPS=$(FUZZ_FLIPS) FLEECE_FUZZ_SEED=$(FUZZ_SEED) \
+		FLEECE_TEST_TIMEOUT=$${FLEECE_TEST_TIMEOUT:-3000} \
+		tests/integration/run 019-fuzz-tables.sh
+
 demo: deps
 	@$(MAKE) --no-print-directory all
 	@tests/vm/run -- tests/demo/demo.sh
@@ -138,4 +156,5 @@ clean:
 	rm -f drivers/md/.kver
 	$(MAKE) -C userspace clean
 	$(MAKE) -C tests/unit clean
+	$(MAKE) -C tests/fuzz clean
 	rm -rf build
