@@ -10,6 +10,7 @@
 #   make crash      40 power cuts under load (make check makes 8)
 #   make lint       checkpatch --strict, sparse and W=1 on the module
 #   make fuzz       hostile input: libFuzzer on the parsers, 10000 cases in the VM
+#   make bench      fio in the VM: dm-fleece vs dm-linear, dm-snapshot, dm-era (PROFILE=cpu|io)
 #   make install    module, fleecectl, man page, docs (DESTDIR=, PREFIX=/usr)
 #   make uninstall  remove what make install put (same DESTDIR/PREFIX/KVER)
 #   make check-install   build the .debs, test them and make install in a VM
@@ -150,6 +151,17 @@ fuzz: deps
 demo: deps
 	@$(MAKE) --no-print-directory all
 	@tests/vm/run -- tests/demo/demo.sh
+
+# fio over dm-fleece and its rivals in the VM: one markdown table, also in
+# build/bench/results.md (Documentation/testing.rst, "Benchmarks").
+# PROFILE=cpu|io (unthrottled or throttled disks), BENCH_RUNTIME seconds per
+# workload (2 for a quick smoke run).
+PROFILE ?= cpu
+BENCH_RUNTIME ?= 4
+.PHONY: bench
+bench: deps
+	@$(MAKE) --no-print-directory all
+	@tests/perf/bench --profile "$(PROFILE)" --runtime "$(BENCH_RUNTIME)"
 
 clean:
 	@if [ -e "$(KDIR)/Makefile" ]; then $(MAKE) -C "$(KDIR)" M="$(TOP)" clean; fi

@@ -1,0 +1,568 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# tests/perf/bench-guest.sh: the benchmark matrix, run inside the test VM by
+# tests/perf/bench (see there, and Documentation/testing.rst, "Benchmarks").
+#
+# Disks (/dev/disk/by-id/virtio-NAME): origin, scratch and scratch2 (views'
+# scratch, dm-snapshot's COW; a little larger than the origin, so that no
+# session or snapshot ever fills up), meta (fleece-origin metadata), erameta
+# (dm-era metadata), results (raw: gets a tar of everything in $OUT).
+#
+# Measurements are fio (libaio, direct=1, time_based). The workloads of a
+# configuration that need no reset between them run as stonewalled jobs of
+# one fio process (one JSON, one job per workload, named after it): a fio
+# start costs seconds in this VM. Each workload gets a line in
+# $OUT/cells.tsv:
+#   CONFIG <tab> WORKLOAD <tab> ok|error <tab> JSON file <tab> NOTE
+# Paired baselines, for the targets that compare with dm-linear or the raw
+# disk. W.raw1 and W.raw2: W on the raw disk for half the runtime, just
+# before (1) and just after (2) the cell. W.c: three times, for half the
+# runtime each, W on dm-linear (jobs W.c1l, W.c2l, W.c3l) and on the device
+# under test (W.c1x ...) at the same time, each with its own queue depth:
+# both see the same host load at the same moment, so W.cNx / W.cNl is the
+# ratio of their costs even on a busy host where runs seconds apart differ
+# by tens of percent; the report takes the median of the three, since a
+# vCPU stalled by the host skews one short run now and then. "+W" in
+# CONFIGS stands for "W W.c" (W alone, then with dm-linear).
+# The backup-window scenario writes $OUT/window.tsv and the memory
+# measurement $OUT/memory.tsv (SCENARIO <tab> KEY <tab> VALUE);
+# tests/perf/report makes the tables. A failure is recorded as an error and
+# the run goes on.
+#
+# Environment (tests/vm/run passes FLEECE_*):
+#   FLEECE_BENCH_RUNTIME  seconds per workload (default 4)
+#   FLEECE_BENCH_PROFILE  cpu or io: only recorded, the host throttles disks
+#   FLEECE_BENCH_ONLY     only these configs/scenarios (space separated)
+set -u
+here=$(cd "$(dirname "$0")" && pwd)
+top=$(cd "$here/../.." && pwd)
+# tests/perf/bench passes copies taken when the run started: the tree may
+# be rebuilt while the benchmark runs.
+MODULE=${FLEECE_BENCH_MODULE:-$top/drivers/md/dm-fleece.ko}
+FLEECECTL=${FLEECE_BENCH_FLEECECTL:-$top/userspace/fleecectl}
+RT=${FLEECE_BENCH_RUNTIME:-4}
+PROFILE=${FLEECE_BENCH_PROFILE:-cpu}
+ONLY=${FLEECE_BENCH_ONLY:-}
+
+ORIGIN=/dev/disk/by-id/virtio-origin
+SCRATCH=/dev/disk/by-id/virtio-scratch
+SCRATCH2=/dev/disk/by-id/virtio-scratch2
+META=/dev/disk/by-id/virtio-meta
+ERAMETA=/dev/disk/by-id/virtio-erameta
+RESULTS=/dev/disk/by-id/virtio-results
+
+OUT=/tmp/bench
+MANIFEST=$OUT/cells.tsv
+rm -rf "$OUT"
+mkdir -p "$OUT/fio" "$OUT/log"
+: > "$MANIFEST"
+: > "$OUT/window.tsv"
+: > "$OUT/memory.tsv"
+T0=$SECONDS
+SZ=
+
+log() { printf '[%4ds] %s\n' $((SECONDS - T0)) "$*"; }
+
+# Everything so far onto the results disk, as a tar (the host extracts it).
+# Done after every configuration, so a run that dies halfway still reports.
+save_results() { tar -C "$OUT" -cf "$RESULTS" . 2>/dev/null && sync; }
+
+# ---------------------------------------------------------------------------
+# fio
+
+# fio_job WORKLOAD DEV: the options of one job. Random workloads cover the
+# whole device; sequential ones wrap around it while the job runs. Paired
+# baselines (W.raw1, W.raw2) and concurrent pairs (W.cNl, W.cNx) run W for
+# half the runtime.
+fio_job() {
+	local rw rt=$RT sw=--stonewall
+	case $1 in
+	*.raw[12]|*.c[123]l) rt=$(((RT + 1) / 2)) ;;
+	*.c[123]x) rt=$(((RT + 1) / 2)) sw= ;;	# with W.cNl, just before it
+	esac
+	case ${1%.*} in
+	randwrite) rw="--rw=randwrite --bs=4k --iodepth=16" ;;
+	seqwrite) rw="--rw=write --bs=1M --iodepth=4" ;;
+	randread) rw="--rw=randread --bs=4k --iodepth=16" ;;
+	seqread|viewread) rw="--rw=read --bs=1M --iodepth=4" ;;
+	*) return 1 ;;
+	esac
+	echo "--name=$1 --filename=$2 $sw --runtime=$rt $rw"
+}
+
+# fio_group FILE DEV VIEW WORKLOAD...: the workloads one after the other
+# (stonewall) in one fio, WORKLOAD viewread on VIEW, the others on DEV.
+fio_group() {
+	local file=$1 dev=$2 view=$3 jobs='' wl d k
+	shift 3
+	for wl; do
+		case $wl in
+		viewread) d=$view ;;
+		*.raw[12]) d=$ORIGIN ;;
+		*) d=$dev ;;
+		esac
+		[ -n "$d" ] || return 1
+		if [ "${wl##*.}" = c ]; then
+			for k in 1 2 3; do
+				jobs+=" $(fio_job "$wl${k}l" /dev/mapper/lin) $(fio_job "$wl${k}x" "$d")" || return 1
+			done
+			continue
+		fi
+		jobs+=" $(fio_job "$wl" "$d")" || return 1
+	done
+	# shellcheck disable=SC2086
+	timeout -k 10 $(($# * (RT + 30) + 60)) fio --ioengine=libaio --direct=1 \
+		--size=100% --io_size=1T --time_based --runtime="$RT" \
+		--output-format=json --output="$OUT/fio/$file" $jobs \
+		2> "$OUT/log/${file%.json}.err" < /dev/null
+}
+
+# fill DEV: write the whole device once, 1 MiB sequential.
+fill() {
+	timeout -k 10 900 fio --name=fill --filename="$1" --ioengine=libaio --direct=1 \
+		--rw=write --bs=1M --iodepth=16 --size=100% --output-format=terse \
+		> /dev/null 2>> "$OUT/log/fill.err" < /dev/null
+}
+
+record() { printf '%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" "${5:-}" >> "$MANIFEST"; }
+
+# ---------------------------------------------------------------------------
+# device-mapper helpers
+
+dm_cleanup() {
+	local d
+	dmsetup remove_all > /dev/null 2>&1
+	for _ in 1 2 3; do
+		d=$(dmsetup ls 2>/dev/null | awk '$1 != "No" { print $1 }')
+		[ -z "$d" ] && return 0
+		for d in $d; do
+			dmsetup resume "$d" > /dev/null 2>&1
+			dmsetup remove --retry "$d" > /dev/null 2>&1
+		done
+	done
+}
+
+# zero_head DEV: zero the first 4 MiB (more than any metadata here), so
+# that dm-era and fleece-origin format it afresh.
+zero_head() { dd if=/dev/zero of="$1" bs=1M count=4 oflag=direct conv=fsync status=none; }
+
+fctl() { "$FLEECECTL" "$@" > /dev/null; }
+
+# dm-snapshot the way LVM stacks it: base (dm-linear over the origin disk),
+# so (snapshot-origin over base: all application IO goes here), snap (the
+# snapshot: transient, COW on $SCRATCH, made while so is suspended).
+snap_base() {
+	dmsetup create base --table "0 $SZ linear $ORIGIN 0" &&
+	dmsetup create so --table "0 $SZ snapshot-origin /dev/mapper/base"
+}
+snap_new() {	# snap_new CHUNK_SECTORS
+	local r=0
+	if dmsetup info snap > /dev/null 2>&1; then dmsetup remove snap || return 1; fi
+	dmsetup suspend so || return 1
+	dmsetup create snap --table "0 $SZ snapshot /dev/mapper/base $SCRATCH N $1" || r=1
+	dmsetup resume so || r=1
+	return $r
+}
+
+# fleece-origin "fo" over the origin: fo_new [--meta DEV] [--chunk-size S]
+fo_new() { fctl create fo "$ORIGIN" "$@"; }
+
+view_new() {	# view_new NAME SCRATCH [fleecectl snapshot option...]
+	local v=$1 s=$2
+	shift 2
+	if dmsetup info "$v" > /dev/null 2>&1; then fctl release "$v" || return 1; fi
+	fctl snapshot fo --scratch "$s" --view "$v" "$@"
+}
+
+# ---------------------------------------------------------------------------
+# Configurations: setup_NAME sets $DEV (where the workloads run) and $VIEW
+# (for viewread); reset_NAME, if there is one, runs before each group of
+# workloads (see CONFIGS) and makes the state cold again.
+
+setup_raw() { DEV=$ORIGIN; }
+
+# Its solo runs are on lin2; its pairs with lin ("+W") are an A/A control:
+# two dm-linear devices at once, whose ratio is 1 but for the host's noise.
+setup_linear() {
+	dmsetup create lin2 --table "0 $SZ linear $ORIGIN 0" && DEV=/dev/mapper/lin2
+}
+
+# dm-linear "lin" over the origin disk, next to the configuration under
+# test, for its paired baselines (device-mapper lets both map the disk).
+lin_add() { dmsetup create lin --table "0 $SZ linear $ORIGIN 0"; }
+
+setup_snap4k() { snap_base && DEV=/dev/mapper/so VIEW=/dev/mapper/snap; }
+reset_snap4k() { snap_new 8; }
+setup_snap64k() { setup_snap4k; }
+reset_snap64k() { snap_new 128; }
+
+setup_era() { DEV=/dev/mapper/era; }
+reset_era() {
+	if dmsetup info era > /dev/null 2>&1; then dmsetup remove era || return 1; fi
+	zero_head "$ERAMETA" &&
+	dmsetup create era --table "0 $SZ era $ERAMETA $ORIGIN 128"
+}
+
+setup_fo() { fo_new && DEV=/dev/mapper/fo; }
+
+setup_bmcold() {
+	zero_head "$META" && fo_new --meta "$META" && fctl bitmap add fo b &&
+	DEV=/dev/mapper/fo
+}
+reset_bmcold() { fctl bitmap clear fo b; }
+
+setup_bmwarm() {
+	setup_bmcold && fill /dev/mapper/fo || return 1
+	NOTE="$(dmsetup status fo | awk '{ print $9 }') chunks set"
+}
+
+setup_sess4k() { fo_new --chunk-size 4K && DEV=/dev/mapper/fo VIEW=/dev/mapper/v; }
+reset_sess4k() { view_new v "$SCRATCH"; }
+setup_sess64k() { fo_new && DEV=/dev/mapper/fo VIEW=/dev/mapper/v; }
+reset_sess64k() { view_new v "$SCRATCH"; }
+
+setup_sesswarm() {
+	fo_new && view_new v "$SCRATCH" && fill /dev/mapper/fo || return 1
+	DEV=/dev/mapper/fo VIEW=/dev/mapper/v
+	NOTE="$(dmsetup status v | awk '{ print $8 }') chunks copied"
+}
+
+# An incremental view: bitmap b holds every 10th chunk (64 KiB written every
+# 640 KiB) and the view freezes it; origin writes copy only those chunks.
+# Persistent, like a real incremental backup: writes also set b's bits
+# again (cold) while the view exists.
+setup_incr() {
+	zero_head "$META" && fo_new --meta "$META" && fctl bitmap add fo b &&
+	DEV=/dev/mapper/fo VIEW=/dev/mapper/v
+}
+reset_incr() {
+	if dmsetup info v > /dev/null 2>&1; then
+		fctl release v --commit || fctl release v || return 1
+	fi
+	fctl bitmap clear fo b &&
+	timeout -k 10 300 fio --name=stamp --filename=/dev/mapper/fo --ioengine=libaio \
+		--direct=1 --rw=write:576k --bs=64k --iodepth=64 --size=100% \
+		--number_ios=$((SZ / 1280)) --output-format=terse \
+		> /dev/null 2>> "$OUT/log/stamp.err" < /dev/null &&
+	NOTE="frozen: $(dmsetup status fo | awk '{ print $9 }') of $((SZ / 128)) chunks" &&
+	view_new v "$SCRATCH" --bitmap b
+}
+
+setup_two() { fo_new && DEV=/dev/mapper/fo; }
+reset_two() { view_new v "$SCRATCH" && view_new v2 "$SCRATCH2"; }
+
+# NAME, then its workloads; "|" separates groups (a reset before each one).
+# A view read changes nothing in a session, so it shares a group with the
+# cold writes that follow it; reads never wait for copies or bits, so they
+# follow the last write group. The targets against dm-linear and the raw
+# disk compare with paired baselines (+W, W.raw1/2) run in the same fio,
+# seconds apart; configurations compared with each other (era and bmcold,
+# snapNk and sessNk) run next to each other. The host's load drifts over
+# minutes: the closer, the less it shows in a ratio.
+CONFIGS=(
+	"raw randwrite seqwrite randread seqread"
+	"linear +randwrite +seqwrite +randread +seqread"
+	"fo +randwrite +seqwrite +randread +seqread"
+	"bmwarm +randwrite +seqwrite +randread +seqread"
+	"sesswarm seqread.raw1 viewread seqread.raw2 +randwrite +seqwrite +randread +seqread"
+	"era randwrite | seqwrite randread seqread"
+	"bmcold randwrite | seqwrite randread seqread"
+	"snap4k randwrite | seqwrite randread seqread"
+	"sess4k randwrite | seqwrite randread seqread"
+	"snap64k randwrite | seqwrite randread seqread viewread"
+	"sess64k seqread.raw1 viewread seqread.raw2 randwrite | seqwrite randread seqread"
+	"incr randwrite | seqwrite randread seqread"
+	"two randwrite | seqwrite randread seqread"
+)
+
+wanted() { [ -z "$ONLY" ] || [[ " $ONLY " == *" $1 "* ]]; }
+
+# run_group CFG N WORKLOAD...: reset, then one fio for the workloads.
+run_group() {
+	local cfg=$1 file=$1.g$2.json wl t=$SECONDS
+	shift 2
+	if declare -F "reset_$cfg" > /dev/null &&
+	   ! "reset_$cfg" >> "$OUT/log/$cfg.setup" 2>&1; then
+		log "$cfg: reset failed: $(tail -n 2 "$OUT/log/$cfg.setup" | tr '\n' ' ')"
+		for wl; do record "$cfg" "$wl" error "" "reset failed"; done
+		return
+	fi
+	if fio_group "$file" "$DEV" "$VIEW" "$@"; then
+		for wl; do
+			case $wl in
+			*.c) for k in 1 2 3; do
+				record "$cfg" "$wl${k}l" ok "$file" "$NOTE"
+				record "$cfg" "$wl${k}x" ok "$file" "$NOTE"
+			     done ;;
+			*) record "$cfg" "$wl" ok "$file" "$NOTE" ;;
+			esac
+		done
+		log "$cfg $*: done in $((SECONDS - t)) s${NOTE:+ ($NOTE)}"
+	else
+		for wl; do record "$cfg" "$wl" error "$file" "$NOTE"; done
+		log "$cfg $*: fio failed: $(tail -n 2 "$OUT/log/${file%.json}.err" | tr '\n' ' ')"
+	fi
+}
+
+# expand WORKLOAD...: the workloads with "+W" as "W W.c".
+expand() {
+	local wl
+	for wl; do
+		case $wl in
+		+*) echo "${wl#+} ${wl#+}.c" ;;
+		*) echo "$wl" ;;
+		esac
+	done
+}
+
+run_config() {
+	local cfg=$1 g=0 wl group=() all=() paired=0
+	shift
+	[[ " $* " == *" +"* ]] && paired=1
+	# shellcheck disable=SC2046
+	set -- $(expand "$@")
+	DEV='' VIEW='' NOTE=''
+	log "== $cfg"
+	for wl; do [ "$wl" = "|" ] || all+=("$wl"); done
+	if ! { "setup_$cfg" && { [ $paired = 0 ] || lin_add; }; } > "$OUT/log/$cfg.setup" 2>&1; then
+		log "$cfg: setup failed: $(tail -n 2 "$OUT/log/$cfg.setup" | tr '\n' ' ')"
+		for wl in "${all[@]}"; do record "$cfg" "$wl" error "" "setup failed"; done
+		dm_cleanup
+		return
+	fi
+	for wl in "$@" "|"; do
+		if [ "$wl" != "|" ]; then
+			group+=("$wl")
+			continue
+		fi
+		g=$((g + 1))
+		run_group "$cfg" "$g" "${group[@]}"
+		group=()
+	done
+	dm_cleanup
+	save_results
+	return 0
+}
+
+# ---------------------------------------------------------------------------
+# Backup window: fio randwrite 4k qd16 on the origin while the whole view is
+# backed up to /dev/nullb0 (null_blk: a block device that drops writes).
+
+wset() { printf '%s\t%s\t%s\n' "$1" "$2" "$3" >> "$OUT/window.tsv"; }
+
+# poll_status DEV FIELD OUTFILE: field FIELD of DEV's status every 0.5 s.
+poll_status() {
+	while :; do
+		dmsetup status "$1" 2>/dev/null | awk -v f="$2" '{ print $f }'
+		sleep 0.5
+	done > "$3"
+}
+
+# peak FILE: the highest "used/total" in a poll file, as "used total".
+peak() {
+	awk -F/ '$1 ~ /^[0-9]+$/ { if ($1 + 0 > m) m = $1 + 0; t = $2 } END { print m + 0, t + 0 }' "$1"
+}
+
+# window_run NAME DEV CMD...: fio randwrite on DEV; 1 s later CMD (the
+# backup); when it ends, stop fio (SIGINT: fio still writes its JSON).
+# fio's IOPS log (0.5 s averages) gives the IOPS during the backup.
+window_run() {
+	local name=$1 dev=$2 fpid r t_start t_end
+	shift 2
+	wset "$name" fio_launch "$(date +%s.%N)"
+	fio --name=randwrite --filename="$dev" --ioengine=libaio --direct=1 \
+		--rw=randwrite --bs=4k --iodepth=16 --size=100% --io_size=1T \
+		--time_based --runtime=900 --write_iops_log="$OUT/log/$name" \
+		--log_avg_msec=500 --output-format=json \
+		--output="$OUT/fio/window.$name.json" 2> "$OUT/log/window.$name.err" < /dev/null &
+	fpid=$!
+	sleep 1
+	t_start=$(date +%s.%N)
+	timeout -k 10 600 "$@" > "$OUT/log/window.$name.backup" 2>&1
+	r=$?
+	t_end=$(date +%s.%N)
+	kill -INT "$fpid" 2>/dev/null
+	wait "$fpid"
+	wset "$name" backup_rc "$r"
+	wset "$name" backup_start "$t_start"
+	wset "$name" backup_end "$t_end"
+	return $r
+}
+
+window_base() {	# window_base NAME DEV: no backup, RT seconds
+	if fio_group "window.$1.json" "$2" "" randwrite; then
+		wset "$1" fio ok
+	else
+		wset "$1" fio error
+	fi
+}
+
+window_fleece() {	# window_fleece NAME [--no-release]
+	local name=$1 ppid used total
+	shift
+	view_new v "$SCRATCH" || { wset "$name" error "snapshot failed"; return; }
+	wset "$name" chunk_bytes $(( $(dmsetup status v | awk '{ print $5 }') * 512 ))
+	poll_status v 6 "$OUT/log/window.$name.poll" &
+	ppid=$!
+	window_run "$name" /dev/mapper/fo "$FLEECECTL" backup v --to /dev/nullb0 --quiet "$@"
+	kill "$ppid" 2>/dev/null
+	wait "$ppid" 2>/dev/null
+	read -r used total <<< "$(peak "$OUT/log/window.$name.poll")"
+	wset "$name" peak_used "$used"
+	wset "$name" total "$total"
+	wset "$name" status_end "$(dmsetup status v)"
+	wset "$name" fio ok
+	fctl release v
+}
+
+window_snap() {	# window_snap NAME
+	local name=$1 ppid used total
+	snap_new 128 || { wset "$name" error "snapshot failed"; return; }
+	wset "$name" chunk_bytes 512	# dm-snapshot counts sectors
+	poll_status snap 4 "$OUT/log/window.$name.poll" &
+	ppid=$!
+	window_run "$name" /dev/mapper/so dd if=/dev/mapper/snap of=/dev/nullb0 \
+		bs=1M iflag=direct oflag=direct
+	kill "$ppid" 2>/dev/null
+	wait "$ppid" 2>/dev/null
+	read -r used total <<< "$(peak "$OUT/log/window.$name.poll")"
+	wset "$name" peak_used "$used"
+	wset "$name" total "$total"
+	wset "$name" status_end "$(dmsetup status snap)"
+	wset "$name" fio ok
+	dmsetup remove snap
+}
+
+scenario_window() {
+	log "== backup window"
+	wset all size_bytes $((SZ * 512))
+	if fo_new > "$OUT/log/window.setup" 2>&1; then
+		window_base fleece-nobackup /dev/mapper/fo
+		# The backup's read load alone: the origin disk read whole
+		# next to the same fio, no view, nothing copied.
+		window_run fleece-readload /dev/mapper/fo dd if="$ORIGIN" \
+			of=/dev/nullb0 bs=1M iflag=direct oflag=direct
+		wset fleece-readload fio ok
+		window_fleece fleece-release
+		log "window: fleece with release done"
+		window_fleece fleece-norelease --no-release
+		log "window: fleece --no-release done"
+		# Release in 8 MiB batches: 1/64 of this small origin, as
+		# the default 64 MiB is of a 4 GiB one. Only in the cpu
+		# profile: the io one needs the time to stay under 15 min.
+		if [ "$PROFILE" = cpu ]; then
+			window_fleece fleece-release-b8 --batch 8M
+			log "window: fleece with release, 8 MiB batches done"
+		fi
+	else
+		wset fleece-nobackup error "setup failed"
+	fi
+	dm_cleanup
+	if snap_base > "$OUT/log/window.snap.setup" 2>&1; then
+		window_base snap-nobackup /dev/mapper/so
+		window_snap snap-dd
+		log "window: dm-snapshot done"
+	else
+		wset snap-nobackup error "setup failed"
+	fi
+	dm_cleanup
+	save_results
+	return 0
+}
+
+# ---------------------------------------------------------------------------
+# Kernel memory per session: slab growth while chunks are preserved.
+
+mset() { printf '%s\t%s\t%s\n' "$1" "$2" "$3" >> "$OUT/memory.tsv"; }
+
+# mem_snap: "slab_kib radix_tree_node_kib vmalloc_kib", the page cache
+# dropped (not dentries and inodes: every command would then walk the 9p
+# root again, and that takes long here).
+mem_snap() {
+	sync
+	echo 1 > /proc/sys/vm/drop_caches
+	awk '/^Slab:/ { s = $2 } /^VmallocUsed:/ { v = $2 }
+	     $1 == "radix_tree_node" { r = int($3 * $4 / 1024) }
+	     END { print s + 0, r + 0, v + 0 }' /proc/meminfo /proc/slabinfo
+}
+
+# mem_case NAME FIO_ARG...: a fresh session on a fleece-origin with 4 KiB
+# chunks, then preserve chunks by writing the origin as the fio args say.
+mem_case() {
+	local name=$1 b c a
+	shift
+	fo_new --chunk-size 4K && b=$(mem_snap) && view_new v "$SCRATCH" &&
+	c=$(mem_snap) &&
+	timeout -k 10 300 fio --name=mem --filename=/dev/mapper/fo --ioengine=libaio \
+		--direct=1 --iodepth=16 "$@" --output-format=terse \
+		> /dev/null 2>> "$OUT/log/memory.err" < /dev/null &&
+	a=$(mem_snap) || { mset "$name" error failed; dm_cleanup; return; }
+	mset "$name" chunk_bytes $(( $(dmsetup status v | awk '{ print $5 }') * 512 ))
+	mset "$name" preserved "$(dmsetup status v | awk '{ print $7 }')"
+	mset "$name" before "$b"
+	mset "$name" created "$c"
+	mset "$name" after "$a"
+	dm_cleanup
+	log "memory: $name done"
+}
+
+scenario_memory() {
+	log "== kernel memory per session"
+	# dense: 128 MiB in a row; sparse: one 4 KiB chunk in every 256 KiB
+	# (each alone in its xarray node of 64 chunks: the worst case)
+	mem_case dense-4k --rw=write --bs=1M --size=128M
+	mem_case sparse-4k --rw=write:252k --bs=4k --size=100% --number_ios=$((SZ / 512))
+	log "memory done"
+	save_results
+	return 0
+}
+
+# ---------------------------------------------------------------------------
+
+modprobe dm-mod && modprobe dm-snapshot && modprobe dm-era &&
+modprobe null_blk nr_devices=1 gb=4 && insmod "$MODULE" || {
+	log "cannot load the modules"
+	save_results
+	exit 1
+}
+SZ=$(blockdev --getsz "$ORIGIN")
+{
+	echo "profile $PROFILE"
+	echo "runtime $RT"
+	echo "kernel $(uname -r)"
+	echo "cpus $(nproc)"
+	echo "mem_kib $(awk '/^MemTotal:/ { print $2 }' /proc/meminfo)"
+	echo "origin_bytes $((SZ * 512))"
+	echo "fio $(fio --version)"
+} > "$OUT/info.txt"
+log "profile $PROFILE, $RT s per workload, origin $((SZ / 2048)) MiB"
+
+# Each in a subshell: a configuration that dies (a bug here, set -u) loses
+# its own cells, recorded as errors, and the run goes on.
+for c in "${CONFIGS[@]}"; do
+	# shellcheck disable=SC2086
+	set -- $c
+	wanted "$1" || continue
+	( run_config "$@" ) && continue
+	log "$1: aborted"
+	cfg=$1
+	shift
+	# shellcheck disable=SC2046
+	for wl in $(expand "$@"); do
+		[ "$wl" = "|" ] && continue
+		grep -q "^$cfg	$wl	" "$MANIFEST" || record "$cfg" "$wl" error "" "aborted"
+	done
+	dm_cleanup
+done
+if wanted window && ! ( scenario_window ); then
+	log "backup window: aborted"
+	dm_cleanup
+fi
+if wanted memory && ! ( scenario_memory ); then
+	log "memory: aborted"
+	dm_cleanup
+fi
+echo "elapsed $((SECONDS - T0))" >> "$OUT/info.txt"
+save_results
+log "done"
