@@ -31,7 +31,7 @@ export KVER
 KVER_SERIES ?= 6.1 6.12
 
 DEB_PKGS := build-essential linux-headers-amd64 linux-image-amd64 \
-	qemu-system-x86 busybox-static cpio kmod udev dmsetup lvm2 \
+	qemu-system-x86 qemu-utils libnbd-bin busybox-static cpio kmod udev dmsetup lvm2 \
 	libdevmapper-dev pkg-config fio e2fsprogs xfsprogs libcmocka-dev sparse \
 	python3 xz-utils zstd util-linux linux-source-6.1 \
 	clang-14 libclang-rt-14-dev

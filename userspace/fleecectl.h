@@ -6,7 +6,7 @@
 #ifndef FLEECECTL_H
 #define FLEECECTL_H
 
-#define FLEECECTL_VERSION "0.3.0"
+#define FLEECECTL_VERSION "0.4.0"
 
 /* Exit codes, as dmsetup and thin-provisioning-tools use them. */
 #define EXIT_OK 0
@@ -38,5 +38,6 @@ int cmd_status(int argc, char **argv);
 int cmd_backup(int argc, char **argv);
 int cmd_bitmap(int argc, char **argv);
 int cmd_changes(int argc, char **argv);
+int cmd_export(int argc, char **argv);
 
 #endif

@@ -3,7 +3,8 @@
  * fleecectl: manage dm-fleece origins and views through libdevmapper.
  *
  * main.c holds the command table and the global options; each command is in
- * its own file (origin.c, attach.c, snapshot.c, status.c, backup.c).
+ * its own file (origin.c, attach.c, snapshot.c, status.c, backup.c,
+ * export.c).
  */
 #include <getopt.h>
 #include <stdio.h>
@@ -50,6 +51,10 @@ static const struct command commands[] = {
 	  "                    [--no-release] [--no-commit] [--verify]\n"
 	  "                    [--batch SIZE] [--force] [--quiet]",
 	  "copy a view, releasing what has been copied" },
+	{ "export", cmd_export,
+	  "VIEW [--bitmap BITMAP] (--socket PATH | --port N [--bind ADDR])\n"
+	  "                    [--daemon] [--pid-file PATH]",
+	  "serve a view read-only over NBD (qemu-nbd), for a client to pull" },
 };
 
 #define NR_COMMANDS (sizeof(commands) / sizeof(commands[0]))
