@@ -14,6 +14,8 @@
 #   make install    module, fleecectl, man page, docs (DESTDIR=, PREFIX=/usr)
 #   make uninstall  remove what make install put (same DESTDIR/PREFIX/KVER)
 #   make check-install   build the .debs, test them and make install in a VM
+#   make debug-kernel    build the VM's debug kernel (KASAN, lockdep, kmemleak...)
+#   make check-debug     the integration suite on it (also: make check KERNEL=debug)
 #
 # KVER picks the kernel (default: tests/vm/default-kver); KDIR its build tree.
 
@@ -74,9 +76,13 @@ deps:
 deps-6.12:
 	@tests/deps-install $(DEB_PKGS_612)
 
+ifeq ($(KERNEL),debug)
+check: check-debug
+else
 check: deps
 	@$(MAKE) --no-print-directory all
 	@tests/run-all
+endif
 
 lint: module
 	@tests/lint
@@ -162,6 +168,29 @@ BENCH_RUNTIME ?= 4
 bench: deps
 	@$(MAKE) --no-print-directory all
 	@tests/perf/bench --profile "$(PROFILE)" --runtime "$(BENCH_RUNTIME)"
+
+# The debug kernel lane (Documentation/testing.rst, "Debug kernel"): Debian's
+# linux-source-6.1 with KASAN, lockdep, kmemleak, debugobjects and list
+# debugging, built once into $(FLEECE_CACHE)/debug-kernel (rebuilt only when
+# tests/vm/debug-kernel.config changes); then the harness's checks on it and
+# the integration suite with dm-fleece built against it. Slow: not in make
+# check. Per-test and whole-suite time limits are raised to match.
+FLEECE_CACHE ?= /var/cache/dm-fleece
+export FLEECE_CACHE
+DEB_PKGS_DEBUG := linux-source-6.1 bc flex bison libelf-dev libssl-dev
+.PHONY: debug-kernel check-debug
+debug-kernel: deps
+	@tests/deps-install $(DEB_PKGS_DEBUG)
+	@tests/vm/debug-kernel build
+
+check-debug: debug-kernel
+	@$(MAKE) --no-print-directory tools
+	@tests/vm/debug-selftest
+	@ko=$$(tests/vm/debug-kernel module) && \
+		FLEECE_KERNEL=debug FLEECE_MODULE=$$ko \
+		FLEECE_TEST_TIMEOUT=$${FLEECE_TEST_TIMEOUT:-1500} \
+		FLEECE_SUITE_TIMEOUT=$${FLEECE_SUITE_TIMEOUT:-21600} \
+		tests/integration/run $(TESTS)
 
 clean:
 	@if [ -e "$(KDIR)/Makefile" ]; then $(MAKE) -C "$(KDIR)" M="$(TOP)" clean; fi

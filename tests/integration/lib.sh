@@ -10,7 +10,7 @@
 set -euo pipefail
 
 TOP=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-MODULE=$TOP/drivers/md/dm-fleece.ko
+MODULE=${FLEECE_MODULE:-$TOP/drivers/md/dm-fleece.ko}
 FLEECECTL=$TOP/userspace/fleecectl
 ORIGIN=/dev/disk/by-id/virtio-origin
 SCRATCH=/dev/disk/by-id/virtio-scratch
