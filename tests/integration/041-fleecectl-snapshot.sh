@@ -177,7 +177,14 @@ mbr[510:512] = b"\x55\xaa"
 with open(sys.argv[1], "r+b") as f:
     f.write(mbr)
 ' $META
-blockdev --rereadpt $META
+# udev probes the disk after that write (its watch rule): a re-read while
+# it still has the disk open fails with EBUSY. Settle, and retry a little.
+for try in 1 2 3 4 5; do
+	udevadm settle
+	blockdev --rereadpt $META 2> $WORK/rereadpt && break
+	[ $try = 5 ] && fail "blockdev --rereadpt $META: $(cat $WORK/rereadpt)"
+	sleep 1
+done
 udevadm settle
 disk=/dev/$(basename "$(readlink -f $META)")
 [ -b ${disk}1 ] && [ -b ${disk}2 ] || fail "no partitions ${disk}1, ${disk}2"
