@@ -7,7 +7,7 @@
 #   make check      unit tests on the host + integration tests in the VM
 #   make demo       show dm-fleece at work in the VM
 #   make check-kernels   make check on Debian 12's 6.1 and 6.12 kernels
-#   make crash      40 power cuts under load (make check makes 8)
+#   make crash      40 power cuts under load (make check makes 6)
 #   make lint       checkpatch --strict, sparse and W=1 on the module
 #   make fuzz       hostile input: libFuzzer on the parsers, 10000 cases in the VM
 #   make bench      fio in the VM: dm-fleece vs dm-linear, dm-snapshot, dm-era (PROFILE=cpu|io)
@@ -93,7 +93,7 @@ check-unit:
 check-integration: all
 	@tests/integration/run
 
-# Power cuts at length (make check runs 8): FLEECE_POWERCUT_LOOPS cuts.
+# Power cuts at length (make check runs 6): FLEECE_POWERCUT_LOOPS cuts.
 crash: deps
 	@$(MAKE) --no-print-directory all
 	@FLEECE_POWERCUT_LOOPS=$${FLEECE_POWERCUT_LOOPS:-40} \

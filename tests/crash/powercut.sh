@@ -27,9 +27,9 @@
 # last VM only checks, and exits normally, so its whole log is checked.
 #
 # Prints "PASS powercut-N ..." / "FAIL powercut-N: ..." per cut and ends
-# with "powercut: N passed, N failed". FLEECE_POWERCUT_LOOPS (default 8)
+# with "powercut: N passed, N failed". FLEECE_POWERCUT_LOOPS (default 6)
 # cuts under load; no new VM starts after FLEECE_POWERCUT_BUDGET seconds
-# (default 600; 8 cuts take about 5 minutes on an idle 2-core host). A busy
+# (default 420; 8 cuts take about 5 minutes on an idle 2-core host). A busy
 # host makes fewer cuts in the budget: that is reported, and fails only
 # below FLEECE_POWERCUT_MIN cuts (default 3), when the harness itself is
 # broken. 'make crash' runs many more.
@@ -37,8 +37,8 @@ set -u
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/../.." && pwd)
 cd "$top"
-loops=${FLEECE_POWERCUT_LOOPS:-8}
-budget=${FLEECE_POWERCUT_BUDGET:-600}
+loops=${FLEECE_POWERCUT_LOOPS:-6}
+budget=${FLEECE_POWERCUT_BUDGET:-420}
 min_cuts=${FLEECE_POWERCUT_MIN:-3}
 dir=$top/build/crash
 mkdir -p "$dir"
