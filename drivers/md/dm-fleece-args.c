@@ -204,6 +204,19 @@ int fleece_parse_view_opts(struct dm_target *ti, struct dm_arg_set *as,
 	return r;
 }
 
+/*
+ * The arguments of both "changes" messages: [<start> [<max>]], decimal,
+ * <max> not 0. Only read: the caller has set the defaults.
+ */
+static int parse_changes_args(unsigned int argc, char **argv, u64 *start,
+			      u64 *max)
+{
+	if ((argc > 0 && kstrtou64(argv[0], 10, start)) ||
+	    (argc > 1 && (kstrtou64(argv[1], 10, max) || !*max)))
+		return -EINVAL;
+	return 0;
+}
+
 int fleece_parse_view_message(unsigned int argc, char **argv,
 			      struct fleece_view_msg *m)
 {
@@ -213,8 +226,7 @@ int fleece_parse_view_message(unsigned int argc, char **argv,
 	if (argc == 1 && !strcasecmp(argv[0], "commit")) {
 		m->cmd = FLEECE_VIEW_MSG_COMMIT;
 	} else if (argc >= 1 && argc <= 3 && !strcasecmp(argv[0], "changes")) {
-		if ((argc > 1 && kstrtou64(argv[1], 10, &m->start)) ||
-		    (argc > 2 && (kstrtou64(argv[2], 10, &m->max) || !m->max)))
+		if (parse_changes_args(argc - 1, argv + 1, &m->start, &m->max))
 			return -EINVAL;
 		m->cmd = FLEECE_VIEW_MSG_CHANGES;
 	}
@@ -234,11 +246,6 @@ bool fleece_valid_bitmap_name(const char *name)
 		    (!isalnum(name[i]) && !strchr("_.-", name[i])))
 			return false;
 	return true;
-}
-
-static int parse_u64(const char *s, u64 *v)
-{
-	return kstrtou64(s, 10, v) ? -EINVAL : 0;
 }
 
 int fleece_parse_bitmap_message(unsigned int argc, char **argv,
@@ -279,8 +286,7 @@ int fleece_parse_bitmap_message(unsigned int argc, char **argv,
 		m->cmd = FLEECE_BM_MSG_MERGE;
 		m->src = argv[2];
 	} else if (!strcmp(cmd, "bitmap_changes") && argc >= 2 && argc <= 4) {
-		if ((argc > 2 && parse_u64(argv[2], &m->start)) ||
-		    (argc > 3 && (parse_u64(argv[3], &m->max) || !m->max)))
+		if (parse_changes_args(argc - 2, argv + 2, &m->start, &m->max))
 			m->cmd = FLEECE_BM_MSG_BAD_ARGS;
 		else
 			m->cmd = FLEECE_BM_MSG_CHANGES;

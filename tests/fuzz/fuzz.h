@@ -190,4 +190,13 @@ static inline void fuzz_init_log(void)
 		kshim_log = fopen("/dev/null", "w");
 }
 
+/* Every target is one file including this one: libFuzzer's start-up hook. */
+int LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+	(void)argc;
+	(void)argv;
+	fuzz_init_log();
+	return 0;
+}
+
 #endif /* FLEECE_FUZZ_H */

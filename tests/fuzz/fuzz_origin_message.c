@@ -65,14 +65,6 @@ static void ref_message(const struct fuzz_words *w, struct ref_msg *m)
 	}
 }
 
-int LLVMFuzzerInitialize(int *argc, char ***argv)
-{
-	(void)argc;
-	(void)argv;
-	fuzz_init_log();
-	return 0;
-}
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct fleece_bitmap_msg m;

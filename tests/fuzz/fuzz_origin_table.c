@@ -35,14 +35,6 @@ static const char *ref_origin(const struct fuzz_words *w)
 	return NULL;
 }
 
-int LLVMFuzzerInitialize(int *argc, char ***argv)
-{
-	(void)argc;
-	(void)argv;
-	fuzz_init_log();
-	return 0;
-}
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct dm_target ti = { .error = NULL };

@@ -82,14 +82,6 @@ static void ref_view(const struct fuzz_words *w, struct ref_opts *o)
 		o->error = "Writable incremental views are not supported";
 }
 
-int LLVMFuzzerInitialize(int *argc, char ***argv)
-{
-	(void)argc;
-	(void)argv;
-	fuzz_init_log();
-	return 0;
-}
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct dm_target ti = { .error = NULL };
