@@ -45,6 +45,7 @@
 #include "progress.h"
 #include "sha256.h"
 #include "signals.h"
+#include "throttle.h"
 #include "util.h"
 
 #define IO_SIZE (1024 * 1024)		/* one read of the view */
@@ -83,6 +84,7 @@ struct backup {
 	uint64_t released;		/* bytes discarded */
 	int discard_broken;
 	struct progress prog;
+	struct throttle limit;		/* --rate-limit */
 };
 
 static int is_zero(const unsigned char *p, size_t len)
@@ -262,6 +264,8 @@ static int copy_batch(struct backup *b, uint64_t off, uint64_t len)
 			explain_read_error(b, pos, r);
 			return -1;
 		}
+		if (throttle_account(&b->limit, n))
+			return -EINTR;
 		if (b->verify)
 			sha256_update(&c, b->buf, n);
 		r = write_out(b, b->buf, n, pos);
@@ -584,7 +588,7 @@ static int add_extent(uint64_t off, uint64_t len, void *arg)
 
 static void summary(struct backup *b, double secs, unsigned int nr_extents)
 {
-	char sz[32], wr[32], ho[32];
+	char sz[32], wr[32], ho[32], rt[32];
 	struct fl_view v;
 	char what[256];
 
@@ -594,6 +598,10 @@ static void summary(struct backup *b, double secs, unsigned int nr_extents)
 	printf("backup %s: %llu bytes (%s) to %s in %.1f s, %.1f MiB/s\n", b->view,
 	       (unsigned long long)b->done, sz, b->to, secs,
 	       secs > 0 ? (double)b->done / secs / 1048576.0 : 0.0);
+	if (b->limit.rate) {
+		format_size(b->limit.rate, rt, sizeof(rt));
+		printf("  limited:  reads paced at %s/s (--rate-limit)\n", rt);
+	}
 	if (b->changed)
 		printf("  changes:  %u range%s of bitmap '%s'%s%s\n", nr_extents,
 		       nr_extents == 1 ? "" : "s", b->changed, b->base ? ", onto a copy of " : "",
@@ -661,6 +669,22 @@ static int check_transaction(struct backup *b, const struct fl_view *v)
 	return 0;
 }
 
+/* --rate-limit: a size per second, "40M" or "40M/s"; at least 64 KiB/s. */
+static int parse_rate(const char *arg, uint64_t *rate)
+{
+	char s[64];
+	size_t n = strlen(arg);
+
+	if (n >= sizeof(s))
+		return -EINVAL;
+	memcpy(s, arg, n + 1);
+	if (n > 2 && !strcmp(s + n - 2, "/s"))
+		s[n - 2] = '\0';
+	if (parse_size(s, rate) || *rate < 64 * 1024)
+		return -EINVAL;
+	return 0;
+}
+
 /* The backup is complete: the bitmap may forget what it holds. */
 static int commit(struct backup *b)
 {
@@ -684,6 +708,7 @@ int cmd_backup(int argc, char **argv)
 		{ "no-commit", no_argument, NULL, 'C' },
 		{ "verify", no_argument, NULL, 'v' },
 		{ "batch", required_argument, NULL, 'b' },
+		{ "rate-limit", required_argument, NULL, 'r' },
 		{ "force", no_argument, NULL, 'F' },
 		{ "quiet", no_argument, NULL, 'q' },
 		{ "help", no_argument, NULL, 'h' },
@@ -692,7 +717,7 @@ int cmd_backup(int argc, char **argv)
 	struct backup b = { .release = 1, .commit = 1, .batch = DEFAULT_BATCH,
 			    .view_fd = -1, .out_fd = -1, .verify_fd = -1 };
 	struct extents x = { 0 };
-	uint64_t unit, total = 0;
+	uint64_t unit, rate = 0, total = 0;
 	struct fl_view v;
 	unsigned int i;
 	double t0;
@@ -726,6 +751,11 @@ int cmd_backup(int argc, char **argv)
 			if (parse_size(optarg, &b.batch) || b.batch < IO_SIZE)
 				return usage_error(argv[0], "invalid --batch '%s': a size of "
 						   "at least 1M", optarg);
+			break;
+		case 'r':
+			if (parse_rate(optarg, &rate))
+				return usage_error(argv[0], "invalid --rate-limit '%s': a rate "
+						   "of at least 64K per second, e.g. 40M", optarg);
 			break;
 		case 'F':
 			force = 1;
@@ -794,6 +824,7 @@ int cmd_backup(int argc, char **argv)
 	for (i = 0; i < x.n; i++)
 		total += x.e[i].len;
 	progress_init(&b.prog, v.name, total, b.quiet);
+	throttle_init(&b.limit, rate);
 	t0 = now_seconds();
 	r = copy_extents(&b, x.e, x.n);
 	progress_finish(&b.prog, b.done);

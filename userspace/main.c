@@ -49,7 +49,7 @@ static const struct command commands[] = {
 	{ "backup", cmd_backup,
 	  "VIEW --to FILE|DEV [--full | --changed BITMAP [--base IMAGE]]\n"
 	  "                    [--no-release] [--no-commit] [--verify]\n"
-	  "                    [--batch SIZE] [--force] [--quiet]",
+	  "                    [--batch SIZE] [--rate-limit RATE] [--force] [--quiet]",
 	  "copy a view, releasing what has been copied" },
 	{ "export", cmd_export,
 	  "VIEW [--bitmap BITMAP] (--socket PATH | --port N [--bind ADDR])\n"

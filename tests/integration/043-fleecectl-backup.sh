@@ -1,7 +1,7 @@
 #!/bin/bash
 # fleecectl backup: the image of a view equals a full dd read of it, with and
 # without release; images are sparse; with release every chunk ends released
-# and scratch empty; --verify; a device as target while the origin is being
+# and scratch empty; --verify; --rate-limit paces the reads; a device as target while the origin is being
 # overwritten; refusals.
 . "$(dirname "$0")/lib.sh"
 F=$FLEECECTL
@@ -47,6 +47,21 @@ used=$(($(stat -c %b $WORK/img1) * $(stat -c %B $WORK/img1)))
 [ "$(view_stat t043-snap0 released)" = 0 ] || fail "--no-release released chunks"
 [ "$(view_stat t043-snap0 used)" = "$copied" ] || fail "--no-release changed scratch use"
 info "--no-release: image identical, $((used / mib)) MiB allocated, nothing released"
+
+# 1b. --rate-limit 16M: 64 MiB take at least 4 s less the 0.25 s burst;
+# the image is the same. Refused: a rate under 64K, not a rate.
+t0=$(date +%s.%N)
+expect_rc 0 $F backup $v1 --to $WORK/img1r --full --no-release --rate-limit 16M/s
+el=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.2f", b - a }')
+grep -q 'limited:  reads paced at 16 MiB/s' $WORK/stdout || fail "summary: $(cat $WORK/stdout)"
+awk -v e="$el" 'BEGIN { exit !(e >= 3.7) }' || fail "--rate-limit 16M read 64 MiB in $el s"
+[ "$(sha256sum < $WORK/img1r | cut -d' ' -f1)" = "$ref" ] || fail "img1r differs from the dd read of the view"
+rm -f $WORK/img1r
+for r in 1K 0 16Q -5M; do
+	expect_err 2 "invalid --rate-limit '$r'" $F backup $v1 --to $WORK/img1r --full --rate-limit $r
+	[ ! -e $WORK/img1r ] || fail "--rate-limit $r created the image"
+done
+info "--rate-limit 16M: 64 MiB in $el s, image identical; 4 bad rates refused"
 
 # 2. --verify with release: image == dd read; every chunk released, scratch empty.
 expect_rc 0 $F backup t043-snap0 --to $WORK/img2 --verify --batch 16M
