@@ -448,6 +448,10 @@ scenario_window() {
 		log "window: fleece with release done"
 		window_fleece fleece-norelease --no-release
 		log "window: fleece --no-release done"
+		# A backup paced at a fifth of the io profile's 100 MiB/s:
+		# less read load, but a longer window for copies.
+		window_fleece fleece-release-rl --rate-limit 20M
+		log "window: fleece with release, --rate-limit 20M done"
 		# Release in 8 MiB batches: 1/64 of this small origin, as
 		# the default 64 MiB is of a 4 GiB one. Only in the cpu
 		# profile: the io one needs the time to stay under 15 min.
