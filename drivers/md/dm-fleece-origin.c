@@ -53,7 +53,7 @@ static int parse_meta_dev(struct dm_target *ti, struct dm_arg_set *as,
 	if (!strcmp(path, "-"))
 		return 0;
 
-	r = dm_get_device(ti, path, FMODE_READ | FMODE_WRITE, &o->meta_dev);
+	r = dm_get_device(ti, path, FLEECE_MODE_RW, &o->meta_dev);
 	if (r) {
 		ti->error = "Cannot open metadata device";
 		return r;
