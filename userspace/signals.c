@@ -2,6 +2,7 @@
 /*
  * Signals turned into a flag while a device is suspended.
  */
+#include <errno.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -56,17 +57,35 @@ int sig_caught(void)
 	return caught;
 }
 
+/* Sleep in steps no longer than this, to see a caught signal promptly. */
+#define STEP 0.05
+
+int sig_sleep_until(double when)
+{
+	struct timespec ts;
+	double left;
+
+	for (;;) {
+		if (caught)
+			return -EINTR;
+		left = when - now_seconds();
+		if (left <= 0)
+			return 0;
+		if (left > STEP)
+			left = STEP;
+		ts.tv_sec = (time_t)left;
+		ts.tv_nsec = (long)((left - (double)ts.tv_sec) * 1e9);
+		nanosleep(&ts, NULL);
+	}
+}
+
 void test_pause_after_suspend(const char *dev)
 {
 	const char *env = getenv("FLEECECTL_TEST_PAUSE_AFTER_SUSPEND");
-	struct timespec step = { 0, 50 * 1000 * 1000 };
-	double end;
 
 	if (!env || !*env)
 		return;
 	msg_err("test: %s suspended; pausing %s s (FLEECECTL_TEST_PAUSE_AFTER_SUSPEND)",
 		dev, env);
-	end = now_seconds() + atof(env);
-	while (!caught && now_seconds() < end)
-		nanosleep(&step, NULL);
+	sig_sleep_until(now_seconds() + atof(env));
 }

@@ -17,6 +17,11 @@ void sig_catch(void);
 void sig_restore(void);
 /* The signal caught since sig_catch(), or 0. */
 int sig_caught(void);
+/*
+ * Sleep until now_seconds() reaches @when, or until a signal is caught.
+ * Returns 0, or -EINTR when a signal was caught (before or during it).
+ */
+int sig_sleep_until(double when);
 
 /*
  * Tests only: with FLEECECTL_TEST_PAUSE_AFTER_SUSPEND=SECONDS in the

@@ -6,15 +6,11 @@
  * reads never come in a burst longer than BURST at full speed: it is the
  * origin's applications the limit protects.
  */
-#include <errno.h>
-#include <time.h>
-
 #include "signals.h"
 #include "throttle.h"
 #include "util.h"
 
 #define BURST 0.25	/* seconds of credit */
-#define SLICE 0.1	/* longest sleep between checks for a signal */
 
 void throttle_init(struct throttle *t, uint64_t rate)
 {
@@ -24,8 +20,7 @@ void throttle_init(struct throttle *t, uint64_t rate)
 
 int throttle_account(struct throttle *t, uint64_t bytes)
 {
-	double now, left;
-	struct timespec ts;
+	double now;
 
 	if (!t->rate)
 		return 0;
@@ -33,17 +28,5 @@ int throttle_account(struct throttle *t, uint64_t bytes)
 	if (t->paid < now - BURST)
 		t->paid = now - BURST;
 	t->paid += (double)bytes / (double)t->rate;
-	for (;;) {
-		if (sig_caught())
-			return -EINTR;
-		left = t->paid - now_seconds();
-		if (left <= 0)
-			return 0;
-		if (left > SLICE)
-			left = SLICE;
-		ts.tv_sec = (time_t)left;
-		ts.tv_nsec = (long)((left - (double)ts.tv_sec) * 1e9);
-		/* EINTR is fine: sig_caught() decides */
-		nanosleep(&ts, NULL);
-	}
+	return sig_sleep_until(t->paid);
 }

@@ -19,34 +19,35 @@
 #include "throttle.h"
 #include "util.h"
 
-#define MiB (1024.0 * 1024.0)
+/* Seconds that accounting @mib reads of 1 MiB took. */
+static double read_mib(struct throttle *t, int mib)
+{
+	double t0 = now_seconds();
+	int i;
+
+	for (i = 0; i < mib; i++)
+		assert_int_equal(throttle_account(t, 1 << 20), 0);
+	return now_seconds() - t0;
+}
 
 static void test_no_limit(void **state)
 {
 	struct throttle t;
-	double t0 = now_seconds();
-	int i;
 
 	(void)state;
 	throttle_init(&t, 0);
-	for (i = 0; i < 1000; i++)
-		assert_int_equal(throttle_account(&t, 1 << 20), 0);
-	assert_true(now_seconds() - t0 < 1.0);
+	assert_true(read_mib(&t, 1000) < 1.0);
 }
 
 /* 6 MiB at 8 MiB/s: 0.75 s, less the 0.25 s of credit a fresh start has. */
 static void test_paced(void **state)
 {
 	struct throttle t;
-	double t0, el;
-	int i;
+	double el;
 
 	(void)state;
 	throttle_init(&t, 8 << 20);
-	t0 = now_seconds();
-	for (i = 0; i < 6; i++)
-		assert_int_equal(throttle_account(&t, 1 << 20), 0);
-	el = now_seconds() - t0;
+	el = read_mib(&t, 6);
 	assert_true(el >= 0.5 - 0.01);
 	assert_true(el < 5.0);
 }
@@ -55,16 +56,12 @@ static void test_paced(void **state)
 static void test_burst_bounded(void **state)
 {
 	struct throttle t;
-	double t0, el;
-	int i;
+	double el;
 
 	(void)state;
 	throttle_init(&t, 4 << 20);
 	usleep(1000 * 1000);
-	t0 = now_seconds();
-	for (i = 0; i < 4; i++)
-		assert_int_equal(throttle_account(&t, 1 << 20), 0);
-	el = now_seconds() - t0;
+	el = read_mib(&t, 4);
 	assert_true(el >= 0.75 - 0.01);
 	assert_true(el < 5.0);
 }
