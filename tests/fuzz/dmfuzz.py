@@ -155,6 +155,21 @@ def load(name, targets, flags=0):
     return dm(DM_TABLE_LOAD, name, payload, flags=flags, count=len(targets))[0]
 
 
+def remove_dev(name):
+    """DM_DEV_REMOVE, retried while the device is busy (up to 10 s).
+
+    A resume sends a uevent, and udev answers it by opening the device to
+    probe it: a remove soon after a resume can meet that open and get EBUSY
+    (seen on CI's machine). Anything that still holds it after 10 s is ours.
+    """
+    for _ in range(50):
+        r = dm(DM_DEV_REMOVE, name)[0]
+        if r != errno.EBUSY:
+            return r
+        time.sleep(0.2)
+    return r
+
+
 def message(name, sector, text, size=None):
     """DM_TARGET_MSG; returns (errno, answer or None, flags)."""
     payload = struct.pack("<Q", sector) + text + b"\0"
@@ -1166,8 +1181,16 @@ def cli_cases(env, gen, tables, msgs, state, n):
                     s, ln, tt, rest = (l.split(b" ", 3) + [b""])[:4]
                     kept.append((int(s), int(ln), tt.decode(), rest))
                 tables.judge(kept, 0, kind, loaded=False)
-                if subprocess.run(DMSETUP + [b"remove", b"fz-c"], capture_output=True).returncode:
-                    die("cannot remove fz-c (table %r)" % line)
+                # udev answers the resume's uevent by probing the new
+                # device (blkid); without udev sync that can still hold it
+                # open here, and the remove fails with EBUSY: retry then.
+                p = subprocess.run(DMSETUP + [b"--retry", b"remove", b"fz-c"], capture_output=True)
+                if p.returncode:
+                    info = subprocess.run(["dmsetup", "info", "-c", "--noheadings", "-o",
+                                           "open,attr,major,minor", "fz-c"],
+                                          capture_output=True).stdout.strip()
+                    die("cannot remove fz-c (table %r): %s; open,attr,major,minor: %s"
+                        % (line, p.stderr.strip()[:200], info))
             else:
                 if subprocess.run(["dmsetup", "info", "fz-c"], capture_output=True).returncode == 0:
                     die("refused table %r left device fz-c behind" % line)
@@ -1260,7 +1283,7 @@ def phase_tables(top, seed, cases, cli, batch):
             die("bitmap_remove %r after the fuzzing: errno %d" % (name, r))
         state.bm["B"].discard(name)
     state.check()
-    dm(DM_DEV_REMOVE, "fz-t")
+    remove_dev("fz-t")
     kmsg.read()
     total, top = slab_growth(slab0, slab())
     say("slab in use grew by %d KiB over all cases (most: %s)" % (total // 1024, top))
@@ -1395,7 +1418,7 @@ def phase_flips(seed, flips, batch):
         return r
 
     def deactivate():
-        r = dm(DM_DEV_REMOVE, origin)[0]
+        r = remove_dev(origin)
         if r:
             die("cannot remove %s: errno %d" % (origin, r))
 

@@ -158,7 +158,7 @@ snap_base() {
 }
 snap_new() {	# snap_new CHUNK_SECTORS
 	local r=0
-	if dmsetup info snap > /dev/null 2>&1; then dmsetup remove snap || return 1; fi
+	if dmsetup info snap > /dev/null 2>&1; then dmsetup remove --retry snap || return 1; fi
 	dmsetup suspend so || return 1
 	dmsetup create snap --table "0 $SZ snapshot /dev/mapper/base $SCRATCH N $1" || r=1
 	dmsetup resume so || r=1
@@ -199,7 +199,7 @@ reset_snap64k() { snap_new 128; }
 
 setup_era() { DEV=/dev/mapper/era; }
 reset_era() {
-	if dmsetup info era > /dev/null 2>&1; then dmsetup remove era || return 1; fi
+	if dmsetup info era > /dev/null 2>&1; then dmsetup remove --retry era || return 1; fi
 	zero_head "$ERAMETA" &&
 	dmsetup create era --table "0 $SZ era $ERAMETA $ORIGIN 128"
 }
