@@ -297,6 +297,12 @@ int cmd_detach(int argc, char **argv)
 	}
 	if (device_table_checks("detach", name, &info))
 		return EXIT_ERR;
+	if (rinfo.open_count > 1)
+		rinfo.open_count = fdm_open_count_settled(o.real_name, 1);
+	if (rinfo.open_count < 0) {
+		msg_err("detach %s: %s", name, fdm_error());
+		return EXIT_ERR;
+	}
 	if (rinfo.open_count > 1) {
 		msg_err("detach %s: %s is open %d times; only %s should use it", name,
 			o.real_name, rinfo.open_count, name);

@@ -234,10 +234,11 @@ int bdev_check_unused(const char *path, dev_t devt, char *why, size_t len)
 	/*
 	 * A program that opened the device without O_EXCL (dd, a database)
 	 * would have its data overwritten. udev's probes open devices for a
-	 * moment: only a process that keeps it open in every round counts.
+	 * moment (under a slow VM, most of a second): only a process that
+	 * keeps it open in every round, for 2 s, counts.
 	 */
 	nseen = find_openers(devt, seen, MAX_OPENERS);
-	for (round = 0; round < 4 && nseen; round++) {
+	for (round = 0; round < 20 && nseen; round++) {
 		nanosleep(&pause, NULL);
 		nnow = find_openers(devt, now, MAX_OPENERS);
 		for (i = 0, k = 0; i < nseen; i++)

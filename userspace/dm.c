@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "dm.h"
@@ -397,6 +398,21 @@ int fdm_resume(const char *name, uint16_t udev_flags, uint32_t *cookie)
 out:
 	dm_task_destroy(dmt);
 	return r;
+}
+
+int fdm_open_count_settled(const char *name, int allowed)
+{
+	const struct timespec pause = { 0, 100 * 1000 * 1000 };
+	struct dm_info info;
+	int round;
+
+	for (round = 0;; round++) {
+		if (fdm_info(name, &info))
+			return -1;
+		if (info.open_count <= allowed || round == 20)
+			return info.open_count;
+		nanosleep(&pause, NULL);
+	}
 }
 
 int fdm_remove(const char *name, uint32_t *cookie)

@@ -52,6 +52,13 @@ int fdm_errno(void);
 int fdm_info(const char *name, struct dm_info *info);
 /* Whether a device of that name exists (0 also on error). */
 int fdm_exists(const char *name);
+/*
+ * The open count of NAME once it is at most @allowed, or what it still is
+ * after about 2 s; -1 on error. udev probes a device-mapper device after a
+ * resume and after a close that followed a write: such opens last a moment
+ * and must not make a remove or detach refuse.
+ */
+int fdm_open_count_settled(const char *name, int allowed);
 
 /*
  * A device-mapper device given as NAME, /dev/mapper/NAME, /dev/dm-N or any

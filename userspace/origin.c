@@ -181,6 +181,12 @@ int cmd_remove(int argc, char **argv)
 			o.status.sessions == 1 ? "it" : "them");
 		return EXIT_ERR;
 	}
+	if (o.open_count)
+		o.open_count = fdm_open_count_settled(name, 0);
+	if (o.open_count < 0) {
+		msg_err("remove %s: %s", name, fdm_error());
+		return EXIT_ERR;
+	}
 	if (o.open_count) {
 		msg_err("remove %s: in use (open %d time%s: mounted, or a program has it open)",
 			name, o.open_count, o.open_count == 1 ? "" : "s");
