@@ -132,8 +132,9 @@ fio --output=/dev/null --filename=/dev/mapper/pc --time_based --runtime=3600 \
 		sleep 0.5
 	done
 ) &
-# The load has started once the bitmap records writes.
-until [[ $(dmsetup status pc) != *" b 0 0" ]]; do
+# The load has started once the bitmap records writes (its dirty count,
+# before the frozen-set count: with FLEECE_PC_TXN that is " b 0 1" first).
+until [[ $(dmsetup status pc) =~ \ b\ [1-9][0-9]*\ [01]$ ]]; do
 	sleep 0.2
 done
 echo LOAD-START

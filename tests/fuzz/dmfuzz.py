@@ -1518,7 +1518,7 @@ def phase_flips(seed, flips, batch):
                     % (desc, got.decode("latin-1"), want_state.decode("latin-1")))
             counts["accepted"] += 1
         else:
-            dm(DM_DEV_REMOVE, origin)
+            deactivate()
             logged = [l for l in lines if ": fleece-origin: " in l]
             if not expect:
                 die("%s: refused (errno %d, %s), but only redundant copies were hit"
@@ -1548,7 +1548,8 @@ def phase_leaks():
         if dm(DM_DEV_CREATE, "fz-leak")[0]:
             die("cannot create fz-leak")
         r = load("fz-leak", [(0, size, "fleece-origin", b"%s - 2048" % path.encode())])
-        dm(DM_DEV_REMOVE, "fz-leak")
+        if remove_dev("fz-leak"):
+            die("cannot remove fz-leak")
         if r:
             die("no fleece-origin with another chunk size on %s (errno %d): "
                 "origin state left behind?" % (path, r))

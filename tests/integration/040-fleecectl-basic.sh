@@ -103,7 +103,7 @@ no_device t040-snap0
 # Open (e.g. mounted) devices are not removed.
 sleep 30 3</dev/mapper/t040 &
 holder=$!
-sleep 0.5
+until [ "$(dmsetup info -c --noheadings -o open t040)" -ge 1 ]; do sleep 0.1; done
 expect_err 1 'remove t040: in use \(open 1 time' $F remove t040
 kill $holder
 wait $holder 2>/dev/null || true

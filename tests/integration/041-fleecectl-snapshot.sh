@@ -126,7 +126,8 @@ no_view
 
 sleep 60 3<$SCRATCH &
 holder=$!
-sleep 0.5
+# Open and exec'ed: the message names the process by its command.
+until [ "$(cat /proc/$holder/comm 2>/dev/null)" = sleep ]; do sleep 0.1; done
 expect_err 1 "snapshot t041: scratch device $SCRATCH is open in process $holder \(sleep\)" \
 	$F snapshot t041 --scratch $SCRATCH
 kill $holder

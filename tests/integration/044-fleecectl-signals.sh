@@ -71,7 +71,10 @@ expect_rc 0 $F snapshot t044 --scratch $SCRATCH
 
 # backup, interrupted: it stops, removes the image it created and says that
 # what it released is gone; the session goes on.
-$F backup t044-snap0 --to $WORK/img --verify --batch 1M >$WORK/stdout 2>$WORK/stderr &
+# Paced (256 MiB at 32M/s, 8 s) so that it still runs 2 s in on any
+# machine; the signal may then come during a read or during a wait.
+$F backup t044-snap0 --to $WORK/img --verify --batch 1M --rate-limit 32M \
+	>$WORK/stdout 2>$WORK/stderr &
 pid=$!
 for _ in $(seq 100); do [ -e $WORK/img ] && break; sleep 0.1; done
 sleep 2
