@@ -212,7 +212,7 @@ static void comm_of(pid_t pid, char *buf, size_t len)
 int bdev_check_unused(const char *path, dev_t devt, char *why, size_t len)
 {
 	pid_t seen[MAX_OPENERS], now[MAX_OPENERS];
-	struct timespec pause = { 0, 100 * 1000 * 1000 };
+	const struct timespec pause = { 0, BRIEF_OPEN_PAUSE_NS };
 	char where[4096], comm[64];
 	int fd, nseen, nnow, i, j, k, round;
 
@@ -234,11 +234,10 @@ int bdev_check_unused(const char *path, dev_t devt, char *why, size_t len)
 	/*
 	 * A program that opened the device without O_EXCL (dd, a database)
 	 * would have its data overwritten. udev's probes open devices for a
-	 * moment (under a slow VM, most of a second): only a process that
-	 * keeps it open in every round, for 2 s, counts.
+	 * moment: only a process that keeps it open in every round counts.
 	 */
 	nseen = find_openers(devt, seen, MAX_OPENERS);
-	for (round = 0; round < 20 && nseen; round++) {
+	for (round = 0; round < BRIEF_OPEN_ROUNDS && nseen; round++) {
 		nanosleep(&pause, NULL);
 		nnow = find_openers(devt, now, MAX_OPENERS);
 		for (i = 0, k = 0; i < nseen; i++)

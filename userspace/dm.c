@@ -402,14 +402,14 @@ out:
 
 int fdm_open_count_settled(const char *name, int allowed)
 {
-	const struct timespec pause = { 0, 100 * 1000 * 1000 };
+	const struct timespec pause = { 0, BRIEF_OPEN_PAUSE_NS };
 	struct dm_info info;
 	int round;
 
 	for (round = 0;; round++) {
 		if (fdm_info(name, &info))
 			return -1;
-		if (info.open_count <= allowed || round == 20)
+		if (info.open_count <= allowed || round == BRIEF_OPEN_ROUNDS)
 			return info.open_count;
 		nanosleep(&pause, NULL);
 	}

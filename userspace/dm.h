@@ -54,9 +54,8 @@ int fdm_info(const char *name, struct dm_info *info);
 int fdm_exists(const char *name);
 /*
  * The open count of NAME once it is at most @allowed, or what it still is
- * after about 2 s; -1 on error. udev probes a device-mapper device after a
- * resume and after a close that followed a write: such opens last a moment
- * and must not make a remove or detach refuse.
+ * after BRIEF_OPEN_ROUNDS looks (util.h: udev's probes last a moment and
+ * must not make a remove or detach refuse); -1 on error.
  */
 int fdm_open_count_settled(const char *name, int allowed);
 

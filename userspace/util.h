@@ -63,6 +63,15 @@ void str_copy(char *dst, size_t len, const char *src);
 /* Monotonic time in seconds. */
 double now_seconds(void);
 
+/*
+ * udev opens a device-mapper device for a moment to probe it, after a
+ * resume and after a close that followed a write (under a slow VM, most of
+ * a second). An open is taken for a user's only if it lasts through
+ * BRIEF_OPEN_ROUNDS looks, BRIEF_OPEN_PAUSE_NS apart: about 2 s.
+ */
+#define BRIEF_OPEN_ROUNDS 20
+#define BRIEF_OPEN_PAUSE_NS (100 * 1000 * 1000L)
+
 /* 1 if v is a power of two (and not 0). */
 int is_power_of_two(uint64_t v);
 
