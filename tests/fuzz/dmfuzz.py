@@ -1283,7 +1283,8 @@ def phase_tables(top, seed, cases, cli, batch):
             die("bitmap_remove %r after the fuzzing: errno %d" % (name, r))
         state.bm["B"].discard(name)
     state.check()
-    remove_dev("fz-t")
+    if remove_dev("fz-t"):
+        die("cannot remove the spare device fz-t")
     kmsg.read()
     total, top = slab_growth(slab0, slab())
     say("slab in use grew by %d KiB over all cases (most: %s)" % (total // 1024, top))

@@ -34,7 +34,7 @@ say() { info "$* [${SECONDS}s]"; }
 cleanup() {
 	umount "$MNT" 2>/dev/null || true
 	for d in t051i t051r t051 t051s t051a t051b; do
-		dmsetup remove --retry $d 2>/dev/null || true
+		dmsetup remove $d 2>/dev/null || true
 	done
 }
 trap cleanup EXIT

@@ -111,7 +111,7 @@ dm_cleanup() {
 	local d
 	for _ in 1 2 3; do
 		for d in $(dmsetup ls 2>/dev/null | awk '$1 != "No" { print $1 }'); do
-			dmsetup remove --retry "$d" >/dev/null 2>&1 || true
+			dmsetup remove "$d" >/dev/null 2>&1 || true
 		done
 	done
 }
