@@ -229,13 +229,19 @@ static void explain_read_error(struct backup *b, uint64_t off, int r)
 {
 	struct fl_view v;
 	char what[256];
+	int known = !get_view(b->view, &v, what, sizeof(what)) && v.have_status;
 
-	if (!get_view(b->view, &v, what, sizeof(what)) && v.have_status &&
-	    !v.status.active)
+	if (known && !v.status.active)
 		msg_err("backup %s: read at byte %llu failed: the session was invalidated "
 			"(scratch full, or a scratch write error: see the kernel log); "
 			"the backup cannot be completed, take a new snapshot",
 			b->view, (unsigned long long)off);
+	else if (known && v.status.unreadable)
+		msg_err("backup %s: read at byte %llu failed: the view lost %llu chunk(s): "
+			"the origin could not be read when they were overwritten (bad "
+			"sectors, see the kernel log); this backup cannot be complete",
+			b->view, (unsigned long long)off,
+			(unsigned long long)v.status.unreadable);
 	else
 		msg_err("backup %s: read at byte %llu failed: %s", b->view,
 			(unsigned long long)off, strerror(-r));

@@ -35,7 +35,10 @@ static const char *bitmap_reason(const char *verb, int e)
 	case ENOENT:
 		return "no such bitmap";
 	case EBUSY:
-		return "a backup is in progress on it (a view with this bitmap exists; "
+		return !strcmp(verb, "merge") ?
+		       "the destination has a backup in progress (a view with this bitmap "
+		       "exists; release it first)" :
+		       "a backup is in progress on it (a view with this bitmap exists; "
 		       "release it first)";
 	case ENOSPC:
 		return "no free slot (8 bitmaps, or 16 slots of bitmaps and open backups)";

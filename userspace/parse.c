@@ -217,6 +217,9 @@ int parse_view_status(const char *params, struct view_status *s)
 		else
 			goto out;
 	}
+	/* <unreadable>, since 0.5.0. */
+	if (n >= 13 && parse_i64_nonneg(w[12], &s->unreadable))
+		goto out;
 	r = 0;
 out:
 	free(copy);

@@ -76,7 +76,7 @@ enum txn_state {
 /*
  * <Active|Invalid> <chunk_sectors> <used>/<total> <preserved> <copied>
  * <released> <skipped> <reads_scratch> <reads_origin> <copies_inflight>
- * <bitmap|-> <open|committed|ended|-> ...
+ * <bitmap|-> <open|committed|ended|-> <unreadable> ...
  */
 struct view_status {
 	int active;			/* 0: Invalid */
@@ -92,6 +92,7 @@ struct view_status {
 	uint64_t copies_inflight;
 	char bitmap[BITMAP_NAME_MAX + 1];	/* "": none */
 	enum txn_state txn;
+	uint64_t unreadable;		/* chunks lost; 0 before 0.5.0 */
 };
 
 /* Each returns 0, or -EINVAL when the line does not have the format. */

@@ -92,7 +92,29 @@ static int check_scratch(const char *name, const struct fl_origin *o,
 	return 0;
 }
 
-/* The bitmap a view is to take must exist and be trustworthy. */
+/* The name of the view holding @bitmap's transaction on @o, if it is found. */
+static void bitmap_holder(const struct fl_origin *o, const char *bitmap,
+			  char *holder, size_t len)
+{
+	struct fl_scan s;
+	unsigned int i;
+
+	if (scan_all(&s))
+		return;
+	for (i = 0; i < s.nr_views; i++) {
+		const struct fl_view *v = &s.views[i];
+
+		if (v->origin_devt == o->origin_devt && v->have_status &&
+		    !strcmp(v->status.bitmap, bitmap) &&
+		    (v->status.txn == TXN_OPEN || v->status.txn == TXN_COMMITTED)) {
+			str_copy(holder, len, v->name);
+			break;
+		}
+	}
+	scan_free(&s);
+}
+
+/* The bitmap a view is to take must exist, be free and be trustworthy. */
 static int check_bitmap(const char *name, const struct fl_origin *o, const char *bitmap,
 			int full)
 {
@@ -108,6 +130,15 @@ static int check_bitmap(const char *name, const struct fl_origin *o, const char 
 	if (i == o->status.nr_bitmaps) {
 		msg_err("snapshot %s: no bitmap '%s' on it (add one with 'fleecectl bitmap "
 			"add %s %s', then take a full backup)", name, bitmap, name, bitmap);
+		return -1;
+	}
+	if (o->status.bitmaps[i].frozen_sets) {
+		char holder[NAME_LEN] = "";
+
+		bitmap_holder(o, bitmap, holder, sizeof(holder));
+		msg_err("snapshot %s: bitmap '%s' has a backup in progress%s%s%s: one backup "
+			"per bitmap at a time; release that view first", name, bitmap,
+			*holder ? " (view " : "", holder, *holder ? ")" : "");
 		return -1;
 	}
 	if (o->status.lost && !full) {

@@ -134,6 +134,7 @@ static void print_human(const struct fl_scan *s, const struct filter *f)
 	struct table t = { .cols = 7 };
 	char size[CELL], chunk[CELL], dev[CELL], sess[CELL], used[CELL];
 	char copied[CELL], released[CELL], skipped[CELL], scratch[CELL], bm[CELL];
+	char state[CELL];
 	unsigned int i, nv = 0;
 
 	{
@@ -211,7 +212,13 @@ static void print_human(const struct fl_scan *s, const struct filter *f)
 		}
 		row[0] = v->name;
 		row[1] = v->origin >= 0 ? s->origins[v->origin].name : "(none)";
-		row[2] = !v->have_status ? "?" : st->active ? "Active" : "Invalid";
+		if (v->have_status && st->unreadable)
+			snprintf(state, sizeof(state), "%s, %llu lost", st->active ?
+				 "Active" : "Invalid", (unsigned long long)st->unreadable);
+		else
+			str_copy(state, sizeof(state), !v->have_status ? "?" :
+				 st->active ? "Active" : "Invalid");
+		row[2] = state;
 		row[3] = scratch;
 		row[4] = v->have_status ? used : "?";
 		row[5] = v->have_status ? copied : "?";
@@ -280,6 +287,7 @@ static void json_view(struct json *j, const struct fl_view *v)
 		json_str(j, "bitmap", st->bitmap[0] ? st->bitmap : NULL);
 		json_str(j, "transaction", st->txn == TXN_NONE ? NULL : txn_name(st->txn));
 		json_bool(j, "full", v->table.full);
+		json_u64(j, "unreadable", st->unreadable);
 	} else {
 		json_str(j, "state", NULL);
 	}

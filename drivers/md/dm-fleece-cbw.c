@@ -11,9 +11,15 @@
  *  3. when the copies are done the chunks are marked done, the lock is
  *     released (view reads queued behind it now find the chunks done and
  *     read scratch), and only then is the write submitted.
- * Later writes find the chunks done and go straight through, without the
- * lock. A copy that cannot read the origin fails the write (the old data
- * cannot be preserved) and leaves the chunk not done.
+ * Later writes find the chunks settled and go straight through, without
+ * the lock.
+ *
+ * A copy that cannot read the origin (a bad sector) does not fail the
+ * application's write: a backup must never do that, and a rewrite is how a
+ * bad sector gets repaired. The chunk's old data is lost to the views that
+ * needed it instead: their reads of it fail, a dm event tells the agent,
+ * and the write goes on. A run of chunks that fails is copied again one
+ * chunk at a time, so only the chunks that cannot be read are lost.
  */
 #include <linux/blkdev.h>
 #include <linux/dm-kcopyd.h>
@@ -31,6 +37,9 @@
  * @zero: write zeroes instead of copying (released chunks a view writes).
  * @s: the sessions, each pinned by its inflight count.
  * @slot: first slot of the run in each session's scratch.
+ * @retry_end: 0, or, after a run failed to read, one past its last chunk:
+ *	the job copies the run again one chunk at a time.
+ * @retry: starts the next of those copies.
  */
 struct fleece_copy {
 	struct fleece_io *io;
@@ -39,7 +48,9 @@ struct fleece_copy {
 	unsigned int n;
 	bool zero;
 	struct fleece_session *s[FLEECE_MAX_SESSIONS];
-	u64 slot[FLEECE_MAX_SESSIONS];
+	u32 slot[FLEECE_MAX_SESSIONS];
+	u64 retry_end;
+	struct work_struct retry;
 };
 
 static struct kmem_cache *copy_cache;
@@ -78,55 +89,20 @@ static void io_put(struct fleece_io *io)
 		io->copies_done(io);
 }
 
-static void forget_slots(struct fleece_session *s, u64 chunk, u64 slot,
-			 u64 count)
+static void forget_slots(struct fleece_session *s, u64 chunk, u64 count)
 {
 	u64 k;
 
-	for (k = 0; k < count; k++) {
-		xa_erase(&s->map, chunk + k);
-		fleece_scratch_free(s, slot + k);
-	}
+	for (k = 0; k < count; k++)
+		fleece_scratch_drop(s, chunk + k);
 }
 
-/* kcopyd's completion, in its thread: may take spinlocks, not sleep. */
-static void copy_complete(int read_err, unsigned long write_err, void *context)
+static void copy_complete(int read_err, unsigned long write_err, void *context);
+
+/* Start the kcopyd job of @c; its completion is copy_complete(). */
+static void start_copy(struct fleece_copy *c)
 {
-	struct fleece_copy *c = context;
-	struct fleece_io *io = c->io;
-	struct fleece_dev *fd = io->fd;
-	unsigned int i;
-	u64 k;
-
-	for (i = 0; i < c->n; i++) {
-		struct fleece_session *s = c->s[i];
-
-		if (read_err) {
-			forget_slots(s, c->chunk, c->slot[i], c->count);
-		} else if (write_err & BIT(i)) {
-			forget_slots(s, c->chunk, c->slot[i], c->count);
-			fleece_session_invalidate(s, "scratch write error");
-		} else {
-			for (k = 0; k < c->count; k++)
-				set_bit(c->chunk + k, s->done);
-			atomic64_add(c->count, &s->preserved);
-			if (!c->zero)
-				atomic64_add(c->count, &s->copied);
-		}
-		session_unpin(s);
-	}
-	if (read_err) {
-		DMERR_LIMIT("%pg: origin read error preserving chunks %llu-%llu: write failed",
-			    fd->bdev, c->chunk, c->chunk + c->count - 1);
-		io_set_error(io, BLK_STS_IOERR);
-	}
-	mempool_free(c, &fd->copy_pool);
-	io_put(io);
-}
-
-static void submit_copy(struct fleece_io *io, struct fleece_copy *c)
-{
-	struct fleece_dev *fd = io->fd;
+	struct fleece_dev *fd = c->io->fd;
 	struct dm_io_region from, to[FLEECE_MAX_SESSIONS];
 	sector_t start = c->chunk << fd->chunk_shift;
 	sector_t len = c->count << fd->chunk_shift;
@@ -139,10 +115,9 @@ static void submit_copy(struct fleece_io *io, struct fleece_copy *c)
 
 	for (i = 0; i < c->n; i++) {
 		to[i].bdev = c->s[i]->scratch_dev->bdev;
-		to[i].sector = c->slot[i] << fd->chunk_shift;
+		to[i].sector = (sector_t)c->slot[i] << fd->chunk_shift;
 		to[i].count = len;
 	}
-	atomic_inc(&io->pending);
 	if (c->zero) {
 		dm_kcopyd_zero(fd->kc, c->n, to, 0, copy_complete, c);
 	} else {
@@ -153,11 +128,104 @@ static void submit_copy(struct fleece_io *io, struct fleece_copy *c)
 	}
 }
 
+static void submit_copy(struct fleece_io *io, struct fleece_copy *c)
+{
+	atomic_inc(&io->pending);
+	start_copy(c);
+}
+
+static void copy_retry_work(struct work_struct *work)
+{
+	start_copy(container_of(work, struct fleece_copy, retry));
+}
+
+/* Copy chunk @chunk of a failed run next, on the workqueue. */
+static void retry_chunk(struct fleece_copy *c, u64 chunk)
+{
+	unsigned int i;
+
+	for (i = 0; i < c->n; i++)
+		c->slot[i] += chunk - c->chunk;
+	c->chunk = chunk;
+	c->count = 1;
+	INIT_WORK(&c->retry, copy_retry_work);
+	queue_work(c->io->fd->wq, &c->retry);
+}
+
+/*
+ * The chunk's old data cannot be read: it is lost to the session, which
+ * keeps the slot marked so that reads of the chunk fail.
+ */
+static void chunk_lost(struct fleece_session *s, u64 chunk)
+{
+	fleece_slotmap_mark_unreadable(&s->slots, chunk);
+	set_bit(chunk, s->settled);
+	atomic64_inc(&s->unreadable);
+	queue_work(system_wq, &s->event_work);
+}
+
+/*
+ * kcopyd's completion, in its thread: may take spinlocks, not sleep. A run
+ * that fails to read is copied again chunk by chunk with the same job, one
+ * after the other (an error path: no allocation, and the sessions stay
+ * pinned), so that only the chunks that cannot be read are lost.
+ */
+static void copy_complete(int read_err, unsigned long write_err, void *context)
+{
+	struct fleece_copy *c = context;
+	struct fleece_io *io = c->io;
+	struct fleece_dev *fd = io->fd;
+	unsigned int i;
+	u64 k;
+
+	if (read_err && c->count > 1) {
+		c->retry_end = c->chunk + c->count;
+		retry_chunk(c, c->chunk);
+		return;
+	}
+	for (i = 0; i < c->n; i++) {
+		struct fleece_session *s = c->s[i];
+
+		if (read_err && io->session) {
+			/* A writable view's own write: it fails, nothing is lost. */
+			forget_slots(s, c->chunk, c->count);
+		} else if (read_err) {
+			chunk_lost(s, c->chunk);
+		} else if (write_err & BIT(i)) {
+			forget_slots(s, c->chunk, c->count);
+			fleece_session_invalidate(s, "scratch write error");
+		} else {
+			for (k = 0; k < c->count; k++)
+				set_bit(c->chunk + k, s->settled);
+			atomic64_add(c->count, &s->preserved);
+			if (!c->zero)
+				atomic64_add(c->count, &s->copied);
+		}
+	}
+	if (read_err && io->session) {
+		DMERR_LIMIT("%pg: origin read error preserving chunk %llu: view write failed",
+			    fd->bdev, c->chunk);
+		io_set_error(io, BLK_STS_IOERR);
+	} else if (read_err) {
+		DMERR_LIMIT("%pg: chunk %llu unreadable, lost to %u view(s); the write goes on",
+			    fd->bdev, c->chunk, c->n);
+	}
+	if (c->retry_end && c->chunk + 1 < c->retry_end) {
+		retry_chunk(c, c->chunk + 1);
+		return;
+	}
+	for (i = 0; i < c->n; i++)
+		session_unpin(c->s[i]);
+	mempool_free(c, &fd->copy_pool);
+	io_put(io);
+}
+
 /* What one chunk needs in one session. */
 enum fleece_need {
 	NEED_NOTHING,
 	NEED_COPY,
 	NEED_ZERO,
+	NEED_FAIL,
 };
 
 typedef enum fleece_need (*need_fn)(struct fleece_session *s, u64 chunk);
@@ -165,53 +233,40 @@ typedef enum fleece_need (*need_fn)(struct fleece_session *s, u64 chunk);
 static enum fleece_need origin_need(struct fleece_session *s, u64 chunk)
 {
 	if (test_bit(FLEECE_SESSION_INVALID, &s->flags) ||
-	    chunk >= s->nr_chunks || test_bit(chunk, s->done))
+	    chunk >= s->nr_chunks || test_bit(chunk, s->settled))
 		return NEED_NOTHING;
 	return NEED_COPY;
 }
 
-/* A writable view's chunk needs a slot of its own before it is written. */
+/*
+ * A writable view's chunk needs a slot of its own before it is written,
+ * filled with its point-in-time data (zeroes once released). A chunk lost
+ * to an unreadable origin has nothing to write over: the write fails.
+ */
 static enum fleece_need view_write_need(struct fleece_session *s, u64 chunk)
 {
-	if (!test_bit(chunk, s->done))
+	bool unreadable;
+	u32 slot;
+
+	if (!test_bit(chunk, s->settled))
 		return NEED_COPY;
-	return xa_load(&s->map, chunk) ? NEED_NOTHING : NEED_ZERO;
-}
-
-/*
- * Give @s a slot for @chunk, recorded in its map. -ENOSPC when scratch is
- * full, -ENOMEM when the map cannot grow; the session's policy decides what
- * then.
- */
-static int take_slot(struct fleece_session *s, u64 chunk, u64 want, u64 *slot)
-{
-	int r;
-
-	r = fleece_scratch_alloc(s, want, slot);
-	if (r)
-		return r;
-	r = xa_err(xa_store(&s->map, chunk, xa_mk_value(*slot), GFP_NOIO));
-	if (r) {
-		fleece_scratch_free(s, *slot);
-		return -ENOMEM;
-	}
-	return 0;
+	if (!fleece_slotmap_find(&s->slots, chunk, &slot, &unreadable))
+		return NEED_ZERO;
+	return unreadable ? NEED_FAIL : NEED_NOTHING;
 }
 
 /*
  * Returns false when the write must fail instead (fail_writes policy);
  * with invalidate, the session is dropped and the copy goes on without it.
  */
-static bool scratch_full(struct fleece_io *io, struct fleece_session *s,
-			 int err)
+static bool scratch_full(struct fleece_io *io, struct fleece_session *s)
 {
 	/* io->session: a writable view's own write fails, the view stays. */
 	if (io->session || s->on_full == FLEECE_ON_FULL_FAIL_WRITES) {
-		io_set_error(io, err == -ENOSPC ? BLK_STS_NOSPC : BLK_STS_RESOURCE);
+		io_set_error(io, BLK_STS_NOSPC);
 		return false;
 	}
-	fleece_session_invalidate(s, err == -ENOSPC ? "scratch device full" :
-				  "out of memory for the chunk map");
+	fleece_session_invalidate(s, "scratch device full");
 	return true;
 }
 
@@ -225,7 +280,8 @@ static void plan_copies(struct fleece_io *io, struct fleece_session **ss,
 {
 	struct fleece_dev *fd = io->fd;
 	struct fleece_copy *cur = NULL;
-	u64 chunk, slots[FLEECE_MAX_SESSIONS];
+	u32 slots[FLEECE_MAX_SESSIONS];
+	u64 chunk;
 
 	for (chunk = first; chunk < end && !io->status; chunk++) {
 		struct fleece_session *who[FLEECE_MAX_SESSIONS];
@@ -235,24 +291,24 @@ static void plan_copies(struct fleece_io *io, struct fleece_session **ss,
 		for (i = 0; i < nr; i++) {
 			enum fleece_need what = need(ss[i], chunk);
 
-			if (what == NEED_NOTHING)
+			if (what == NEED_FAIL)
+				io_set_error(io, BLK_STS_IOERR);
+			if (what != NEED_COPY && what != NEED_ZERO)
 				continue;
 			zero = what == NEED_ZERO;
 			who[n++] = ss[i];
 		}
-		if (!n)
+		if (io->status || !n)
 			continue;
 
 		extend = cur && cur->n == n && cur->zero == zero &&
 			 cur->chunk + cur->count == chunk &&
 			 !memcmp(cur->s, who, n * sizeof(who[0]));
 		for (i = 0; i < n; i++) {
-			u64 want = extend ? cur->slot[i] + cur->count : U64_MAX;
+			u32 want = extend ? cur->slot[i] + cur->count : U32_MAX;
 
-			int err = take_slot(who[i], chunk, want, &slots[i]);
-
-			if (err) {
-				if (!scratch_full(io, who[i], err))
+			if (fleece_scratch_take(who[i], chunk, want, &slots[i])) {
+				if (!scratch_full(io, who[i]))
 					break;
 				/* Dropped: forget it for this chunk. */
 				memmove(&who[i], &who[i + 1], (n - i - 1) * sizeof(who[0]));
@@ -267,7 +323,7 @@ static void plan_copies(struct fleece_io *io, struct fleece_session **ss,
 		if (io->status) {
 			/* Undo what this chunk took; earlier runs still go. */
 			while (i--)
-				forget_slots(who[i], chunk, slots[i], 1);
+				forget_slots(who[i], chunk, 1);
 			break;
 		}
 		if (!n)
@@ -285,6 +341,7 @@ static void plan_copies(struct fleece_io *io, struct fleece_session **ss,
 		cur->count = 1;
 		cur->n = n;
 		cur->zero = zero;
+		cur->retry_end = 0;
 		for (i = 0; i < n; i++) {
 			cur->s[i] = who[i];
 			cur->slot[i] = slots[i];

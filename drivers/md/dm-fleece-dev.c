@@ -137,6 +137,23 @@ out:
 	return fd;
 }
 
+/*
+ * The tracker is going: it takes back the bitmaps it lent to views' backup
+ * transactions. The frozen sets stay on disk (persistent) and are merged
+ * back at the next activation; a committed one was dropped already, and
+ * its view still says so.
+ */
+static void txn_revoke(struct fleece_session *s)
+{
+	lockdep_assert_held(&fleece_devs_lock);
+	if (!s->txn.frozen)
+		return;
+	RCU_INIT_POINTER(s->txn.after, NULL);
+	s->txn.frozen = NULL;
+	if (s->txn.state == FLEECE_TXN_OPEN)
+		WRITE_ONCE(s->txn.state, FLEECE_TXN_ENDED);
+}
+
 void fleece_dev_put_origin(struct fleece_dev *fd, struct dm_target *ti)
 {
 	struct fleece_session *s;
@@ -150,14 +167,14 @@ void fleece_dev_put_origin(struct fleece_dev *fd, struct dm_target *ti)
 		fd->origin_ti[i] = fd->origin_ti[fd->nr_origins - 1];
 	if (!--fd->nr_origins) {
 		/*
-		 * Writes no longer pass through here. Open transactions stay
-		 * frozen on disk and are merged back at the next activation.
+		 * Writes no longer pass through here: no session can be kept
+		 * right. No new one can start (fleece_dev_add_session() checks
+		 * nr_origins under this lock).
 		 */
 		mutex_lock(&fd->sessions_lock);
 		list_for_each_entry(s, &fd->sessions, list) {
 			fleece_session_invalidate(s, "fleece-origin removed");
-			s->frozen = NULL;
-			RCU_INIT_POINTER(s->after, NULL);
+			txn_revoke(s);
 		}
 		mutex_unlock(&fd->sessions_lock);
 		/* View reads completing now may still look at the bitmaps. */
@@ -191,48 +208,60 @@ void fleece_dev_put(struct fleece_dev *fd)
 	mutex_unlock(&fleece_devs_lock);
 }
 
-bool fleece_dev_origin_suspended(struct fleece_dev *fd)
+/* The dev_t of the mapped device a target belongs to. */
+static dev_t target_devt(struct dm_target *ti)
 {
-	bool suspended = true;
-	unsigned int i;
-
-	mutex_lock(&fleece_devs_lock);
-	for (i = 0; i < fd->nr_origins; i++)
-		suspended &= !!dm_suspended(fd->origin_ti[i]);
-	mutex_unlock(&fleece_devs_lock);
-	return suspended;
+	return disk_devt(dm_disk(dm_table_get_md(ti->table)));
 }
 
-char *fleece_dev_scratch_conflict(struct fleece_dev *fd,
-				  struct block_device *scratch)
+/* Do @a and @b share sectors: the same device, or a disk and its partition? */
+static bool overlaps(struct block_device *a, dev_t b_dev, struct block_device *b)
 {
-	char *why = NULL;
+	if (a->bd_dev == b_dev)
+		return true;
+	return b && bdev_whole(a) == bdev_whole(b) &&
+	       bdev_is_partition(a) != bdev_is_partition(b);
+}
+
+/*
+ * Why @scratch cannot be a session's scratch device, or NULL. Two users of
+ * the same sectors would overwrite each other's data; a dm-fleece device
+ * as scratch would send the copies through dm-fleece again.
+ */
+static char *scratch_conflict(struct fleece_dev *fd, struct block_device *scratch)
+{
 	struct fleece_session *s;
 	struct fleece_dev *other;
+	char *why = NULL;
+	unsigned int i;
 
+	lockdep_assert_held(&fleece_devs_lock);
 	if (bdev_whole(scratch) == bdev_whole(fd->bdev))
 		return "Scratch device must not be on the origin's disk";
 
-	mutex_lock(&fleece_devs_lock);
 	list_for_each_entry(other, &fleece_devs, list) {
-		if (other->bd_dev == scratch->bd_dev) {
-			why = "Scratch device is the origin of a fleece-origin";
-			break;
-		}
+		if (overlaps(scratch, other->bd_dev, other->bdev))
+			return "Scratch device is the origin of a fleece-origin";
 		if (other->trk && other->trk->meta &&
-		    other->trk->meta->bd_dev == scratch->bd_dev) {
-			why = "Scratch device is the metadata device of a fleece-origin";
-			break;
-		}
+		    overlaps(scratch, other->trk->meta->bd_dev, other->trk->meta))
+			return "Scratch device is the metadata device of a fleece-origin";
+		for (i = 0; i < other->nr_origins; i++)
+			if (scratch->bd_dev == target_devt(other->origin_ti[i]))
+				return "Scratch device is a fleece-origin device";
 		mutex_lock(&other->sessions_lock);
-		list_for_each_entry(s, &other->sessions, list)
-			if (s->scratch_dev->bdev->bd_dev == scratch->bd_dev)
+		list_for_each_entry(s, &other->sessions, list) {
+			if (overlaps(scratch, s->scratch_dev->bdev->bd_dev,
+				     s->scratch_dev->bdev))
 				why = "Scratch device is in use by another session";
+			else if (scratch->bd_dev == target_devt(s->ti))
+				why = "Scratch device is a fleece view";
+			if (why)
+				break;
+		}
 		mutex_unlock(&other->sessions_lock);
 		if (why)
 			break;
 	}
-	mutex_unlock(&fleece_devs_lock);
 	return why;
 }
 
@@ -264,64 +293,142 @@ out:
 	return r;
 }
 
-int fleece_dev_begin_transaction(struct fleece_dev *fd,
-				 struct fleece_session *s, char **error)
+/* Are all fleece-origin targets of the device suspended? At least one. */
+static bool origins_suspended(struct fleece_dev *fd)
 {
-	struct fleece_bitmap *frozen, *live;
-	int r = -ENODEV;
+	unsigned int i;
 
-	if (!s->full) {
-		s->unprotected = kvcalloc(BITS_TO_LONGS(s->nr_chunks),
-					  sizeof(unsigned long), GFP_KERNEL);
-		if (!s->unprotected) {
-			*error = "Cannot allocate session bitmaps";
-			return -ENOMEM;
-		}
+	lockdep_assert_held(&fleece_devs_lock);
+	for (i = 0; i < fd->nr_origins; i++)
+		if (!dm_suspended(fd->origin_ti[i]))
+			return false;
+	return fd->nr_origins;
+}
+
+/* Freeze the session's bitmap: its transaction begins. */
+static int txn_begin(struct fleece_dev *fd, struct fleece_session *s,
+		     char **error)
+{
+	struct fleece_txn *txn = &s->txn;
+	struct fleece_bitmap *frozen, *live;
+	int r;
+
+	r = fleece_track_freeze(fd->trk, txn->name, &frozen, &live, txn->full,
+				error);
+	if (r)
+		return r;
+	/*
+	 * Only what changed since the last backup is copied. The rest is
+	 * read from the origin and checked against what was written since
+	 * (see view_end_io()).
+	 */
+	if (!txn->full) {
+		bitmap_complement(s->settled, frozen->recorded, s->nr_chunks);
+		bitmap_complement(txn->unprotected, frozen->recorded, s->nr_chunks);
 	}
+	txn->frozen = frozen;
+	rcu_assign_pointer(txn->after, live);
+	WRITE_ONCE(txn->state, FLEECE_TXN_OPEN);
+	return 0;
+}
+
+int fleece_dev_add_session(struct fleece_dev *fd, struct fleece_session *s,
+			   char **error)
+{
+	int r = 0;
+
 	mutex_lock(&fleece_devs_lock);
-	if (!fd->trk) {
+	if (!fd->nr_origins || !fd->trk) {
 		*error = "No fleece-origin device on this origin";
-	} else {
-		r = fleece_track_freeze(fd->trk, s->bitmap_name, &frozen, &live,
-					s->full, error);
+		r = -ENODEV;
+		goto out;
 	}
-	if (!r) {
-		/*
-		 * Only what changed since the last backup is copied. The rest
-		 * is read from the origin and checked against what was
-		 * written since (see view_end_io()).
-		 */
-		if (!s->full) {
-			bitmap_complement(s->done, frozen->bits, s->nr_chunks);
-			bitmap_complement(s->unprotected, frozen->bits,
-					  s->nr_chunks);
-		}
-		s->frozen = frozen;
-		rcu_assign_pointer(s->after, live);
+	/*
+	 * Writes in flight on an active origin could land on either side of
+	 * the point in time: refuse rather than give a torn image.
+	 */
+	if (!origins_suspended(fd)) {
+		*error = "Suspend the fleece-origin device before creating a view";
+		r = -EBUSY;
+		goto out;
 	}
+	/* Writes beyond the fleece-origin table would not be copied. */
+	if (s->ti->len > fd->trk->origin_sectors) {
+		*error = "View is larger than the fleece-origin device";
+		r = -EINVAL;
+		goto out;
+	}
+	*error = scratch_conflict(fd, s->scratch_dev->bdev);
+	if (*error) {
+		r = -EBUSY;
+		goto out;
+	}
+	if (fd->nr_sessions >= FLEECE_MAX_SESSIONS) {
+		*error = "Too many sessions on this origin";
+		r = -EBUSY;
+		goto out;
+	}
+	if (s->txn.name) {
+		r = txn_begin(fd, s, error);
+		if (r)
+			goto out;
+	}
+	/* Last: from here on origin writes copy for this session. */
+	mutex_lock(&fd->sessions_lock);
+	list_add_tail_rcu(&s->list, &fd->sessions);
+	WRITE_ONCE(fd->nr_sessions, fd->nr_sessions + 1);
+	mutex_unlock(&fd->sessions_lock);
+out:
 	mutex_unlock(&fleece_devs_lock);
 	return r;
 }
 
-int fleece_dev_end_transaction(struct fleece_dev *fd, struct fleece_session *s,
-			       bool commit)
+void fleece_dev_remove_session(struct fleece_dev *fd, struct fleece_session *s)
 {
-	int r = -ENOENT;
+	struct fleece_txn *txn = &s->txn;
+
+	/*
+	 * The transaction first, while the session is still on the list
+	 * fleece_dev_put_origin() revokes loans from: a tracker is only
+	 * destroyed under this lock after that, so it is there for the
+	 * release. No view IO is in flight: nothing looks at @after.
+	 * Not committed: the next incremental must still cover the set.
+	 */
+	mutex_lock(&fleece_devs_lock);
+	if (txn->frozen) {
+		RCU_INIT_POINTER(txn->after, NULL);
+		fleece_track_release(fd->trk, txn->frozen);
+		txn->frozen = NULL;
+		if (txn->state == FLEECE_TXN_OPEN)
+			WRITE_ONCE(txn->state, FLEECE_TXN_ENDED);
+	}
+	mutex_unlock(&fleece_devs_lock);
+
+	mutex_lock(&fd->sessions_lock);
+	list_del_rcu(&s->list);
+	WRITE_ONCE(fd->nr_sessions, fd->nr_sessions - 1);
+	mutex_unlock(&fd->sessions_lock);
+
+	/* Origin writes that saw the session have pinned it by now. */
+	synchronize_rcu();
+	wait_event(s->inflight_wait, !atomic_read(&s->inflight));
+}
+
+int fleece_dev_commit(struct fleece_dev *fd, struct fleece_session *s)
+{
+	struct fleece_txn *txn = &s->txn;
+	int r;
 
 	mutex_lock(&fleece_devs_lock);
-	if (!fd->trk || !s->frozen)
-		goto out;
-	if (commit) {
-		r = s->committed ? -EALREADY : fleece_track_commit(fd->trk, s->frozen);
+	if (txn->state == FLEECE_TXN_COMMITTED) {
+		r = -EALREADY;
+	} else if (txn->state != FLEECE_TXN_OPEN || !txn->frozen) {
+		r = -ENOENT;
+	} else {
+		r = fleece_track_commit(fd->trk, txn->frozen);
 		if (!r)
-			s->committed = true;
-		goto out;
+			WRITE_ONCE(txn->state, FLEECE_TXN_COMMITTED);
 	}
-	/* The session is over: no view IO is in flight any more. */
-	RCU_INIT_POINTER(s->after, NULL);
-	r = fleece_track_release(fd->trk, s->frozen);
-	s->frozen = NULL;
-out:
 	mutex_unlock(&fleece_devs_lock);
 	return r;
 }
@@ -330,26 +437,16 @@ int fleece_dev_emit_changes(struct fleece_dev *fd, struct fleece_session *s,
 			    u64 start, u64 max, char *result,
 			    unsigned int maxlen)
 {
+	struct fleece_txn *txn = &s->txn;
 	int r = -ENOENT;
 
 	mutex_lock(&fleece_devs_lock);
-	if (fd->trk && s->frozen) {
-		/* A full backup reads everything: its done bits are all clear. */
-		fleece_track_emit_ranges(s->full ? NULL : s->frozen->bits,
+	if (txn->frozen) {
+		/* A full backup reads everything. */
+		fleece_track_emit_ranges(txn->full ? NULL : txn->frozen->recorded,
 					 s->nr_chunks, start, max, result, maxlen);
 		r = 1;
 	}
 	mutex_unlock(&fleece_devs_lock);
 	return r;
-}
-
-sector_t fleece_dev_origin_sectors(struct fleece_dev *fd)
-{
-	sector_t len = 0;
-
-	mutex_lock(&fleece_devs_lock);
-	if (fd->trk)
-		len = fd->trk->origin_sectors;
-	mutex_unlock(&fleece_devs_lock);
-	return len;
 }

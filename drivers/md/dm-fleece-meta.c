@@ -33,14 +33,15 @@ static sector_t block_sector(struct fleece_tracker *t, unsigned int slot,
 	return block * FLEECE_META_BLOCK_SECTORS;
 }
 
-/* Synchronous IO of one block; @flags adds e.g. REQ_PREFLUSH | REQ_FUA. */
-static int meta_io(struct block_device *bdev, sector_t sector, void *buf,
+/* Synchronous IO of one block; @op adds e.g. REQ_PREFLUSH | REQ_FUA. */
+static int meta_io(struct fleece_tracker *t, sector_t sector, void *buf,
 		   blk_opf_t op)
 {
 	struct bio *bio;
 	int r;
 
-	bio = bio_alloc(bdev, 1, op | REQ_SYNC | REQ_META, GFP_NOIO);
+	bio = bio_alloc_bioset(t->meta, 1, op | REQ_SYNC | REQ_META, GFP_NOIO,
+			       &t->bs);
 	bio->bi_iter.bi_sector = sector;
 	__bio_add_page(bio, virt_to_page(buf), FLEECE_META_BLOCK,
 		       offset_in_page(buf));
@@ -74,52 +75,88 @@ static enum block_kind classify(const void *buf, u32 magic)
 	return KIND_VALID;
 }
 
-static int write_sb_once(struct fleece_tracker *t)
+/*
+ * @flush: flush the device first, so that what the new superblock points
+ * at is on disk before it (not for fleece_meta_lost()). The flush is a bio
+ * of its own: device-mapper (6.1) drops the error of the flush it splits
+ * off a REQ_PREFLUSH write with data, and the metadata device is often a
+ * dm device (an LV).
+ */
+static int write_sb_once(struct fleece_tracker *t, bool flush)
 {
 	struct fleece_disk_sb *sb = t->sb;
 	u64 seq = le64_to_cpu(sb->seq) + 1;
 	int r;
 
+	if (flush) {
+		r = blkdev_issue_flush(t->meta);
+		if (r)
+			return r;
+	}
 	sb->seq = cpu_to_le64(seq);
 	sb->csum = cpu_to_le32(block_csum(sb));
-	/* Flush first: what the new superblock points at must be on disk. */
-	r = meta_io(t->meta, (seq & 1) * FLEECE_META_BLOCK_SECTORS, sb,
-		    REQ_OP_WRITE | REQ_PREFLUSH | REQ_FUA);
-	/* Retry into the same, damaged copy: never the good one. */
-	if (r)
+	r = meta_io(t, (seq & 1) * FLEECE_META_BLOCK_SECTORS, sb, REQ_OP_WRITE | REQ_FUA);
+	if (r) {
+		/* Retry into the same, damaged copy: never the good one. */
 		sb->seq = cpu_to_le64(seq - 1);
-	return r;
+		return r;
+	}
+	memcpy(t->sb_written, sb, FLEECE_META_BLOCK);
+	/* Once lost, every superblock carries the untrusted marks. */
+	if (t->lost)
+		t->lost_on_disk = true;
+	return 0;
+}
+
+/* Every bitmap is untrusted, in memory and in the superblock image. */
+static void mark_untrusted(struct fleece_tracker *t)
+{
+	unsigned int i;
+
+	for (i = 0; i < FLEECE_META_SLOTS; i++) {
+		if (t->slot[i])
+			t->slot[i]->untrusted = true;
+		if (le32_to_cpu(t->sb->slots[i].state) != FLEECE_SLOT_FREE)
+			t->sb->slots[i].flags |= cpu_to_le32(FLEECE_SLOT_UNTRUSTED);
+	}
 }
 
 void fleece_meta_lost(struct fleece_tracker *t)
 {
-	unsigned int i;
-
-	if (t->lost)
-		return;
 	t->lost = true;
-	for (i = 0; i < FLEECE_META_SLOTS; i++) {
-		if (!t->slot[i])
-			continue;
-		t->slot[i]->untrusted = true;
-		t->sb->slots[i].flags |= cpu_to_le32(FLEECE_SLOT_UNTRUSTED);
-	}
+	mark_untrusted(t);
+	if (t->lost_on_disk)
+		return;
 	/*
 	 * Writes go on unrecorded from now on. If the device takes this one
 	 * write, the next activation says "lost" too instead of trusting
-	 * bitmaps that miss them.
+	 * bitmaps that miss them. No flush first: the marks are all that
+	 * matters here, whatever else is on disk, and a device that fails
+	 * flushes may still take a FUA write.
 	 */
-	if (write_sb_once(t))
-		DMERR_LIMIT("%pg: cannot mark the bitmaps untrusted on disk",
+	if (write_sb_once(t, false))
+		DMERR_LIMIT("%pg: cannot mark the bitmaps untrusted on disk yet: will retry",
 			    t->meta);
+}
+
+void fleece_meta_lost_retry(struct fleece_tracker *t)
+{
+	if (t->lost && !t->lost_on_disk && !write_sb_once(t, false))
+		DMERR("%pg: bitmaps marked untrusted on disk at last", t->meta);
 }
 
 int fleece_meta_write_sb(struct fleece_tracker *t)
 {
-	int r = write_sb_once(t);
+	int r = write_sb_once(t, true);
 
 	if (r) {
 		DMERR_LIMIT("%pg: superblock write failed: %d", t->meta, r);
+		/*
+		 * The change that failed did not happen: mark what is on disk
+		 * untrusted, not the change (a bitmap_add that failed must not
+		 * leave a slot that never recorded anything).
+		 */
+		memcpy(t->sb, t->sb_written, FLEECE_META_BLOCK);
 		fleece_meta_lost(t);
 	}
 	return r;
@@ -133,7 +170,7 @@ static int area_is_zero(struct fleece_tracker *t, void *buf, bool *zero)
 
 	*zero = false;
 	for (s = 0; s < end; s += FLEECE_META_BLOCK_SECTORS) {
-		r = meta_io(t->meta, s, buf, REQ_OP_READ);
+		r = meta_io(t, s, buf, REQ_OP_READ);
 		if (r)
 			return r;
 		if (!all_zero(buf, FLEECE_META_BLOCK))
@@ -158,7 +195,8 @@ static int format(struct fleece_tracker *t, unsigned int chunk_sectors)
 	sb->nr_slots = cpu_to_le32(FLEECE_META_SLOTS);
 	sb->nr_chunks = cpu_to_le64(t->nr_chunks);
 	sb->bits_per_block = cpu_to_le32(FLEECE_BITS_PER_BLOCK);
-	return fleece_meta_write_sb(t);
+	/* Nothing is on disk to fall back to: a failure fails the ctr. */
+	return write_sb_once(t, true);
 }
 
 static int check_sb(struct fleece_tracker *t, struct fleece_disk_sb *sb,
@@ -198,7 +236,7 @@ static int check_sb(struct fleece_tracker *t, struct fleece_disk_sb *sb,
 }
 
 /*
- * Read a slot's blocks into @bm->bits: per block, the valid copy of the
+ * Read a slot's blocks into @bm->recorded: per block, the valid copy of the
  * slot's generation with the higher seq; nothing valid means never written
  * in this generation (zero). Two damaged copies cannot come from a torn
  * write (only one copy is ever being written), so they are refused.
@@ -217,7 +255,7 @@ static int load_slot(struct fleece_tracker *t, struct fleece_bitmap *bm,
 		corrupt = 0;
 		damaged = -1;
 		for (c = 0; c < 2; c++) {
-			r = meta_io(t->meta, block_sector(t, bm->slot, i, c), buf,
+			r = meta_io(t, block_sector(t, bm->slot, i, c), buf,
 				    REQ_OP_READ);
 			if (r) {
 				*error = "Cannot read metadata bitmap block";
@@ -261,7 +299,7 @@ static int load_slot(struct fleece_tracker *t, struct fleece_bitmap *bm,
 		if (best < 0)
 			continue;
 		if (best != 1) {
-			r = meta_io(t->meta, block_sector(t, bm->slot, i, best),
+			r = meta_io(t, block_sector(t, bm->slot, i, best),
 				    buf, REQ_OP_READ);
 			if (r) {
 				*error = "Cannot read metadata bitmap block";
@@ -275,7 +313,7 @@ static int load_slot(struct fleece_tracker *t, struct fleece_bitmap *bm,
 
 			for (k = 0; v && k < 64; k++, v >>= 1)
 				if ((v & 1) && bit + k < t->nr_chunks)
-					__set_bit(bit + k, bm->bits);
+					__set_bit(bit + k, bm->recorded);
 		}
 		cond_resched();
 	}
@@ -305,7 +343,7 @@ int fleece_meta_load(struct fleece_tracker *t, unsigned int chunk_sectors,
 	sb[0] = buf + FLEECE_META_BLOCK;
 	sb[1] = buf + 2 * FLEECE_META_BLOCK;
 	for (c = 0; c < 2; c++) {
-		r = meta_io(t->meta, c * FLEECE_META_BLOCK_SECTORS, sb[c],
+		r = meta_io(t, c * FLEECE_META_BLOCK_SECTORS, sb[c],
 			    REQ_OP_READ);
 		if (r) {
 			*error = "Cannot read metadata superblock";
@@ -348,6 +386,7 @@ int fleece_meta_load(struct fleece_tracker *t, unsigned int chunk_sectors,
 	if (r)
 		goto out;
 	memcpy(t->sb, sb[best], FLEECE_META_BLOCK);
+	memcpy(t->sb_written, sb[best], FLEECE_META_BLOCK);
 
 	for (i = 0; i < FLEECE_META_SLOTS; i++) {
 		struct fleece_disk_slot *ds = &t->sb->slots[i];
@@ -369,8 +408,8 @@ int fleece_meta_load(struct fleece_tracker *t, unsigned int chunk_sectors,
 		r = load_slot(t, bm, buf, error);
 		if (r)
 			goto out;
-		if (bm->next)
-			bitmap_copy(bm->next, bm->bits, t->nr_chunks);
+		if (bm->durable)
+			bitmap_copy(bm->durable, bm->recorded, t->nr_chunks);
 	}
 out:
 	kfree(buf);
@@ -394,14 +433,14 @@ void fleece_meta_fill_block(struct fleece_tracker *t, struct fleece_bitmap *bm,
 		u64 v = 0, bit = first + (u64)w * 64;
 
 		for (k = 0; k < 64 && bit + k < t->nr_chunks; k++)
-			if (test_bit(bit + k, bm->next))
+			if (test_bit(bit + k, bm->recorded))
 				v |= BIT_ULL(k);
 		b->bits[w] = cpu_to_le64(v);
 	}
 	b->csum = cpu_to_le32(block_csum(page));
 }
 
-/* OR the bits a written block holds into @bm->bits: now they are durable. */
+/* OR the bits a written block holds into @bm->durable. */
 void fleece_meta_apply_block(struct fleece_tracker *t, struct fleece_bitmap *bm,
 			     u64 index, const void *page)
 {
@@ -414,7 +453,7 @@ void fleece_meta_apply_block(struct fleece_tracker *t, struct fleece_bitmap *bm,
 
 		for (k = 0; v && k < 64; k++, v >>= 1)
 			if (v & 1)
-				set_bit(bit + k, bm->bits);
+				set_bit(bit + k, bm->durable);
 	}
 }
 
@@ -448,8 +487,9 @@ int fleece_meta_write_blocks(struct fleece_tracker *t,
 		unsigned int copy = !w[i].bm->copy[w[i].index];
 		struct bio *bio;
 
-		bio = bio_alloc(t->meta, 1, REQ_OP_WRITE | REQ_SYNC | REQ_META,
-				GFP_NOIO);
+		bio = bio_alloc_bioset(t->meta, 1,
+				       REQ_OP_WRITE | REQ_SYNC | REQ_META,
+				       GFP_NOIO, &t->bs);
 		bio->bi_iter.bi_sector = block_sector(t, w[i].bm->slot,
 						      w[i].index, copy);
 		__bio_add_page(bio, w[i].page, FLEECE_META_BLOCK, 0);

@@ -44,17 +44,29 @@ int fleece_meta_load(struct fleece_tracker *t, unsigned int chunk_sectors,
  * fleece_meta_lost() - a metadata write failed: tracking is lost.
  * @t: the tracker.
  *
- * Every bitmap is marked untrusted, in memory and, if the device still
- * takes one more superblock write, on disk, so that a later activation says
- * so too. Writes are no longer made durable before they go on.
+ * Every bitmap is marked untrusted, in memory and, if the device takes a
+ * superblock write now or later (every one carries the marks), on disk, so
+ * that a later activation says so too. Writes are no longer made durable
+ * before they go on.
  *
  * Context: process context, under @t->lock; may do IO.
  */
 void fleece_meta_lost(struct fleece_tracker *t);
 
 /**
+ * fleece_meta_lost_retry() - mark untrusted bitmaps on disk, if not yet.
+ * @t: the tracker, going away.
+ *
+ * Context: process context; may do IO.
+ */
+void fleece_meta_lost_retry(struct fleece_tracker *t);
+
+/**
  * fleece_meta_write_sb() - write @t->sb to its older copy, after a flush.
  * @t: the tracker, @t->lock held.
+ *
+ * On failure the image goes back to what was last written, and tracking is
+ * lost (fleece_meta_lost()): the caller undoes its other changes.
  *
  * Context: process context, may sleep and do IO.
  * Return: 0, or a negative errno (and @t->lost is set).
@@ -62,7 +74,7 @@ void fleece_meta_lost(struct fleece_tracker *t);
 int fleece_meta_write_sb(struct fleece_tracker *t);
 
 /**
- * fleece_meta_fill_block() - the on-disk image of a block of @bm->next.
+ * fleece_meta_fill_block() - the on-disk image of a block of @bm->recorded.
  * @t: the tracker, @t->lock held.
  * @bm: a live bitmap.
  * @index: the block.
@@ -98,7 +110,7 @@ int fleece_meta_write_blocks(struct fleece_tracker *t,
  * @t: the tracker.
  * @name: its name.
  * @slot: its slot.
- * @frozen: a frozen set (no @next, @dirty).
+ * @frozen: a frozen set (no @durable, @dirty).
  *
  * Context: process context, may sleep.
  * Return: the bitmap or NULL.

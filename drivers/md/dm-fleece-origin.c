@@ -279,7 +279,7 @@ static int origin_iterate_devices(struct dm_target *ti,
 
 struct target_type fleece_origin_target = {
 	.name = "fleece-origin",
-	.version = {0, 4, 0},
+	.version = {0, 5, 0},
 	.module = THIS_MODULE,
 	.ctr = origin_ctr,
 	.dtr = origin_dtr,

@@ -1,52 +1,32 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * Scratch space of a session: chunk-sized slots handed out on demand and
- * returned when the reader releases what it has read.
+ * returned when the reader releases what it has read, with the low-water
+ * event on top of the slot map (dm-fleece-slotmap.c).
  */
-#include <linux/bitmap.h>
-
 #include "dm-fleece.h"
 
-int fleece_scratch_alloc(struct fleece_session *s, u64 want, u64 *slot)
+int fleece_scratch_take(struct fleece_session *s, u64 chunk, u32 want,
+			u32 *slot)
 {
-	bool raise = false;
-	u64 found;
+	u32 used;
+	int r;
 
-	spin_lock(&s->alloc_lock);
-	if (want < s->nr_slots && !test_bit(want, s->slots)) {
-		found = want;
-	} else {
-		found = find_next_zero_bit(s->slots, s->nr_slots, s->alloc_hint);
-		if (found >= s->nr_slots)
-			found = find_first_zero_bit(s->slots, s->nr_slots);
-		if (found >= s->nr_slots) {
-			spin_unlock(&s->alloc_lock);
-			return -ENOSPC;
-		}
-	}
-	__set_bit(found, s->slots);
-	s->slots_used++;
-	s->alloc_hint = found + 1;
-	if (s->low_water && s->nr_slots - s->slots_used < s->low_water &&
+	r = fleece_slotmap_take(&s->slots, chunk, want, slot, &used);
+	if (r)
+		return r;
+	if (s->low_water && s->slots.nr_slots - used < s->low_water &&
 	    !test_and_set_bit(FLEECE_SESSION_LOW_WATER_HIT, &s->flags))
-		raise = true;
-	spin_unlock(&s->alloc_lock);
-
-	if (raise)
 		queue_work(system_wq, &s->event_work);
-	*slot = found;
 	return 0;
 }
 
-void fleece_scratch_free(struct fleece_session *s, u64 slot)
+bool fleece_scratch_drop(struct fleece_session *s, u64 chunk)
 {
-	spin_lock(&s->alloc_lock);
-	if (!WARN_ON_ONCE(!test_bit(slot, s->slots))) {
-		__clear_bit(slot, s->slots);
-		s->slots_used--;
-	}
+	if (!fleece_slotmap_drop(&s->slots, chunk))
+		return false;
 	/* Re-arm the low-water event once there is room above the mark. */
-	if (s->nr_slots - s->slots_used >= s->low_water)
+	if (s->slots.nr_slots - fleece_slotmap_used(&s->slots) >= s->low_water)
 		clear_bit(FLEECE_SESSION_LOW_WATER_HIT, &s->flags);
-	spin_unlock(&s->alloc_lock);
+	return true;
 }

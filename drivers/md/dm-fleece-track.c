@@ -41,8 +41,8 @@ static unsigned long *zalloc_bits(u64 nr)
 
 static void bitmap_free_now(struct fleece_bitmap *bm)
 {
-	kvfree(bm->bits);
-	kvfree(bm->next);
+	kvfree(bm->recorded);
+	kvfree(bm->durable);
 	kvfree(bm->dirty);
 	kvfree(bm->copy);
 	kfree(bm);
@@ -65,8 +65,8 @@ struct fleece_bitmap *fleece_bitmap_alloc(struct fleece_tracker *t,
 	strscpy(bm->name, name, sizeof(bm->name));
 	bm->slot = slot;
 	bm->frozen = frozen;
-	bm->bits = zalloc_bits(t->nr_chunks);
-	if (!bm->bits)
+	bm->recorded = zalloc_bits(t->nr_chunks);
+	if (!bm->recorded)
 		goto fail;
 	if (t->meta) {
 		bm->copy = kvzalloc(t->nr_blocks, GFP_KERNEL);
@@ -74,9 +74,9 @@ struct fleece_bitmap *fleece_bitmap_alloc(struct fleece_tracker *t,
 			goto fail;
 		memset(bm->copy, 1, t->nr_blocks);
 		if (!frozen) {
-			bm->next = zalloc_bits(t->nr_chunks);
+			bm->durable = zalloc_bits(t->nr_chunks);
 			bm->dirty = zalloc_bits(t->nr_blocks);
-			if (!bm->next || !bm->dirty)
+			if (!bm->durable || !bm->dirty)
 				goto fail;
 		}
 	}
@@ -154,7 +154,7 @@ static void new_generation(struct fleece_tracker *t, struct fleece_bitmap *bm)
  * Commit rounds
  */
 
-/* Mark chunks [first, end) in @bm's next bits and their blocks dirty. */
+/* Record chunks [first, end) in @bm and mark their blocks dirty. */
 static void mark_pending(struct fleece_tracker *t, struct fleece_bitmap *bm,
 			 u64 first, u64 end)
 {
@@ -162,7 +162,7 @@ static void mark_pending(struct fleece_tracker *t, struct fleece_bitmap *bm,
 	u64 b1 = (end - 1) / FLEECE_BITS_PER_BLOCK;
 
 	lockdep_assert_held(&t->pend_lock);
-	bitmap_set(bm->next, first, end - first);
+	bitmap_set(bm->recorded, first, end - first);
 	bitmap_set(bm->dirty, b0, b1 - b0 + 1);
 }
 
@@ -247,6 +247,12 @@ static void commit_work(struct work_struct *work)
 	mutex_unlock(&t->lock);
 }
 
+/* Chunks a write may go on for at once: durable, or merely recorded. */
+static const unsigned long *no_wait_bits(struct fleece_bitmap *bm)
+{
+	return bm->durable ?: bm->recorded;
+}
+
 bool fleece_track_write(struct fleece_tracker *t, struct bio *bio)
 {
 	u64 first = bio->bi_iter.bi_sector >> t->chunk_shift;
@@ -263,7 +269,7 @@ bool fleece_track_write(struct fleece_tracker *t, struct bio *bio)
 	rcu_read_lock();
 	for (i = 0; i < FLEECE_META_SLOTS && !need; i++) {
 		bm = rcu_dereference(t->live[i]);
-		need = bm && find_next_zero_bit(bm->bits, end, first) < end;
+		need = bm && find_next_zero_bit(no_wait_bits(bm), end, first) < end;
 	}
 	if (!need) {
 		rcu_read_unlock();
@@ -275,17 +281,16 @@ bool fleece_track_write(struct fleece_tracker *t, struct bio *bio)
 	spin_lock_irqsave(&t->pend_lock, flags);
 	for (i = 0; i < FLEECE_META_SLOTS; i++) {
 		bm = rcu_dereference(t->live[i]);
-		/* Bitmaps that have the bits on disk already need no write. */
-		if (!bm || find_next_zero_bit(bm->bits, end, first) >= end)
+		if (!bm || find_next_zero_bit(no_wait_bits(bm), end, first) >= end)
 			continue;
 		if (defer) {
 			mark_pending(t, bm, first, end);
 			continue;
 		}
-		bitmap_set(bm->bits, first, end - first);
-		/* Lost tracking: views still check reads against next. */
-		if (bm->next)
-			bitmap_set(bm->next, first, end - first);
+		bitmap_set(bm->recorded, first, end - first);
+		/* Lost tracking: nothing is made durable, nothing waits. */
+		if (bm->durable)
+			bitmap_set(bm->durable, first, end - first);
 	}
 	if (defer)
 		bio_list_add(&t->waiting, bio);
@@ -309,18 +314,14 @@ static void merge_frozen_into(struct fleece_tracker *t,
 	u64 b;
 
 	spin_lock_irq(&t->pend_lock);
-	if (live->next) {
-		bitmap_or(live->next, live->next, frozen->bits, t->nr_chunks);
-		/* Only blocks the frozen set has bits in need writing. */
-		for (b = 0; b < t->nr_blocks; b++) {
-			u64 first = b * FLEECE_BITS_PER_BLOCK;
-			u64 end = min(first + FLEECE_BITS_PER_BLOCK, t->nr_chunks);
+	bitmap_or(live->recorded, live->recorded, frozen->recorded, t->nr_chunks);
+	/* Only blocks the frozen set has bits in need writing. */
+	for (b = 0; live->dirty && b < t->nr_blocks; b++) {
+		u64 first = b * FLEECE_BITS_PER_BLOCK;
+		u64 end = min(first + FLEECE_BITS_PER_BLOCK, t->nr_chunks);
 
-			if (find_next_bit(frozen->bits, end, first) < end)
-				__set_bit(b, live->dirty);
-		}
-	} else {
-		bitmap_or(live->bits, live->bits, frozen->bits, t->nr_chunks);
+		if (find_next_bit(frozen->recorded, end, first) < end)
+			__set_bit(b, live->dirty);
 	}
 	spin_unlock_irq(&t->pend_lock);
 }
@@ -390,11 +391,18 @@ struct fleece_tracker *fleece_track_create(struct block_device *meta,
 		*error = "Cannot allocate metadata page pool";
 		goto out_free;
 	}
+	/* A round's writes are all in flight at once. */
+	r = bioset_init(&t->bs, ROUND_BLOCKS, 0, BIOSET_NEED_BVECS);
+	if (r) {
+		*error = "Cannot allocate metadata bioset";
+		goto out_pool;
+	}
 	t->sb = kzalloc(FLEECE_META_BLOCK, GFP_KERNEL);
-	if (!t->sb) {
+	t->sb_written = kzalloc(FLEECE_META_BLOCK, GFP_KERNEL);
+	if (!t->sb || !t->sb_written) {
 		*error = "Cannot allocate superblock";
 		r = -ENOMEM;
-		goto out_pool;
+		goto out_sb;
 	}
 	r = fleece_meta_load(t, chunk_sectors, error);
 	if (r)
@@ -417,7 +425,10 @@ out_slots:
 	for (i = 0; i < FLEECE_META_SLOTS; i++)
 		if (t->slot[i])
 			bitmap_free_now(t->slot[i]);
+out_sb:
+	kfree(t->sb_written);
 	kfree(t->sb);
+	bioset_exit(&t->bs);
 out_pool:
 	mempool_exit(&t->page_pool);
 out_free:
@@ -431,12 +442,18 @@ void fleece_track_destroy(struct fleece_tracker *t)
 
 	flush_work(&t->commit_work);
 	WARN_ON(!bio_list_empty(&t->waiting));
+	/* A last chance for a device that failed the marks before. */
+	if (t->meta)
+		fleece_meta_lost_retry(t);
 	for (i = 0; i < FLEECE_META_SLOTS; i++)
 		if (t->slot[i])
 			bitmap_free_now(t->slot[i]);
+	kfree(t->sb_written);
 	kfree(t->sb);
-	if (t->meta)
+	if (t->meta) {
+		bioset_exit(&t->bs);
 		mempool_exit(&t->page_pool);
+	}
 	kfree(t);
 }
 
@@ -500,9 +517,9 @@ static int msg_clear(struct fleece_tracker *t, struct fleece_bitmap *bm)
 		return -EBUSY;
 
 	spin_lock_irq(&t->pend_lock);
-	bitmap_zero(bm->bits, t->nr_chunks);
-	if (bm->next) {
-		bitmap_zero(bm->next, t->nr_chunks);
+	bitmap_zero(bm->recorded, t->nr_chunks);
+	if (bm->durable) {
+		bitmap_zero(bm->durable, t->nr_chunks);
 		bitmap_zero(bm->dirty, t->nr_blocks);
 		/* Writes waiting now were issued after the clear began. */
 		bio_list_for_each(bio, &t->waiting) {
@@ -527,16 +544,8 @@ static int msg_merge(struct fleece_tracker *t, struct fleece_bitmap *dst,
 {
 	if (dst == src)
 		return 0;
+	/* Also what src has recorded but not yet made durable. */
 	merge_frozen_into(t, src, dst);
-	if (src->next) {
-		/* Also what src has recorded but not yet made durable. */
-		spin_lock_irq(&t->pend_lock);
-		if (dst->next) {
-			bitmap_or(dst->next, dst->next, src->next, t->nr_chunks);
-			bitmap_fill(dst->dirty, t->nr_blocks);
-		}
-		spin_unlock_irq(&t->pend_lock);
-	}
 	if (t->meta)
 		commit_round(t);
 	if (t->lost)
@@ -605,7 +614,7 @@ static int msg_list(struct fleece_tracker *t, char *result,
 		if (!bm || bm->frozen)
 			continue;
 		DMEMIT("%s %llu %s %u\n", bm->name,
-		       fleece_count_bits(fleece_bitmap_recorded(bm), t->nr_chunks),
+		       fleece_count_bits(bm->recorded, t->nr_chunks),
 		       t->meta ? "persistent" : "volatile",
 		       count_bitmaps(t, bm->name, true));
 	}
@@ -663,12 +672,20 @@ int fleece_track_message(struct fleece_tracker *t, unsigned int argc,
 		if (!src) {
 			DMWARN("%s: no bitmap '%s'", cmd, m.src);
 			r = -ENOENT;
+		} else if (src != bm && count_bitmaps(t, bm->name, true)) {
+			/*
+			 * The view of a backup in progress checks its reads
+			 * against this bitmap: merged bits would fail them.
+			 */
+			DMWARN("bitmap_merge: '%s' has a backup in progress",
+			       bm->name);
+			r = -EBUSY;
 		} else {
 			r = msg_merge(t, bm, src);
 		}
 		break;
 	case FLEECE_BM_MSG_CHANGES:
-		fleece_track_emit_ranges(fleece_bitmap_recorded(bm), t->nr_chunks,
+		fleece_track_emit_ranges(bm->recorded, t->nr_chunks,
 					 m.start, m.max, result, maxlen);
 		r = 1;
 		break;
@@ -700,6 +717,16 @@ int fleece_track_freeze(struct fleece_tracker *t, const char *name,
 	if (!old) {
 		*error = "No such bitmap on this origin";
 		r = -ENOENT;
+		goto out;
+	}
+	/*
+	 * One backup per bitmap at a time, as QEMU does: the view that holds
+	 * the bitmap's transaction checks its reads against this live bitmap,
+	 * and the next backup of the chain can only start from a finished one.
+	 */
+	if (count_bitmaps(t, name, true)) {
+		*error = "Bitmap has a backup in progress: remove its view first";
+		r = -EBUSY;
 		goto out;
 	}
 	if (old->untrusted && !full) {
@@ -739,11 +766,14 @@ int fleece_track_freeze(struct fleece_tracker *t, const char *name,
 	rcu_assign_pointer(t->live[slot], fresh);
 	RCU_INIT_POINTER(t->live[old->slot], NULL);
 	synchronize_rcu();
-	/* The frozen set no longer records: drop its write-side state. */
+	/*
+	 * The frozen set no longer records: drop its write-side state. No
+	 * write can reach it any more, and nothing else looks at these.
+	 */
 	old->frozen = true;
-	kvfree(old->next);
+	kvfree(old->durable);
 	kvfree(old->dirty);
-	old->next = NULL;
+	old->durable = NULL;
 	old->dirty = NULL;
 	*frozen = old;
 	*live = fresh;
@@ -796,7 +826,7 @@ void fleece_track_status(struct fleece_tracker *t, char *result,
 		if (!bm || bm->frozen)
 			continue;
 		DMEMIT(" %s %llu %u", bm->name,
-		       fleece_count_bits(fleece_bitmap_recorded(bm), t->nr_chunks),
+		       fleece_count_bits(bm->recorded, t->nr_chunks),
 		       count_bitmaps(t, bm->name, true));
 	}
 	mutex_unlock(&t->lock);

@@ -99,11 +99,26 @@ struct fleece_disk_block {
  * @untrusted: may miss writes: tracking was lost while it recorded
  *	(FLEECE_SLOT_UNTRUSTED on disk).
  * @gen: the slot's generation (persistent only).
- * @bits: chunks recorded durably (volatile: recorded).
- * @next: chunks recorded, durably or not yet; a superset of @bits
- *	(persistent live bitmaps only).
- * @dirty: metadata blocks to write (persistent live bitmaps only).
- * @copy: per metadata block, which copy holds the newest write.
+ * @recorded: one bit per chunk. A live bitmap sets a chunk's bit before any
+ *	write to the chunk is issued, and keeps it until the bitmap is cleared
+ *	or frozen; a frozen set's bits are the set. Allocated with the bitmap
+ *	and never replaced: whoever may use the bitmap may use this.
+ * @durable: persistent live bitmaps only, else NULL: the chunks of
+ *	@recorded whose bits are on disk; a write to them goes on at once.
+ *	Once tracking is lost nothing is waited for any more, and it follows
+ *	@recorded.
+ * @dirty: persistent live bitmaps only, else NULL: metadata blocks of
+ *	@recorded to write in the next commit round.
+ * @copy: persistent only: per metadata block, which copy holds the newest
+ *	write.
+ *
+ * Ownership: the tracker owns every bitmap (fleece_tracker.slot). The IO
+ * path reaches live bitmaps through fleece_tracker.live under RCU. A view's
+ * backup transaction borrows two (struct fleece_txn): its frozen set, and
+ * the live bitmap of the same name that records writes since the view's
+ * point in time. Only one transaction per name exists at a time, and while
+ * it does the tracker does not clear, remove, merge into or freeze that live
+ * bitmap, so both stay valid until the transaction ends.
  */
 struct fleece_bitmap {
 	struct rcu_head rcu;
@@ -113,8 +128,8 @@ struct fleece_bitmap {
 	bool committed;
 	bool untrusted;
 	u64 gen;
-	unsigned long *bits;
-	unsigned long *next;
+	unsigned long *recorded;
+	unsigned long *durable;
 	unsigned long *dirty;
 	u8 *copy;
 };
@@ -134,9 +149,14 @@ struct fleece_bitmap {
  * @commit_work: writes dirty blocks, then lets @waiting go.
  * @wq: where @commit_work runs.
  * @page_pool: pages for block writes.
- * @sb: the superblock as last written.
+ * @bs: bios for metadata IO: a stacked driver does not take them from the
+ *	file systems' pool.
+ * @sb: the superblock image: as last written, plus the changes of the
+ *	operation under way (under @lock).
+ * @sb_written: the superblock as last written or read.
  * @block_seq: seq of the last block written.
  * @lost: a metadata write failed: the bitmaps can no longer be trusted.
+ * @lost_on_disk: a superblock marking them untrusted has been written.
  * @resume: continues a write once its bits are durable.
  * @resume_ctx: argument of @resume.
  */
@@ -155,10 +175,13 @@ struct fleece_tracker {
 	struct work_struct commit_work;
 	struct workqueue_struct *wq;
 	mempool_t page_pool;
+	struct bio_set bs;
 
 	struct fleece_disk_sb *sb;
+	struct fleece_disk_sb *sb_written;
 	u64 block_seq;
 	bool lost;
+	bool lost_on_disk;
 
 	void (*resume)(void *ctx, struct bio *bio);
 	void *resume_ctx;
@@ -229,16 +252,20 @@ int fleece_track_message(struct fleece_tracker *t, unsigned int argc,
  * @t: the tracker.
  * @name: the bitmap.
  * @frozen: the frozen set on success: what the bitmap held until now.
- * @live: the bitmap recording from now on, valid while @frozen is.
+ * @live: the bitmap recording from now on. Until fleece_track_release()
+ *	of @frozen it is neither cleared, removed, merged into nor frozen again.
  * @full: the backup reads every chunk, not only the frozen set.
  * @error: set to a reason for ti->error on failure.
  *
  * The bitmap starts again empty, recording what happens from now on. The
- * origin must be suspended. An untrusted bitmap (tracking was lost while it
- * recorded) can only start a @full backup: its frozen set may miss writes.
+ * origin must be suspended. A bitmap has one backup at a time: while a
+ * frozen set of it exists (until fleece_track_release(), even after a
+ * commit), it cannot be frozen again. An untrusted bitmap (tracking was
+ * lost while it recorded) can only start a @full backup: its frozen set may
+ * miss writes.
  *
  * Context: process context (view ctr), may sleep and do IO.
- * Return: 0 or a negative errno.
+ * Return: 0, -EBUSY with a backup in progress, or a negative errno.
  */
 int fleece_track_freeze(struct fleece_tracker *t, const char *name,
 			struct fleece_bitmap **frozen, struct fleece_bitmap **live,
@@ -270,17 +297,6 @@ int fleece_track_commit(struct fleece_tracker *t, struct fleece_bitmap *frozen);
  * back at the next activation).
  */
 int fleece_track_release(struct fleece_tracker *t, struct fleece_bitmap *frozen);
-
-/**
- * fleece_bitmap_recorded() - the chunks a live bitmap has recorded.
- * @bm: the bitmap.
- *
- * Set before the write they record is issued, durable or not yet.
- */
-static inline const unsigned long *fleece_bitmap_recorded(struct fleece_bitmap *bm)
-{
-	return bm->next ? bm->next : bm->bits;
-}
 
 /**
  * fleece_track_emit_ranges() - page through the set chunks of a bitmap.

@@ -6,8 +6,10 @@
  * discards (releases) and writes exclusive. Holding the range freezes the
  * state of its chunks, since only exclusive holders change it, so a read
  * decides per chunk, once, where the data is: scratch (copied), the origin
- * (not copied yet: no write can overwrite it while we hold the range), or
- * nowhere (released: zeroes). A bio is split only where that answer changes.
+ * (not copied yet: no write can overwrite it while we hold the range),
+ * nowhere (released: zeroes), or lost (the origin could not be read when a
+ * write needed the copy: the read fails). A bio is split only where that
+ * answer changes.
  */
 #include <linux/blkdev.h>
 #include <linux/module.h>
@@ -20,22 +22,23 @@ enum view_source {
 	SRC_SCRATCH,
 	SRC_ZERO,
 	SRC_UNPROTECTED,	/* origin, checked when the read completes */
+	SRC_LOST,		/* could not be preserved: EIO */
 };
 
 /* Caller holds @chunk in the range lock. */
 static enum view_source chunk_source(struct fleece_session *s, u64 chunk,
 				     u64 *slot)
 {
-	void *entry;
+	bool unreadable;
+	u32 found;
 
-	if (!test_bit(chunk, s->done))
+	if (!test_bit(chunk, s->settled))
 		return SRC_ORIGIN;
-	entry = xa_load(&s->map, chunk);
-	if (!entry)
-		return s->unprotected && test_bit(chunk, s->unprotected) ?
+	if (!fleece_slotmap_find(&s->slots, chunk, &found, &unreadable))
+		return s->txn.unprotected && test_bit(chunk, s->txn.unprotected) ?
 		       SRC_UNPROTECTED : SRC_ZERO;
-	*slot = xa_to_value(entry);
-	return SRC_SCRATCH;
+	*slot = found;
+	return unreadable ? SRC_LOST : SRC_SCRATCH;
 }
 
 /*
@@ -100,6 +103,13 @@ static int view_read_issue(struct fleece_io *io, struct bio *bio, bool in_map)
 			if (piece == bio)
 				return DM_MAPIO_SUBMITTED;
 			continue;
+		case SRC_LOST:
+			DMERR_LIMIT("%s: chunk %llu lost to an origin read error: read failed",
+				    dm_table_device_name(s->ti->table), chunk);
+			bio_io_error(piece);
+			if (piece == bio)
+				return DM_MAPIO_SUBMITTED;
+			continue;
 		}
 
 		if (piece != bio) {
@@ -132,26 +142,28 @@ static void view_discard_work(struct work_struct *work)
 	sector_t mask = s->fd->chunk_sectors - 1;
 	u64 chunk = (bio->bi_iter.bi_sector + mask) >> s->fd->chunk_shift;
 	u64 end = bio_end_sector(bio) >> s->fd->chunk_shift;
-	void *entry;
 
 	/* The view's last chunk may be short: a discard to the end covers it. */
 	if (bio_end_sector(bio) >= s->ti->len)
 		end = s->nr_chunks;
 
 	for (end = min(end, s->nr_chunks); chunk < end; chunk++) {
-		if (s->unprotected && test_and_clear_bit(chunk, s->unprotected)) {
+		bool unreadable = false;
+		u32 slot;
+
+		if (s->txn.unprotected && test_and_clear_bit(chunk, s->txn.unprotected)) {
 			atomic64_inc(&s->released);
 			continue;
 		}
-		if (!test_bit(chunk, s->done)) {
-			set_bit(chunk, s->done);
+		if (!test_bit(chunk, s->settled)) {
+			set_bit(chunk, s->settled);
 			atomic64_inc(&s->skipped);
 		} else {
-			entry = xa_erase(&s->map, chunk);
-			if (!entry)
+			if (!fleece_slotmap_find(&s->slots, chunk, &slot, &unreadable))
 				continue;	/* released before */
-			fleece_scratch_free(s, xa_to_value(entry));
-			atomic64_dec(&s->preserved);
+			fleece_scratch_drop(s, chunk);
+			if (!unreadable)
+				atomic64_dec(&s->preserved);
 		}
 		atomic64_inc(&s->released);
 	}
@@ -175,7 +187,11 @@ static void view_write_ready(struct fleece_io *io)
 	do {
 		sector_t sector = bio->bi_iter.bi_sector;
 		sector_t run_end = min((sector | mask) + 1, bio_end_sector(bio));
-		void *entry = xa_load(&s->map, sector >> shift);
+		bool found, unreadable;
+		u32 slot;
+
+		found = fleece_slotmap_find(&s->slots, sector >> shift, &slot,
+					    &unreadable);
 
 		piece = bio;
 		if (run_end < bio_end_sector(bio)) {
@@ -187,12 +203,13 @@ static void view_write_ready(struct fleece_io *io)
 			}
 			bio_chain(piece, bio);
 		}
-		if (WARN_ON_ONCE(!entry)) {
+		/* fleece_view_prepare_write() failed such chunks already. */
+		if (WARN_ON_ONCE(!found || unreadable)) {
 			bio_io_error(piece);
 			continue;
 		}
 		bio_set_dev(piece, s->scratch_dev->bdev);
-		piece->bi_iter.bi_sector = (xa_to_value(entry) << shift) +
+		piece->bi_iter.bi_sector = ((sector_t)slot << shift) +
 					   (sector & mask);
 		submit_bio_noacct(piece);
 	} while (piece != bio);
@@ -297,14 +314,14 @@ static bool unprotected_still_valid(struct fleece_session *s,
 	/* The data read is complete before the bits are looked at. */
 	smp_rmb();
 	rcu_read_lock();
-	after = rcu_dereference(s->after);
+	after = rcu_dereference(s->txn.after);
 	if (!after) {
 		valid = false;
 		goto out;
 	}
-	written = fleece_bitmap_recorded(after);
+	written = after->recorded;
 	for (chunk = io->req.start; chunk < io->req.end && valid; chunk++)
-		valid = !(test_bit(chunk, s->unprotected) &&
+		valid = !(test_bit(chunk, s->txn.unprotected) &&
 			  test_bit(chunk, written));
 out:
 	rcu_read_unlock();
@@ -347,23 +364,6 @@ static unsigned long *alloc_bits(u64 nr)
 	return kvcalloc(BITS_TO_LONGS(nr), sizeof(unsigned long), GFP_KERNEL);
 }
 
-static int register_session(struct dm_target *ti, struct fleece_session *s)
-{
-	struct fleece_dev *fd = s->fd;
-	int r = 0;
-
-	mutex_lock(&fd->sessions_lock);
-	if (fd->nr_sessions >= FLEECE_MAX_SESSIONS) {
-		ti->error = "Too many sessions on this origin";
-		r = -EBUSY;
-	} else {
-		list_add_tail_rcu(&s->list, &fd->sessions);
-		WRITE_ONCE(fd->nr_sessions, fd->nr_sessions + 1);
-	}
-	mutex_unlock(&fd->sessions_lock);
-	return r;
-}
-
 /*
  * Construct a view; its point in time is the moment it registers with the
  * origin (suspend the fleece-origin device around this for a consistent
@@ -380,6 +380,7 @@ static int view_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 	struct fleece_view_opts opts;
 	struct fleece_session *s;
 	struct block_device *obdev;
+	u64 nr_slots;
 	int r;
 
 	if (argc < 2) {
@@ -393,8 +394,6 @@ static int view_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 	}
 	s->ti = ti;
 	INIT_LIST_HEAD(&s->list);
-	xa_init(&s->map);
-	spin_lock_init(&s->alloc_lock);
 	init_waitqueue_head(&s->inflight_wait);
 	INIT_WORK(&s->event_work, fleece_session_event);
 
@@ -432,15 +431,21 @@ static int view_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 		r = -EINVAL;
 		goto out_put_scratch;
 	}
-	ti->error = fleece_dev_scratch_conflict(s->fd, s->scratch_dev->bdev);
-	if (ti->error) {
-		r = -EBUSY;
-		goto out_put_scratch;
-	}
-	s->nr_slots = bdev_nr_sectors(s->scratch_dev->bdev) >> s->fd->chunk_shift;
-	if (!s->nr_slots) {
+	nr_slots = bdev_nr_sectors(s->scratch_dev->bdev) >> s->fd->chunk_shift;
+	if (!nr_slots) {
 		ti->error = "Scratch device is smaller than one chunk";
 		r = -EINVAL;
+		goto out_put_scratch;
+	}
+	/* Beyond it, the map would cost more memory than any machine has. */
+	nr_slots = min_t(u64, nr_slots, FLEECE_SLOTMAP_MAX_SLOTS);
+	/*
+	 * A backup's view must not make the machine swap or kill: its map,
+	 * allocated up front, takes at most a quarter of the memory.
+	 */
+	if (fleece_slotmap_bytes(nr_slots) > (u64)totalram_pages() * PAGE_SIZE / 4) {
+		ti->error = "Scratch map would take over a quarter of the memory";
+		r = -ENOMEM;
 		goto out_put_scratch;
 	}
 
@@ -449,37 +454,28 @@ static int view_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 		goto out_put_scratch;
 	s->on_full = opts.on_full;
 	s->writable = opts.writable;
-	s->full = opts.full;
 	s->low_water = opts.low_water;
-	s->bitmap_name = opts.bitmap_name;
+	s->txn.name = opts.bitmap_name;
+	s->txn.full = opts.full;
 
 	if (ti->len > bdev_nr_sectors(obdev)) {
 		ti->error = "View is larger than the origin device";
 		r = -EINVAL;
 		goto out_put_scratch;
 	}
-	/* Writes beyond the fleece-origin table would not be copied. */
-	if (ti->len > fleece_dev_origin_sectors(s->fd)) {
-		ti->error = "View is larger than the fleece-origin device";
-		r = -EINVAL;
-		goto out_put_scratch;
-	}
-	/*
-	 * Writes in flight on an active origin could land on either side of
-	 * the point in time: refuse rather than give a torn image.
-	 */
-	if (!fleece_dev_origin_suspended(s->fd)) {
-		ti->error = "Suspend the fleece-origin device before creating a view";
-		r = -EBUSY;
-		goto out_put_scratch;
-	}
 	s->nr_chunks = DIV_ROUND_UP_SECTOR_T(ti->len, s->fd->chunk_sectors);
 
 	r = -ENOMEM;
-	s->done = alloc_bits(s->nr_chunks);
-	s->slots = alloc_bits(s->nr_slots);
-	if (!s->done || !s->slots) {
+	s->settled = alloc_bits(s->nr_chunks);
+	if (s->txn.name && !s->txn.full)
+		s->txn.unprotected = alloc_bits(s->nr_chunks);
+	if (!s->settled || (s->txn.name && !s->txn.full && !s->txn.unprotected)) {
 		ti->error = "Cannot allocate session bitmaps";
+		goto out_bits;
+	}
+	r = fleece_slotmap_init(&s->slots, nr_slots);
+	if (r) {
+		ti->error = "Cannot allocate scratch map";
 		goto out_bits;
 	}
 	r = bioset_init(&s->bs, BIO_POOL_SIZE, 0, BIOSET_NEED_RESCUER);
@@ -503,26 +499,20 @@ static int view_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 		goto out_table;
 	ti->private = s;
 
-	if (s->bitmap_name) {
-		r = fleece_dev_begin_transaction(s->fd, s, &ti->error);
-		if (r)
-			goto out_table;
-	}
 	/* Last: from here on origin writes copy for this session. */
-	r = register_session(ti, s);
+	r = fleece_dev_add_session(s->fd, s, &ti->error);
 	if (r)
-		goto out_transaction;
+		goto out_table;
 	return 0;
 
-out_transaction:
-	fleece_dev_end_transaction(s->fd, s, false);
 out_table:
 	fleece_table_free(&s->table);
 out_bioset:
 	bioset_exit(&s->bs);
 out_bits:
-	kvfree(s->slots);
-	kvfree(s->done);
+	fleece_slotmap_exit(&s->slots);
+	kvfree(s->txn.unprotected);
+	kvfree(s->settled);
 out_put_scratch:
 	dm_put_device(ti, s->scratch_dev);
 out_put_fd:
@@ -530,8 +520,7 @@ out_put_fd:
 out_put_origin:
 	dm_put_device(ti, s->origin_dev);
 out_free:
-	kvfree(s->unprotected);
-	kfree(s->bitmap_name);
+	kfree(s->txn.name);
 	kfree(s);
 	return r;
 }
@@ -541,30 +530,33 @@ static void view_dtr(struct dm_target *ti)
 	struct fleece_session *s = ti->private;
 	struct fleece_dev *fd = s->fd;
 
-	mutex_lock(&fd->sessions_lock);
-	list_del_rcu(&s->list);
-	WRITE_ONCE(fd->nr_sessions, fd->nr_sessions - 1);
-	mutex_unlock(&fd->sessions_lock);
-
-	/* Origin writes that saw the session have pinned it by now. */
-	synchronize_rcu();
-	wait_event(s->inflight_wait, !atomic_read(&s->inflight));
+	fleece_dev_remove_session(fd, s);
 	cancel_work_sync(&s->event_work);
 
-	/* Not committed: the next incremental must still cover it. */
-	fleece_dev_end_transaction(fd, s, false);
-	kvfree(s->unprotected);
-	kfree(s->bitmap_name);
-
+	kvfree(s->txn.unprotected);
+	kfree(s->txn.name);
 	fleece_table_free(&s->table);
 	bioset_exit(&s->bs);
-	xa_destroy(&s->map);
-	kvfree(s->slots);
-	kvfree(s->done);
+	fleece_slotmap_exit(&s->slots);
+	kvfree(s->settled);
 	dm_put_device(ti, s->scratch_dev);
 	fleece_dev_put(fd);
 	dm_put_device(ti, s->origin_dev);
 	kfree(s);
+}
+
+static const char *txn_state_name(enum fleece_txn_state state)
+{
+	switch (state) {
+	case FLEECE_TXN_OPEN:
+		return "open";
+	case FLEECE_TXN_COMMITTED:
+		return "committed";
+	case FLEECE_TXN_ENDED:
+		return "ended";
+	default:
+		return "-";
+	}
 }
 
 /*
@@ -572,6 +564,7 @@ static void view_dtr(struct dm_target *ti)
  *   INFO:  <Active|Invalid> <chunk_sectors> <scratch_used>/<scratch_total>
  *          <preserved> <copied> <released> <skipped> <reads_scratch>
  *          <reads_origin> <copies_inflight> <bitmap|-> <open|committed|ended|->
+ *          <unreadable>
  *   TABLE: the table line, exactly as given.
  */
 static void view_status(struct dm_target *ti, status_type_t type,
@@ -580,26 +573,23 @@ static void view_status(struct dm_target *ti, status_type_t type,
 {
 	struct fleece_session *s = ti->private;
 	unsigned int sz = 0;
-	u64 used;
 
 	switch (type) {
 	case STATUSTYPE_INFO:
-		spin_lock(&s->alloc_lock);
-		used = s->slots_used;
-		spin_unlock(&s->alloc_lock);
-		DMEMIT("%s %llu %llu/%llu %lld %lld %lld %lld %lld %lld %d",
+		DMEMIT("%s %llu %u/%u %lld %lld %lld %lld %lld %lld %d",
 		       test_bit(FLEECE_SESSION_INVALID, &s->flags) ? "Invalid" : "Active",
-		       (unsigned long long)s->fd->chunk_sectors, used, s->nr_slots,
+		       (unsigned long long)s->fd->chunk_sectors,
+		       fleece_slotmap_used(&s->slots), s->slots.nr_slots,
 		       atomic64_read(&s->preserved), atomic64_read(&s->copied),
 		       atomic64_read(&s->released), atomic64_read(&s->skipped),
 		       atomic64_read(&s->reads_scratch),
 		       atomic64_read(&s->reads_origin),
 		       atomic_read(&s->inflight));
-		if (!s->bitmap_name)
+		if (!s->txn.name)
 			DMEMIT(" - -");
 		else
-			DMEMIT(" %s %s", s->bitmap_name, s->committed ? "committed" :
-			       s->frozen ? "open" : "ended");
+			DMEMIT(" %s %s", s->txn.name, txn_state_name(READ_ONCE(s->txn.state)));
+		DMEMIT(" %lld", atomic64_read(&s->unreadable));
 		break;
 	case STATUSTYPE_TABLE:
 		DMEMIT("%s", s->table.text);
@@ -634,7 +624,7 @@ static int view_message(struct dm_target *ti, unsigned int argc, char **argv,
 			       dm_table_device_name(ti->table));
 			return -EIO;
 		}
-		r = fleece_dev_end_transaction(s->fd, s, true);
+		r = fleece_dev_commit(s->fd, s);
 		if (r == -ENOENT)
 			DMWARN("%s: commit: no bitmap transaction",
 			       dm_table_device_name(ti->table));
@@ -684,7 +674,7 @@ static void view_io_hints(struct dm_target *ti, struct queue_limits *limits)
 
 struct target_type fleece_view_target = {
 	.name = "fleece",
-	.version = {0, 4, 0},
+	.version = {0, 5, 0},
 	.module = THIS_MODULE,
 	.ctr = view_ctr,
 	.dtr = view_dtr,

@@ -25,10 +25,10 @@
 #include <linux/types.h>
 #include <linux/wait.h>
 #include <linux/workqueue.h>
-#include <linux/xarray.h>
 
 #include "dm-fleece-compat.h"
 #include "dm-fleece-rangelock.h"
+#include "dm-fleece-slotmap.h"
 #include "dm-fleece-track.h"
 
 #define DM_MSG_PREFIX "fleece"
@@ -85,8 +85,7 @@ struct fleece_session;
  * @kc: copies old chunks to scratch.
  * @copy_pool: struct fleece_copy for in-flight copies.
  * @trk: changed-block bitmaps; exists while a fleece-origin table does.
- *	Views reach it only under the module's device lock (see
- *	fleece_dev_end_transaction()).
+ *	Views reach it only under the module's device lock (dm-fleece-dev.c).
  */
 struct fleece_dev {
 	struct list_head list;
@@ -121,6 +120,48 @@ enum {
 	FLEECE_SESSION_LOW_WATER_HIT,
 };
 
+/* States of a view's backup transaction (struct fleece_txn). */
+enum fleece_txn_state {
+	FLEECE_TXN_NONE,	/* no "bitmap <name>" */
+	FLEECE_TXN_OPEN,
+	FLEECE_TXN_COMMITTED,	/* the backup succeeded; the view goes on */
+	FLEECE_TXN_ENDED,	/* open when the fleece-origin went away */
+};
+
+/**
+ * struct fleece_txn - a view's backup transaction on a changed-block bitmap.
+ * @name: the bitmap ("bitmap <name>"), or NULL without a transaction.
+ * @full: "full": the backup reads every chunk, not only the frozen set.
+ * @state: a FLEECE_TXN_* value. Changed under the module's device lock
+ *	(dm-fleece-dev.c); status reads it without.
+ * @frozen: what the bitmap held at the view's point in time. Owned by the
+ *	origin's tracker and lent to the view until the view is removed or the
+ *	tracker goes (committed or not); NULL then. Read under the device
+ *	lock.
+ * @after: the live bitmap of the same name, recording writes since the point
+ *	in time. Owned by the tracker, which keeps it (no clear, remove, merge
+ *	into or second freeze while @frozen exists) as long as @frozen. RCU,
+ *	for view_end_io(); NULL with @frozen.
+ * @unprotected: owned by the view. Without @full: chunks outside the frozen
+ *	set, not released yet. They are not copied before origin writes: view
+ *	reads of them go to the origin and are checked against @after when
+ *	they complete. NULL with @full or without a transaction.
+ *
+ * The transaction ends when the view is removed (the frozen set is then
+ * merged back into its bitmap, unless committed), or earlier when the last
+ * fleece-origin goes and takes the tracker with it: the tracker then
+ * revokes both loans (the set stays on disk, merged back at the next
+ * activation).
+ */
+struct fleece_txn {
+	char *name;
+	bool full;
+	enum fleece_txn_state state;
+	struct fleece_bitmap *frozen;
+	struct fleece_bitmap __rcu *after;
+	unsigned long *unprotected;
+};
+
 /**
  * struct fleece_session - one point-in-time view of an origin.
  * @list: on fleece_dev.sessions (RCU).
@@ -132,33 +173,25 @@ enum {
  * @on_full: what a full scratch device does.
  * @writable: the view accepts writes (kept in scratch).
  * @nr_chunks: origin chunks the view covers.
- * @done: one bit per chunk: set once the chunk needs no copy any more
- *	(its old data is in scratch, or the reader released it). Set under
- *	the chunk's exclusive range lock, read locklessly by origin writes.
- * @map: chunk -> scratch slot of chunks with data in scratch. A chunk that
- *	is done but absent here was released: it reads as zeroes.
- * @alloc_lock: protects the scratch allocator below.
- * @slots: one bit per scratch slot (chunk-sized), set when in use.
- * @nr_slots: scratch capacity in chunks.
- * @slots_used: slots in use.
- * @alloc_hint: where the next allocation starts looking.
+ * @settled: one bit per chunk, set once no origin write needs to copy the
+ *	chunk any more: its point-in-time data is in scratch, or the reader
+ *	released it, or the backup does not need it (outside the frozen set),
+ *	or it could not be read. Set under the chunk's exclusive range lock,
+ *	never cleared; origin writes test it without a lock.
+ * @slots: the scratch device's chunk-sized slots and the chunks they hold.
+ *	A chunk that is settled but has no slot was released: it reads as
+ *	zeroes. One whose slot is marked unreadable was lost: reads fail.
  * @low_water: raise an event when free slots fall below this.
  * @inflight: copies writing to this session's scratch; the dtr waits for 0.
  * @inflight_wait: woken when @inflight drops to zero.
  * @event_work: raises a dm event from process context.
  * @bs: bioset for splitting view bios between origin, scratch and zeroes.
  * @table: the table line.
- * @bitmap_name: the bitmap this view is an incremental backup of, or NULL.
- * @frozen: that bitmap's frozen set, until the session ends.
- * @after: the bitmap recording writes since the point in time (RCU: it
- *	goes away with the fleece-origin); NULL without a transaction.
- * @unprotected: chunks outside the frozen set: not copied, read from the
- *	origin and checked against @after when the read completes.
- * @committed: the transaction was committed.
- * @full: with @bitmap_name: copy every chunk anyway (a full backup that
- *	starts the bitmap's chain).
+ * @txn: the backup transaction ("bitmap <name>").
  * @copied: chunks copied to scratch since the session began.
- * @preserved: chunks with data in scratch now (in @map).
+ * @preserved: chunks with data in scratch now.
+ * @unreadable: chunks lost to the view: their old data could not be read
+ *	from the origin when a write needed the copy.
  * @released: chunks released by discards on the view.
  * @skipped: of those, released before they were copied: copies avoided.
  * @reads_scratch: sectors of view reads served from scratch.
@@ -175,14 +208,8 @@ struct fleece_session {
 	bool writable;
 
 	u64 nr_chunks;
-	unsigned long *done;
-	struct xarray map;
-
-	spinlock_t alloc_lock;		/* the allocator fields below */
-	unsigned long *slots;
-	u64 nr_slots;
-	u64 slots_used;
-	u64 alloc_hint;
+	unsigned long *settled;
+	struct fleece_slotmap slots;
 	u64 low_water;
 
 	atomic_t inflight;
@@ -190,15 +217,11 @@ struct fleece_session {
 	struct work_struct event_work;
 	struct bio_set bs;
 	struct fleece_table_line table;
-	char *bitmap_name;
-	struct fleece_bitmap *frozen;
-	struct fleece_bitmap __rcu *after;
-	unsigned long *unprotected;
-	bool committed;
-	bool full;
+	struct fleece_txn txn;
 
 	atomic64_t copied;
 	atomic64_t preserved;
+	atomic64_t unreadable;
 	atomic64_t released;
 	atomic64_t skipped;
 	atomic64_t reads_scratch;
@@ -408,30 +431,6 @@ struct fleece_dev *fleece_dev_get_origin(struct dm_target *ti,
 void fleece_dev_put_origin(struct fleece_dev *fd, struct dm_target *ti);
 
 /**
- * fleece_dev_origin_suspended() - are all fleece-origin targets of a device
- * suspended? A view's point in time is only well defined then.
- * @fd: the shared origin state.
- *
- * Context: process context (ctr), may sleep.
- */
-bool fleece_dev_origin_suspended(struct fleece_dev *fd);
-
-/**
- * fleece_dev_scratch_conflict() - why a device cannot be a session's scratch.
- * @fd: the origin state the session is for.
- * @scratch: the proposed scratch device.
- *
- * A scratch device must not overlap the origin (the same disk), nor be the
- * origin or scratch of any other fleece device: two sessions allocating in
- * one scratch device would overwrite each other's chunks.
- *
- * Context: process context (ctr), may sleep.
- * Return: NULL if it can be used, else the reason for ti->error.
- */
-char *fleece_dev_scratch_conflict(struct fleece_dev *fd,
-				  struct block_device *scratch);
-
-/**
  * fleece_dev_attach_tracker() - give an origin device its bitmaps.
  * @fd: from fleece_dev_get_origin().
  * @meta: the metadata device, or NULL for bitmaps in memory only.
@@ -448,35 +447,51 @@ int fleece_dev_attach_tracker(struct fleece_dev *fd, struct block_device *meta,
 			      sector_t origin_sectors, char **error);
 
 /**
- * fleece_dev_begin_transaction() - freeze a bitmap for a new view.
- * @fd: the origin state.
- * @s: the session; its done bits are set for every chunk not frozen, so
- *	only frozen chunks are copied.
+ * fleece_dev_add_session() - start a view's session: its point in time.
+ * @fd: from fleece_dev_find().
+ * @s: the session, set up but for its transaction's bitmaps.
  * @error: reason for ti->error on failure.
  *
+ * One step under the module's device lock, so that no check can be
+ * overtaken before the session is in place: the device still has a
+ * fleece-origin and every one is suspended (a view of an active origin
+ * would not have an exact point in time); the view is not longer than the
+ * fleece-origin; the scratch device overlaps no origin, metadata, scratch
+ * or dm-fleece device; the origin has room for one more session; with
+ * "bitmap <name>", the bitmap has no other backup in progress and is frozen
+ * (s->txn begins). From then on origin writes copy for the session.
+ *
  * Context: process context (view ctr), may sleep and do IO.
- * Return: 0 or a negative errno.
+ * Return: 0 or a negative errno (then nothing has changed).
  */
-int fleece_dev_begin_transaction(struct fleece_dev *fd,
-				 struct fleece_session *s, char **error);
+int fleece_dev_add_session(struct fleece_dev *fd, struct fleece_session *s,
+			   char **error);
 
 /**
- * fleece_dev_end_transaction() - commit a view's transaction, or end it.
+ * fleece_dev_remove_session() - end a view's session.
+ * @fd: the origin state.
+ * @s: a session fleece_dev_add_session() started.
+ *
+ * Origin writes stop copying for it; once none is in flight, its backup
+ * transaction ends: the frozen set is merged back into its bitmap unless it
+ * was committed. No view IO may be in flight.
+ *
+ * Context: process context (view dtr), may sleep and do IO.
+ */
+void fleece_dev_remove_session(struct fleece_dev *fd, struct fleece_session *s);
+
+/**
+ * fleece_dev_commit() - the backup of a view's frozen set succeeded.
  * @fd: the origin state.
  * @s: the session.
- * @commit: true: the backup succeeded, drop the frozen set (the view keeps
- *	working); false: the session ends, merge the frozen set back unless
- *	it was committed.
  *
- * Does nothing if the fleece-origin went away (the frozen set then stays
- * on disk and is merged back when the origin is activated again).
+ * The frozen set is dropped from the metadata; the view keeps working.
  *
  * Context: process context, may sleep and do IO.
- * Return: 0, -ENOENT without a transaction, -EALREADY if committed, or a
- * negative errno.
+ * Return: 0, -ENOENT without an open transaction, -EALREADY if committed,
+ * or a negative errno.
  */
-int fleece_dev_end_transaction(struct fleece_dev *fd, struct fleece_session *s,
-			       bool commit);
+int fleece_dev_commit(struct fleece_dev *fd, struct fleece_session *s);
 
 /**
  * fleece_dev_emit_changes() - a page of the chunks a view's backup must read.
@@ -488,7 +503,8 @@ int fleece_dev_end_transaction(struct fleece_dev *fd, struct fleece_session *s,
  * @maxlen: its size.
  *
  * Context: process context.
- * Return: 1 with a response, or -ENOENT without an open transaction.
+ * Return: 1 with a response, or -ENOENT when the view has no frozen set
+ * (no transaction, or it ended).
  */
 int fleece_dev_emit_changes(struct fleece_dev *fd, struct fleece_session *s,
 			    u64 start, u64 max, char *result,
@@ -503,21 +519,8 @@ int fleece_dev_emit_changes(struct fleece_dev *fd, struct fleece_session *s,
 void fleece_origin_resume_bio(void *ctx, struct bio *bio);
 
 /**
- * fleece_dev_origin_sectors() - length of the fleece-origin tables.
- * @fd: the origin state.
- *
- * Writes beyond it do not pass through fleece-origin: no view may cover
- * them.
- *
- * Context: process context, may sleep.
- * Return: the length, 0 when no fleece-origin is left.
- */
-sector_t fleece_dev_origin_sectors(struct fleece_dev *fd);
-
-/**
  * fleece_dev_find() - find the state of a device with a fleece-origin on it.
  * @bd_dev: the origin block device.
- * @bdev: the same; every target holding a reference has it open.
  *
  * Context: process context (ctr), may sleep.
  * Return: the state with a reference (drop it with fleece_dev_put()), or
@@ -552,27 +555,30 @@ static inline void fleece_chunk_range(struct fleece_dev *fd, sector_t sector,
 /* dm-fleece-scratch.c */
 
 /**
- * fleece_scratch_alloc() - take a free scratch slot.
+ * fleece_scratch_take() - give a chunk a scratch slot.
  * @s: the session.
+ * @chunk: a chunk without a slot.
  * @want: the slot to try first (e.g. one after the previous allocation,
- *	so runs of chunks land in runs of slots); U64_MAX for any.
+ *	so runs of chunks land in runs of slots); U32_MAX for any.
  * @slot: the slot on success.
  *
  * Raises the low-water event when free slots fall below the mark.
  *
- * Context: process context; doesn't sleep.
+ * Context: process context; doesn't sleep or allocate.
  * Return: 0, or -ENOSPC when scratch is full.
  */
-int fleece_scratch_alloc(struct fleece_session *s, u64 want, u64 *slot);
+int fleece_scratch_take(struct fleece_session *s, u64 chunk, u32 want,
+			u32 *slot);
 
 /**
- * fleece_scratch_free() - return a scratch slot.
+ * fleece_scratch_drop() - free a chunk's scratch slot, if it has one.
  * @s: the session.
- * @slot: a slot from fleece_scratch_alloc().
+ * @chunk: the chunk.
  *
  * Context: process context; doesn't sleep.
+ * Return: true if it had one.
  */
-void fleece_scratch_free(struct fleece_session *s, u64 slot);
+bool fleece_scratch_drop(struct fleece_session *s, u64 chunk);
 
 /* dm-fleece-session.c */
 
@@ -595,7 +601,7 @@ void fleece_session_invalidate(struct fleece_session *s, const char *why);
  * @end: one past the last chunk.
  *
  * Lockless: a stale "yes" is rechecked under the range lock, and "no" is
- * final because chunks never become undone.
+ * final because chunks never become unsettled.
  *
  * Context: any; doesn't sleep.
  */
@@ -605,7 +611,7 @@ static inline bool fleece_session_needs_copy(struct fleece_session *s,
 	if (test_bit(FLEECE_SESSION_INVALID, &s->flags) || first >= s->nr_chunks)
 		return false;
 	end = min(end, s->nr_chunks);
-	return find_next_zero_bit(s->done, end, first) < end;
+	return find_next_zero_bit(s->settled, end, first) < end;
 }
 
 /**

@@ -206,11 +206,13 @@ FORBIDDEN = re.compile(rb"oops|bug|warn|lockup|blocked|kasan|ubsan|fault|panic|r
 
 
 class Kmsg:
-    def __init__(self):
+    def __init__(self, fail=None):
+        """fail(why): called on a splat or lost records (default: die)."""
         self.fd = os.open("/dev/kmsg", os.O_RDONLY | os.O_NONBLOCK)
         os.lseek(self.fd, 0, os.SEEK_END)
         self.records = 0
         self.case = "(no case yet)"
+        self.fail = fail or die
 
     def read(self):
         """New records as text; fails on a splat or on lost records."""
@@ -221,16 +223,17 @@ class Kmsg:
             except BlockingIOError:
                 break
             except BrokenPipeError:
-                die("the kernel log wrapped between two reads: records lost "
-                    "(a splat could have gone unseen)")
+                self.fail("the kernel log wrapped between two reads: records lost "
+                          "(a splat could have gone unseen)")
+                continue
             text = rec.decode("utf-8", "replace")
             msg = text.split(";", 1)[1].split("\n", 1)[0] if ";" in text else text
             out.append(msg)
         self.records += len(out)
         for i, m in enumerate(out):
             if SPLAT.search(m):
-                die("kernel splat: %s\n  after %s\n  " % (m, self.case) +
-                    "\n  ".join(out[max(0, i - 10):i + 30]))
+                self.fail("kernel splat: %s\n  after %s\n  " % (m, self.case) +
+                          "\n  ".join(out[max(0, i - 10):i + 30]))
         return out
 
 
@@ -971,7 +974,12 @@ class MsgFuzz:
                 return errno.EBUSY, None
             return 0, (cmd[7:].decode(), name)
         if cmd == b"bitmap_merge" and argc == 3:
-            return (0, None) if words[2] in bm else (errno.ENOENT, None)
+            if words[2] not in bm:
+                return errno.ENOENT, None
+            # Not into a bitmap whose backup view checks reads against it.
+            if name in busy and words[2] != name:
+                return errno.EBUSY, None
+            return 0, None
         if cmd == b"bitmap_changes" and 2 <= argc <= 4:
             start = knum(words[2], 64) if argc > 2 else 0
             mx = knum(words[3], 64) if argc > 3 else 65536
@@ -1366,16 +1374,25 @@ def bitmap_state(name):
     return b"\n".join(lines)
 
 
-def node(name):
-    """A block device node of our own for a dm device (no udev needed)."""
+def dev_number(name):
+    """The dev_t of a dm device, or None if there is no such device."""
     r, buf = dm(DM_DEV_STATUS, name)
     if r:
-        die("no device %s" % name)
+        return None
+    # struct dm_ioctl.dev is huge_encode_dev(): minor bits 0-7 and 20-31.
     d = struct.unpack_from("<Q", buf, 40)[0]
+    return os.makedev((d >> 8) & 0xfff, (d & 0xff) | ((d >> 12) & 0xfff00))
+
+
+def node(name):
+    """A block device node of our own for a dm device (no udev needed)."""
+    d = dev_number(name)
+    if d is None:
+        die("no device %s" % name)
     path = os.path.join(os.environ["FZ_WORK"], "node-" + name)
     if os.path.exists(path):
         os.unlink(path)
-    os.mknod(path, 0o600 | stat.S_IFBLK, os.makedev((d >> 8) & 0xfff, (d & 0xff) | ((d >> 12) & 0xfff00)))
+    os.mknod(path, 0o600 | stat.S_IFBLK, d)
     return path
 
 
@@ -1389,8 +1406,9 @@ def phase_flips(seed, flips, batch):
     """FZ_MOD: the origin (dm name), FZ_MM: a metadata device (dm name) of
     at least the area the origin needs with 4 KiB chunks, plus 4 blocks.
     Formats it with two bitmaps: b (slot 0, three chunks in three blocks)
-    and e (slot 1, empty), such that both copies of the superblock and of
-    every block of b are valid and hold the same bitmaps."""
+    and e (slot 1, empty: its blocks hold a generation before its clear),
+    such that both copies of the superblock and of every block of b and e
+    are valid and hold the same bitmaps."""
     e = os.environ
     rnd = random.Random(seed)
     kmsg = Kmsg()
@@ -1427,15 +1445,20 @@ def phase_flips(seed, flips, batch):
     if activate():
         die("an all-zero metadata device is refused")
     must_msg(origin, b"bitmap_add b")
+    must_msg(origin, b"bitmap_add e")
     dev = node(origin)
     chunks = (100, 40000, 65000)	# one in each block
     for c in chunks:
         write_dev(dev, c * chunk * 512, os.urandom(chunk * 512))
-    # A merge rewrites every block of b (into the copy that is not the
-    # newest), an add and a clear of e write the superblock twice with the
-    # same two bitmaps: every pair then holds two copies of the same.
-    must_msg(origin, b"bitmap_add e")
+    # b and e recorded the same chunks. A merge rewrites the blocks of its
+    # destination where the source has bits (all three) into the copy that
+    # is not the newest, with the same bits: merging both ways leaves two
+    # equal copies of every block of b and of e. Two clears of e write the
+    # superblock twice, each time with a new generation of e that no block
+    # has: both copies then hold the same two bitmaps, b and an empty e.
     must_msg(origin, b"bitmap_merge b e")
+    must_msg(origin, b"bitmap_merge e b")
+    must_msg(origin, b"bitmap_clear e")
     must_msg(origin, b"bitmap_clear e")
     must_msg(origin, b"bitmap_changes b", b"end 100+1 40000+1 65000+1")
     deactivate()

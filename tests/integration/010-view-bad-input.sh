@@ -72,6 +72,15 @@ bad "$ORIGIN $SCRATCH 2 low_water 1x" "Invalid low_water"
 bad "$ORIGIN $SCRATCH 1 low_water" "Invalid low_water"
 bad "$ORIGIN $SCRATCH 1 writable extra" "Too many arguments"
 bad "len=$((sz + 8)) $ORIGIN $SCRATCH" "View is larger than the origin device"
+# dm-fleece devices as scratch: the copies would go through them again.
+bad "$ORIGIN $odev" "Scratch device is a fleece-origin device"
+# A scratch device beyond what the scratch map can hold (2^37 chunks; the
+# map uses 2^28 at most, about 3.3 GiB): refused before any allocation,
+# since the map would take over a quarter of this VM's memory (before:
+# an allocation warning for the 16 GiB slot bitmap).
+dmsetup create t010huge --table "0 $((1 << 40)) zero"
+bad "$ORIGIN /dev/mapper/t010huge" "Scratch map would take over a quarter of the memory"
+dmsetup remove t010huge
 dmsetup resume $ODM
 # A valid table while the fleece-origin is live (not suspended).
 bad "$ORIGIN $SCRATCH" "Suspend the fleece-origin device before creating a view"
@@ -95,6 +104,14 @@ good "$ORIGIN $SCRATCH 3 on_full fail_writes writable"
 good "$ORIGIN $SCRATCH 4 low_water 16 on_full invalidate"
 info "valid tables accepted and returned exactly"
 
+# A larger scratch device: 16 GiB of dm-zero with 8-sector chunks is 2^22
+# slots, a map of about 52 MiB; every slot counts in the total.
+dmsetup create t010big --table "0 $((1 << 25)) zero"
+view_create t010v $ODM "0 $sz fleece $ORIGIN /dev/mapper/t010big" || fail "a 16 GiB scratch device was refused"
+[ "$(view_stat t010v total)" = $((1 << 22)) ] || fail "16 GiB scratch: $(view_stat t010v total) slots, expected 4194304"
+dmsetup remove t010v t010big
+info "16 GiB scratch: 4194304 slots"
+
 # 8 sessions, each on its own 32 MiB slice of $SCRATCH; the 9th is refused.
 slice=$((32 * mib / 512))
 for i in $(seq 0 8); do
@@ -107,8 +124,10 @@ for i in $(seq 0 7); do
 done
 check_intact "8 sessions"
 dmsetup suspend $ODM
-# A scratch device another session uses is refused; so is a 9th session.
+# A scratch device another session uses is refused; so is another view
+# as scratch, and a 9th session.
 bad "$ORIGIN /dev/mapper/t010s0" "Scratch device is in use by another session"
+bad "$ORIGIN /dev/mapper/t010v0" "Scratch device is a fleece view"
 bad "$ORIGIN /dev/mapper/t010s8" "Too many sessions on this origin"
 dmsetup resume $ODM
 # A session slot is free again once a view is gone.

@@ -107,7 +107,7 @@ expect_err 1 "the base image $WORK/inc3.img is the output itself" \
 [ ! -e $WORK/x ] || fail "a refused backup left $WORK/x"
 [ "$(view_stat t046v released)" = 0 ] || fail "a refused backup released chunks"
 [ "$(sha $WORK/inc3.img)" = "$ref3" ] || fail "a refused backup changed inc3.img"
-dmsetup status t046v | grep -q ' nightly open$' || fail "a refused backup ended the transaction: $(dmsetup status t046v)"
+dmsetup status t046v | grep -q ' nightly open ' || fail "a refused backup ended the transaction: $(dmsetup status t046v)"
 expect_rc 0 $F release t046p
 expect_rc 0 $F release t046v
 dmsetup remove t046s1 t046s2

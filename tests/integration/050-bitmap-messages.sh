@@ -230,7 +230,7 @@ b 29 $mode 0"
 	expect_list "a 4 $mode 0
 b 0 $mode 0"
 	view_create t050v t050 "0 $sz fleece $ORIGIN $SCRATCH 2 bitmap a"
-	[ "$(dmsetup status t050v | awk '{ print $(NF - 1), $NF }')" = "a open" ] || fail "view status: $(dmsetup status t050v)"
+	[ "$(dmsetup status t050v | awk '{ print $14, $15 }')" = "a open" ] || fail "view status: $(dmsetup status t050v)"
 	expect_list "a 0 $mode 1
 b 0 $mode 0"
 	expect_status "$mode 1 ok 2 a 0 1 b 0 0"
@@ -258,7 +258,7 @@ b 1 $mode 0"
 	view_create t050v t050 "0 $sz fleece $ORIGIN $SCRATCH 2 bitmap a"
 	wr $((7500 * CB)) 4096
 	dmsetup message t050v 0 commit
-	[ "$(dmsetup status t050v | awk '{ print $(NF - 1), $NF }')" = "a committed" ] || fail "view status after commit"
+	[ "$(dmsetup status t050v | awk '{ print $14, $15 }')" = "a committed" ] || fail "view status after commit"
 	[ "$(dmsetup message t050v 0 changes)" = "end 7100+2 7200+1 7300+1 7400+1" ] ||
 		fail "view changes after commit: '$(dmsetup message t050v 0 changes)'"
 	msgs_refused t050 <<-EOF
@@ -280,7 +280,7 @@ b 2 $mode 0"
 	t050p|$ENOENT|commit
 	t050p|$ENOENT|changes
 	EOF
-	[ "$(dmsetup status t050p | awk '{ print $(NF - 1), $NF }')" = "- -" ] || fail "plain view status"
+	[ "$(dmsetup status t050p | awk '{ print $14, $15 }')" = "- -" ] || fail "plain view status"
 	dmsetup remove t050p
 	view_create t050v t050 "0 $sz fleece $ORIGIN $SCRATCH 3 bitmap a full"
 	[ "$(dmsetup message t050v 0 changes)" = "end 0+$((last + 1))" ] ||

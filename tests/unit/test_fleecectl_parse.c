@@ -165,8 +165,9 @@ static void test_view_status(void **state)
 	assert_int_equal(s.copied, 2048);
 	assert_true(scratch_used_percent(&s) == 25.0);
 
-	assert_int_equal(parse_view_status("Invalid 128 0/8192 0 2048 16384 14336 262144 1835008 3 - - extra 9",
+	assert_int_equal(parse_view_status("Invalid 128 0/8192 0 2048 16384 14336 262144 1835008 3 - - 7 extra 9",
 					   &s), 0);
+	assert_int_equal(s.unreadable, 7);
 	assert_int_equal(s.active, 0);
 	assert_int_equal(s.released, 16384);
 	assert_int_equal(s.skipped, 14336);
@@ -181,16 +182,18 @@ static void test_view_status(void **state)
 	assert_string_equal(s.bitmap, "nightly");
 	assert_int_equal(s.txn, TXN_OPEN);
 	assert_string_equal(txn_name(s.txn), "open");
-	assert_int_equal(parse_view_status("Active 8 0/10 0 0 0 0 0 0 0 a.b-c committed x", &s), 0);
+	assert_int_equal(parse_view_status("Active 8 0/10 0 0 0 0 0 0 0 a.b-c committed 0 x", &s), 0);
 	assert_int_equal(s.txn, TXN_COMMITTED);
 	assert_int_equal(parse_view_status("Active 8 0/10 0 0 0 0 0 0 0 n ended", &s), 0);
 	assert_int_equal(s.txn, TXN_ENDED);
 	assert_int_equal(parse_view_status("Active 8 0/10 0 0 0 0 0 0 0 n closed", &s), -EINVAL);
 	assert_int_equal(parse_view_status("Active 8 0/10 0 0 0 0 0 0 0 "
 					   "a23456789012345678901234567890123 open", &s), -EINVAL);
-	/* Old kernels: no transaction fields. */
+	/* Old kernels: no transaction fields, no unreadable count. */
 	assert_int_equal(parse_view_status("Active 8 0/10 0 0 0 0 0 0 0 x", &s), 0);
 	assert_int_equal(s.txn, TXN_NONE);
+	assert_int_equal(s.unreadable, 0);
+	assert_int_equal(parse_view_status("Active 8 0/10 0 0 0 0 0 0 0 n open x", &s), -EINVAL);
 
 	assert_int_equal(parse_view_status("Active 128 2048/8192 2048 2048 0 0 0 0", &s), -EINVAL);
 	assert_int_equal(parse_view_status("Busy 128 0/1 0 0 0 0 0 0 0", &s), -EINVAL);

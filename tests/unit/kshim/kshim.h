@@ -49,6 +49,7 @@ typedef long long s64;
 typedef u64 sector_t;
 typedef unsigned int gfp_t;
 typedef unsigned int fmode_t;
+#define U32_MAX ((u32)~0U)
 typedef u8 blk_status_t;
 /* dev_t: glibc has one. */
 
@@ -169,6 +170,10 @@ static inline void clear_bit(unsigned long nr, unsigned long *addr)
 	addr[BIT_WORD(nr)] &= ~BIT_MASK(nr);
 }
 
+#define __set_bit set_bit
+#define __clear_bit clear_bit
+#define BITS_TO_LONGS(nr) (((nr) + BITS_PER_LONG - 1) / BITS_PER_LONG)
+
 /* First clear bit in [offset, size), or size. */
 static inline unsigned long find_next_zero_bit(const unsigned long *addr,
 					       unsigned long size,
@@ -178,6 +183,12 @@ static inline unsigned long find_next_zero_bit(const unsigned long *addr,
 		if (!test_bit(offset, addr))
 			return offset;
 	return size;
+}
+
+static inline unsigned long find_first_zero_bit(const unsigned long *addr,
+						unsigned long size)
+{
+	return find_next_zero_bit(addr, size, 0);
 }
 
 /* ---- cache.h ---- */
@@ -242,6 +253,8 @@ static inline void kshim_warn(const char *file, int line, const char *what,
 #define GFP_NOWAIT 0x4u
 #define GFP_ATOMIC 0x8u
 #define __GFP_ZERO 0x100u
+#define __GFP_NOWARN 0x200u
+#define __GFP_RETRY_MAYFAIL 0x400u
 
 /* As in the kernel, a 0-byte allocation faults on any access. */
 #define ZERO_SIZE_PTR ((void *)16)
@@ -335,6 +348,14 @@ static inline unsigned long rounddown_pow_of_two(unsigned long n)
 static inline u32 hash_64(u64 val, unsigned int bits)
 {
 	return val * GOLDEN_RATIO_64 >> (64 - bits);
+}
+
+#define GOLDEN_RATIO_32 0x61C88647u
+
+/* As the kernel's: bits must be 1..32. */
+static inline u32 hash_32(u32 val, unsigned int bits)
+{
+	return (u32)(val * GOLDEN_RATIO_32) >> (32 - bits);
 }
 
 /* ---- list.h ---- */
@@ -497,6 +518,9 @@ static inline void kshim_mutex_op(int err, const char *what)
 		abort();
 	}
 }
+
+/* Not checked: the mutexes abort on misuse instead. */
+#define lockdep_assert_held(l) do { (void)(l); } while (0)
 
 static inline void spin_lock_init(spinlock_t *lock)
 {
