@@ -50,7 +50,7 @@ DOCDIR ?= $(PREFIX)/share/doc/dm-fleece
 MODDIR ?= /lib/modules/$(KVER)/updates
 DOCS := $(notdir $(wildcard Documentation/*.rst))
 
-.PHONY: all module tools deps deps-6.12 check check-unit check-integration \
+.PHONY: all module tools faults deps deps-6.12 check check-unit check-integration \
 	check-kernels crash demo lint fuzz clean help install uninstall deps-pkg check-install
 
 all: module tools
@@ -80,7 +80,7 @@ ifeq ($(KERNEL),debug)
 check: check-debug
 else
 check: deps
-	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory all faults
 	@tests/run-all
 endif
 
@@ -90,8 +90,12 @@ lint: module
 check-unit:
 	@$(MAKE) --no-print-directory -C tests/unit run
 
-check-integration: all
+check-integration: all faults
 	@tests/integration/run
+
+# Test devices the VM's kernel lacks (dm-dust, dm-failnth): tests/faults.
+faults:
+	@$(MAKE) --no-print-directory -C tests/faults KVER=$(KVER) KDIR=$(KDIR)
 
 # Power cuts at length (make check runs 6): FLEECE_POWERCUT_LOOPS cuts.
 crash: deps
@@ -198,4 +202,5 @@ clean:
 	$(MAKE) -C userspace clean
 	$(MAKE) -C tests/unit clean
 	$(MAKE) -C tests/fuzz clean
+	$(MAKE) -C tests/faults clean
 	rm -rf build

@@ -106,6 +106,15 @@ load_module() {
 	lsmod | grep -q '^dm_fleece ' || insmod "$MODULE"
 }
 
+# load_fault_module NAME: a test device the kernel lacks, built by 'make
+# faults' (tests/faults): dust (bad sectors) or failnth (counted failures).
+load_fault_module() {
+	local ko=$TOP/build/faults/$(uname -r)/dm-$1.ko
+	lsmod | grep -q "^dm_$1 " && return 0
+	[ -f "$ko" ] || fail "no $ko: run 'make faults' for kernel $(uname -r)"
+	insmod "$ko" || fail "cannot load $ko"
+}
+
 # Remove every device-mapper device this test may have left.
 dm_cleanup() {
 	local d

@@ -1,0 +1,106 @@
+#!/bin/bash
+# View constructors racing each other and the origin's removal (issue 12,
+# item 3). Every check that depends on the origin's state and the session's
+# registration happen in one step under one lock; before, they did not.
+# - Two views naming the same scratch device, constructed at once (each
+#   with its own bitmap, whose freeze does metadata IO and so used to open
+#   a wide window between the scratch check and the registration): exactly
+#   one is created, the other refused with "Scratch device is in use by
+#   another session"; the survivor reads its point in time.
+# - A view constructed while the last fleece-origin is being removed:
+#   either refused ("No fleece-origin device on this origin"), or created
+#   before the removal and then Invalid with its transaction ended; never an
+#   Active view of an origin that writes no longer copy for.
+. "$(dirname "$0")/lib.sh"
+
+SZ=$((16 * 2048))
+OD=/dev/mapper/t057
+SL=/dev/mapper/t057s
+ROUNDS=${FLEECE_RACE_ROUNDS:-12}
+
+cleanup() {
+	for d in t057x t057y t057 t057s t057a; do
+		dmsetup remove $d 2>/dev/null || true
+	done
+}
+trap cleanup EXIT
+
+load_module
+zero_dev $META 0 $((4 << 20))
+dmsetup create t057s --table "0 $SZ linear $ORIGIN 0"
+dmsetup create t057a --table "0 $SZ linear $SCRATCH 0"
+dmsetup create t057 --table "0 $SZ fleece-origin $SL $META 8"
+for b in b0 b1 b2 b3; do dmsetup message t057 0 bitmap_add $b; done
+pattern pit $((SZ * 512)) > "$WORK/pit"
+dd if="$WORK/pit" of=$OD bs=1M oflag=direct status=none
+
+# Two constructors, one scratch device.
+for r in $(seq 1 $ROUNDS); do
+	mark=$(dmesg_mark)
+	dmsetup suspend t057
+	dmsetup create t057x --table "0 $SZ fleece $SL /dev/mapper/t057a 3 bitmap b$((r % 2)) full" 2>/dev/null &
+	px=$!
+	dmsetup create t057y --table "0 $SZ fleece $SL /dev/mapper/t057a 3 bitmap b$((r % 2 + 2)) full" 2>/dev/null &
+	py=$!
+	rx=0; ry=0
+	wait $px || rx=$?
+	wait $py || ry=$?
+	dmsetup resume t057
+	n=0
+	for v in t057x t057y; do
+		dmsetup info $v >/dev/null 2>&1 && [ "$(dm_state $v)" = ACTIVE ] &&
+			dmsetup table $v | grep -q fleece && n=$((n + 1))
+	done
+	[ $n -le 1 ] || fail "round $r: both views on one scratch device were created"
+	[ $n = 1 ] || fail "round $r: neither view was created (exits $rx, $ry): $(new_dmesg "$mark" | tail -3)"
+	new_dmesg "$mark" | grep -q "Scratch device is in use by another session" ||
+		fail "round $r: the loser was not refused for the scratch device: $(new_dmesg "$mark" | tail -3)"
+	for v in t057x t057y; do
+		dmsetup info $v >/dev/null 2>&1 || continue
+		# The view must read its point in time under new writes.
+		dd if=/dev/urandom of=$OD bs=64k count=4 seek=$((r * 4)) oflag=direct status=none
+		dev_cmp /dev/mapper/$v 0 $((SZ * 512)) "$WORK/pit" ||
+			fail "round $r: view $v does not read its point in time"
+		dmsetup remove $v
+	done
+	# No frozen set is left behind (status: ... <name> <dirty> <frozen>).
+	awk '{ for (i = 10; i <= NF; i += 3) if ($i != 0) exit 1 }' <<< "$(dmsetup status t057)" ||
+		fail "round $r: a frozen set is left: $(dmsetup status t057)"
+	dd if=$OD of="$WORK/pit" bs=1M iflag=direct status=none
+done
+info "$ROUNDS rounds of two constructors on one scratch device: one view each time"
+
+# A constructor racing the removal of the last fleece-origin.
+dmsetup remove t057
+created=0
+refused=0
+for r in $(seq 1 $ROUNDS); do
+	dmsetup create t057 --table "0 $SZ fleece-origin $SL $META 8" 2>/dev/null ||
+		fail "round $r: cannot create the origin again"
+	dmsetup suspend t057
+	mark=$(dmesg_mark)
+	dmsetup create t057x --table "0 $SZ fleece $SL /dev/mapper/t057a 2 bitmap b$((r % 4))" 2>/dev/null &
+	px=$!
+	dmsetup remove t057 || fail "round $r: cannot remove the origin"
+	rx=0
+	wait $px || rx=$?
+	if dmsetup info t057x >/dev/null 2>&1 && dmsetup table t057x | grep -q fleece; then
+		st=$(dmsetup status t057x)
+		[ "$(awk '{print $4}' <<< "$st")" = Invalid ] ||
+			fail "round $r: a view outlived its fleece-origin and is Active: $st"
+		[[ "$st " == *" b$((r % 4)) ended "* ]] ||
+			fail "round $r: the transaction of a view without origin is not ended: $st"
+		created=$((created + 1))
+	else
+		new_dmesg "$mark" | grep -qE "No fleece-origin device on this origin|Suspend the fleece-origin device" ||
+			fail "round $r: view refused (exit $rx) without a reason: $(new_dmesg "$mark" | tail -3)"
+		refused=$((refused + 1))
+	fi
+	dmsetup remove t057x 2>/dev/null || true
+done
+info "$ROUNDS constructors racing the origin's removal: $created created then Invalid, $refused refused"
+
+# The frozen sets of the views that were created came back into their bitmaps.
+dmsetup create t057 --table "0 $SZ fleece-origin $SL $META 8"
+[ "$(dmsetup message t057 0 bitmap_list | wc -l)" = 4 ] || fail "bitmaps lost: $(dmsetup message t057 0 bitmap_list)"
+[[ "$(dmsetup status t057)" == *" ok 4 "* ]] || fail "origin status after the races: $(dmsetup status t057)"
