@@ -10,6 +10,7 @@
 #   make crash      40 power cuts under load (make check makes 6)
 #   make lint       checkpatch --strict, sparse and W=1 on the module
 #   make fuzz       hostile input: libFuzzer on the parsers, 10000 cases in the VM
+#   make stress     model-based random operations in the VM (STRESS_SECONDS=600)
 #   make bench      fio in the VM: dm-fleece vs dm-linear, dm-snapshot, dm-era (PROFILE=cpu|io)
 #   make install    module, fleecectl, man page, docs (DESTDIR=, PREFIX=/usr)
 #   make uninstall  remove what make install put (same DESTDIR/PREFIX/KVER)
@@ -161,6 +162,17 @@ fuzz: deps
 demo: deps
 	@$(MAKE) --no-print-directory all
 	@tests/vm/run -- tests/demo/demo.sh
+
+# The model-based stress test at length (Documentation/testing.rst, "Stress"):
+# fresh seeds one after another in one VM for STRESS_SECONDS; STRESS_ARGS go
+# to tests/stress/run (--seed N, --legacy-txn...). make check runs a short
+# one with fixed seeds (tests/integration/056-model-stress.sh).
+STRESS_SECONDS ?= 600
+STRESS_ARGS ?=
+.PHONY: stress
+stress:
+	@$(MAKE) --no-print-directory all
+	@tests/stress/run --seconds "$(STRESS_SECONDS)" $(STRESS_ARGS)
 
 # fio over dm-fleece and its rivals in the VM: one markdown table, also in
 # build/bench/results.md (Documentation/testing.rst, "Benchmarks").
