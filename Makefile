@@ -7,7 +7,7 @@
 #   make check      unit tests on the host + integration tests in the VM
 #   make demo       show dm-fleece at work in the VM
 #   make check-kernels   make check on Debian 12's 6.1 and 6.12 kernels
-#   make crash      40 power cuts under load (make check makes 6)
+#   make crash      5000 crash points replayed, then 20 power cuts under load
 #   make lint       checkpatch --strict, sparse and W=1 on the module
 #   make fuzz       hostile input: libFuzzer on the parsers, 10000 cases in the VM
 #   make stress     model-based random operations in the VM (STRESS_SECONDS=600)
@@ -98,10 +98,13 @@ check-integration: all faults
 faults:
 	@$(MAKE) --no-print-directory -C tests/faults KVER=$(KVER) KDIR=$(KDIR)
 
-# Power cuts at length (make check runs 6): FLEECE_POWERCUT_LOOPS cuts.
+# Crash safety at length (Documentation/testing.rst, "Crash safety"): the
+# log replay to FLEECE_REPLAY_POINTS crash points (make check: 200), then
+# FLEECE_POWERCUT_LOOPS VMs killed under load.
 crash: deps
 	@$(MAKE) --no-print-directory all
-	@FLEECE_POWERCUT_LOOPS=$${FLEECE_POWERCUT_LOOPS:-40} \
+	@FLEECE_REPLAY_POINTS=$${FLEECE_REPLAY_POINTS:-5000} tests/crash/replay
+	@FLEECE_POWERCUT_LOOPS=$${FLEECE_POWERCUT_LOOPS:-20} \
 		FLEECE_POWERCUT_BUDGET=$${FLEECE_POWERCUT_BUDGET:-3600} tests/crash/powercut.sh
 
 # Each kernel series: its own build, its own VM boots, one summary line each.
