@@ -1591,10 +1591,18 @@ class Stress:
             if v.low_water:
                 v.lw_hit = v.free() < v.low_water and (v.lw_hit or got["copied"] > 0 or
                                                        got["preserved"] > 0)
-        elif got != v.ctr:
-            diff = ["%s %d (expected %d)" % (k, got[k], v.ctr[k]) for k in got
-                    if got[k] != v.ctr[k]]
-            problems.append("counters: " + ", ".join(diff))
+        else:
+            # Reads by others (udev's blkid probing a view whose device
+            # number was just reused, seen once in 25,000 operations) can
+            # only add to the read counters: those are lower bounds.
+            reads = ("reads_scratch", "reads_origin")
+            diff = ["%s %d (expected %s%d)" % (k, got[k], ">= " if k in reads else "", v.ctr[k])
+                    for k in got
+                    if got[k] < v.ctr[k] or (got[k] != v.ctr[k] and k not in reads)]
+            if diff:
+                problems.append("counters: " + ", ".join(diff))
+            for k in reads:
+                v.ctr[k] = got[k]
         if got["used"] != got["preserved"]:
             problems.append("scratch_used %d but preserved %d with no copy in flight"
                             % (got["used"], got["preserved"]))
