@@ -22,11 +22,13 @@ within the next epoch a prefix of its FUA writes and any subset of its
 plain writes; at most one write of the point may be torn (only a prefix of
 its 512-byte sectors reached the media).
 """
+import fcntl
 import os
 import random
 import struct
 
 MAGIC = 0x6a736677736872
+BLKFLSBUF = 0x1261
 FLUSH, FUA, DISCARD, MARK, METADATA = 1, 2, 4, 8, 16
 
 
@@ -55,6 +57,14 @@ class Log:
 
     def __init__(self, path):
         self.fd = os.open(path, os.O_RDONLY)
+        # dm-log-writes wrote the log under the device's page cache, which
+        # may hold what a reader (udev's blkid, after the device was
+        # discarded) saw before: drop it, or we read stale zeroes.
+        try:
+            fcntl.ioctl(self.fd, BLKFLSBUF)
+        except OSError:
+            pass		# an image file, not a device
+        os.posix_fadvise(self.fd, 0, 0, os.POSIX_FADV_DONTNEED)
         sb = os.pread(self.fd, 32, 0)
         magic, version, nr, ssize = struct.unpack_from("<QQQI", sb)
         if magic != MAGIC:
