@@ -80,8 +80,19 @@ static void set_error(int e, int kfd)
 	else
 		n = snprintf(error_text, sizeof(error_text), "%s",
 			     lib_msg[0] ? lib_msg : "device-mapper error");
-	if (kmsg_reason(kfd, reason, sizeof(reason)) && n > 0 &&
-	    (size_t)n < sizeof(error_text))
+	if (!kmsg_reason(kfd, reason, sizeof(reason)) || n <= 0 ||
+	    (size_t)n >= sizeof(error_text))
+		return;
+	/*
+	 * The kernel asked modprobe for dm-fleece-origin or dm-fleece and got
+	 * nothing: say what is missing, not only what the kernel saw.
+	 */
+	if (strstr(reason, "fleece") && strstr(reason, "unknown target type"))
+		snprintf(error_text + n, sizeof(error_text) - (size_t)n,
+			 " (kernel: %s: the dm-fleece module is not loaded and could not be "
+			 "loaded; is it installed for this kernel? make install, or the "
+			 "dm-fleece-dkms package)", reason);
+	else
 		snprintf(error_text + n, sizeof(error_text) - (size_t)n,
 			 " (kernel: %s)", reason);
 }

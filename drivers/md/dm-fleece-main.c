@@ -44,6 +44,12 @@ static void __exit dm_fleece_exit(void)
 module_init(dm_fleece_init);
 module_exit(dm_fleece_exit);
 
+/*
+ * Device-mapper asks modprobe for "dm-<target type>" when a table names a
+ * target it does not know: "dm-fleece" finds this module by its name, and
+ * the other target needs an alias.
+ */
+MODULE_ALIAS("dm-fleece-origin");
 MODULE_DESCRIPTION(DM_NAME " copy-before-write point-in-time views and change tracking");
 MODULE_AUTHOR("dm-fleece developers");
 MODULE_LICENSE("GPL");
