@@ -63,6 +63,7 @@ struct backup {
 	const char *changed;		/* --changed BITMAP */
 	const char *base;		/* --base IMAGE */
 	int release, verify, quiet, commit;
+	int force;			/* --force */
 	int overwrite;			/* an existing image is updated */
 	uint64_t batch;
 
@@ -376,6 +377,26 @@ static int open_output_dev(struct backup *b, const struct fl_view *v, const stru
 			st->st_rdev == v->devt ? "device" :
 			st->st_rdev == v->origin_devt ? "origin device" : "scratch device");
 		return -1;
+	}
+	/*
+	 * A device that holds data (what mkfs and wipefs would find) is not
+	 * overwritten by mistake. An incremental backup updates the previous
+	 * image in place, which holds the origin's data: no question there.
+	 */
+	if (!(b->changed && !b->base)) {
+		char what[256];
+
+		r = bdev_probe_contents(b->to, what, sizeof(what));
+		if (r < 0) {
+			msg_err("backup %s: %s cannot be probed: %s", b->view, b->to,
+				strerror(-r));
+			return -1;
+		}
+		if (r && !b->force) {
+			msg_err("backup %s: %s holds %s; it would be overwritten (use --force "
+				"to write the backup over it anyway)", b->view, b->to, what);
+			return -1;
+		}
 	}
 	b->out_is_dev = 1;
 	b->out_fd = open(b->to, O_WRONLY | O_EXCL | O_DIRECT | O_CLOEXEC);
@@ -765,6 +786,7 @@ int cmd_backup(int argc, char **argv)
 			break;
 		case 'F':
 			force = 1;
+			b.force = 1;
 			break;
 		case 'q':
 			b.quiet = 1;

@@ -16,6 +16,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <blkid/blkid.h>
+
 #include "blockdev.h"
 #include "dm.h"
 #include "util.h"
@@ -255,4 +257,119 @@ int bdev_check_unused(const char *path, dev_t devt, char *why, size_t len)
 		return -EBUSY;
 	}
 	return 0;
+}
+
+/* dm-fleece's own metadata: blkid does not know it. Superblock copies are
+ * the first two 4 KiB blocks, with the magic "leec" at byte 4. */
+static int fleece_metadata(const char *path)
+{
+	unsigned char buf[8192];
+	unsigned int c;
+	int fd, found = 0;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if (pread(fd, buf, sizeof(buf), 0) == (ssize_t)sizeof(buf))
+		for (c = 0; c < 2; c++)
+			found |= !memcmp(buf + c * 4096 + 4, "leec", 4);
+	close(fd);
+	return found;
+}
+
+int bdev_probe_contents(const char *path, char *what, size_t len)
+{
+	const char *type = NULL, *label = NULL, *pttype = NULL, *usage = NULL;
+	blkid_probe pr;
+	int r;
+
+	r = fleece_metadata(path);
+	if (r) {
+		if (r > 0)
+			snprintf(what, len, "dm-fleece metadata (a fleece-origin's bitmaps)");
+		return r;
+	}
+	pr = blkid_new_probe_from_filename(path);
+	if (!pr)
+		return errno ? -errno : -EIO;
+	blkid_probe_enable_superblocks(pr, 1);
+	blkid_probe_set_superblocks_flags(pr, BLKID_SUBLKS_TYPE | BLKID_SUBLKS_LABEL |
+					  BLKID_SUBLKS_USAGE);
+	blkid_probe_enable_partitions(pr, 1);
+	blkid_probe_set_partitions_flags(pr, BLKID_PARTS_ENTRY_DETAILS);
+	/* Like wipefs: everything that is there, even if it looks ambiguous. */
+	r = blkid_do_fullprobe(pr);
+	if (r < 0) {
+		blkid_free_probe(pr);
+		return -EIO;
+	}
+	if (r == 0) {
+		blkid_probe_lookup_value(pr, "TYPE", &type, NULL);
+		blkid_probe_lookup_value(pr, "LABEL", &label, NULL);
+		blkid_probe_lookup_value(pr, "USAGE", &usage, NULL);
+		blkid_probe_lookup_value(pr, "PTTYPE", &pttype, NULL);
+	}
+	r = 1;
+	if (type) {
+		const char *kind = !usage ? "a signature" :
+				   !strcmp(usage, "filesystem") ? "a file system" :
+				   !strcmp(usage, "raid") ? "a RAID or LVM member" :
+				   !strcmp(usage, "crypto") ? "an encrypted volume" :
+				   "a signature";
+
+		snprintf(what, len, "%s (%s)%s%s%s", type, kind, label ? " labelled '" : "",
+			 label ? label : "", label ? "'" : "");
+	} else if (pttype) {
+		snprintf(what, len, "a partition table (%s)", pttype);
+	} else {
+		r = 0;
+	}
+	blkid_free_probe(pr);
+	return r;
+}
+
+int bdev_wipe_signatures(const char *path)
+{
+	static const unsigned char zero[8];
+	blkid_probe pr;
+	unsigned int c;
+	int fd, r = 0;
+
+	/* udev may be probing the device a moment after the view went. */
+	const struct timespec pause = { 0, BRIEF_OPEN_PAUSE_NS };
+	unsigned int round = 0;
+
+	while ((fd = open(path, O_RDWR | O_EXCL | O_CLOEXEC)) < 0 && errno == EBUSY &&
+	       ++round < BRIEF_OPEN_ROUNDS)
+		nanosleep(&pause, NULL);
+	if (fd < 0)
+		return -errno;
+	/* dm-fleece metadata: the magic of both superblock copies. */
+	for (c = 0; c < 2 && !r; c++) {
+		unsigned char magic[4];
+
+		if (pread(fd, magic, 4, c * 4096 + 4) == 4 && !memcmp(magic, "leec", 4) &&
+		    pwrite(fd, zero, 4, c * 4096 + 4) != 4)
+			r = -errno;
+	}
+	pr = r ? NULL : blkid_new_probe();
+	if (!r && (!pr || blkid_probe_set_device(pr, fd, 0, 0))) {
+		r = -EIO;
+	} else if (!r) {
+		blkid_probe_enable_superblocks(pr, 1);
+		blkid_probe_set_superblocks_flags(pr, BLKID_SUBLKS_MAGIC);
+		blkid_probe_enable_partitions(pr, 1);
+		blkid_probe_set_partitions_flags(pr, BLKID_PARTS_MAGIC);
+		while (blkid_do_probe(pr) == 0)
+			if (blkid_do_wipe(pr, 0)) {
+				r = -EIO;
+				break;
+			}
+	}
+	if (pr)
+		blkid_free_probe(pr);
+	if (!r && fsync(fd))
+		r = -errno;
+	close(fd);
+	return r;
 }

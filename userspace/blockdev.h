@@ -40,4 +40,18 @@ void bdev_display(dev_t devt, char *buf, size_t len);
  */
 int bdev_check_unused(const char *path, dev_t devt, char *why, size_t len);
 
+/*
+ * What a device holds, as mkfs and wipefs would see it: a file system, a
+ * RAID or LVM member, a LUKS header, a partition table (libblkid), or
+ * dm-fleece metadata. Returns 1 with @what describing it ("an ext4 file
+ * system labelled 'data'"), 0 if nothing is recognised, -errno.
+ */
+int bdev_probe_contents(const char *path, char *what, size_t len);
+
+/*
+ * Erase every signature bdev_probe_contents() would find (as wipefs -a
+ * does: the magic bytes only). Returns 0 or -errno.
+ */
+int bdev_wipe_signatures(const char *path);
+
 #endif

@@ -35,7 +35,7 @@ static const struct command commands[] = {
 	{ "snapshot", cmd_snapshot,
 	  "NAME --scratch DEV [--bitmap BITMAP [--full]]\n"
 	  "                    [--on-full invalidate|fail-writes] [--low-water N]\n"
-	  "                    [--writable] [--view VNAME] [--nolockfs]",
+	  "                    [--writable] [--view VNAME] [--nolockfs] [--force]",
 	  "start a session: a point-in-time view of NAME" },
 	{ "release", cmd_release, "VIEW [--commit|--abort]",
 	  "end a session: remove the view (--commit: its backup succeeded)" },

@@ -34,6 +34,7 @@ struct snap_opts {
 	enum on_full on_full;
 	int writable;
 	int lockfs;
+	int force;	/* --force: a scratch device holding data is used anyway */
 };
 
 /* --low-water: a number of chunks, or a size (64M) turned into chunks. */
@@ -51,7 +52,7 @@ static int parse_low_water(const char *s, uint64_t chunk_sectors, uint64_t *chun
 
 /* The scratch device: a block device nobody uses, not the origin. */
 static int check_scratch(const char *name, const struct fl_origin *o,
-			 const char *scratch, dev_t *devt)
+			 const char *scratch, int force, dev_t *devt)
 {
 	char why[512];
 	uint64_t bytes;
@@ -74,6 +75,18 @@ static int check_scratch(const char *name, const struct fl_origin *o,
 	if (r) {
 		msg_err("snapshot %s: scratch device %s is %s; its contents would be overwritten",
 			name, scratch, r == -EBUSY ? why : strerror(-r));
+		return -1;
+	}
+	/* Unused is not empty: what mkfs and wipefs would find is data. */
+	r = bdev_probe_contents(scratch, why, sizeof(why));
+	if (r < 0) {
+		msg_err("snapshot %s: scratch device %s cannot be probed: %s", name, scratch,
+			strerror(-r));
+		return -1;
+	}
+	if (r && !force) {
+		msg_err("snapshot %s: scratch device %s holds %s; it would be overwritten "
+			"(use --force to use it anyway)", name, scratch, why);
 		return -1;
 	}
 	r = bdev_size(scratch, &bytes);
@@ -297,6 +310,7 @@ int cmd_snapshot(int argc, char **argv)
 		{ "writable", no_argument, NULL, 'w' },
 		{ "view", required_argument, NULL, 'n' },
 		{ "nolockfs", no_argument, NULL, 'L' },
+		{ "force", no_argument, NULL, 'X' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -340,6 +354,9 @@ int cmd_snapshot(int argc, char **argv)
 			break;
 		case 'n':
 			so.view = optarg;
+			break;
+		case 'X':
+			so.force = 1;
 			break;
 		case 'L':
 			so.lockfs = 0;
@@ -406,7 +423,7 @@ int cmd_snapshot(int argc, char **argv)
 					    &vt.low_water))
 		return usage_error(argv[0], "invalid --low-water '%s': a number of chunks "
 				   "or a size", so.low_water);
-	if (check_scratch(name, &o, so.scratch, &sdevt))
+	if (check_scratch(name, &o, so.scratch, so.force, &sdevt))
 		return EXIT_ERR;
 	if (pick_view_name(name, so.view, vname, sizeof(vname)))
 		return EXIT_ERR;
@@ -530,5 +547,18 @@ int cmd_release(int argc, char **argv)
 	if (v.have_status && v.status.txn == TXN_OPEN && mode != RELEASE_COMMIT)
 		printf("release %s: changes since the last committed backup kept in bitmap '%s'\n",
 		       v.name, v.status.bitmap);
+	/*
+	 * Scratch now holds copies of origin chunks, its first one maybe a
+	 * file system's superblock: erase what a probe would find, so that
+	 * the next snapshot takes it without --force.
+	 */
+	if (v.scratch_devt) {
+		char path[PATH_MAX];
+
+		bdev_path(v.scratch_devt, path, sizeof(path));
+		if (bdev_wipe_signatures(path))
+			msg_warn("release %s: cannot erase the signatures on scratch device %s: "
+				 "the next snapshot on it needs --force", v.name, path);
+	}
 	return EXIT_OK;
 }

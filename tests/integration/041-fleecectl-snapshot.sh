@@ -153,6 +153,8 @@ expect_err 1 "snapshot t041: scratch device $SCRATCH is mounted on $smnt" \
 	$F snapshot t041 --scratch $SCRATCH
 umount $smnt
 no_view
+# Unmounted, it still holds a file system: 048 tests that refusal.
+wipefs -q -a $SCRATCH
 
 # Refusals: what is snapshotted, what is released.
 dmsetup create t041lin --table "0 2048 linear $META 0"
