@@ -112,63 +112,39 @@ static int device_table_checks(const char *cmd, const char *name,
 	return 0;
 }
 
-int cmd_attach(int argc, char **argv)
+int origin_attach(const char *dmdev, const struct origin_opts *opts,
+		  char *table, size_t len)
 {
-	static const struct option opts[] = {
-		{ "meta", required_argument, NULL, 'm' },
-		{ "chunk-size", required_argument, NULL, 'c' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
-	};
-	struct origin_table ot = { .chunk_sectors = DEFAULT_CHUNK_BYTES >> 9 };
+	struct origin_table ot = { .chunk_sectors = opts->chunk_sectors,
+				   .no_gap = opts->no_gap };
 	char name[NAME_LEN], real[NAME_LEN], params[2 * PATH_MAX + 64];
-	const char *meta = NULL, *why;
 	struct fdm_table cur, ft;
 	struct dm_info info, rinfo;
 	unsigned int i, flags;
 	uint32_t cookie = 0;
 	uint64_t sectors;
 	dev_t devt, rdevt;
-	int c, rc = EXIT_ERR;
+	int c, rc = -1;
 
-	optind = 0;
-	while ((c = getopt_long(argc, argv, "m:c:h", opts, NULL)) != -1) {
-		switch (c) {
-		case 'm':
-			meta = optarg;
-			break;
-		case 'c':
-			if (parse_chunk_size(optarg, &ot.chunk_sectors, &why))
-				return usage_error(argv[0], "invalid --chunk-size '%s': %s",
-						   optarg, why);
-			break;
-		default:
-			return option_end(c, argv[0]);
-		}
-	}
-	if (argc - optind != 1)
-		return usage_error(argv[0], "needs DMDEV, a device-mapper device");
-
-	lock_take();
-	if (resolve_dm_arg("attach", argv[optind], name, sizeof(name), &devt))
-		return EXIT_ERR;
+	if (resolve_dm_arg("attach", dmdev, name, sizeof(name), &devt))
+		return -1;
 	if (fdm_info(name, &info)) {
 		msg_err("attach %s: %s", name, fdm_error());
-		return EXIT_ERR;
+		return -1;
 	}
 	if (device_table_checks("attach", name, &info))
-		return EXIT_ERR;
+		return -1;
 	if (strlen(name) + strlen(REAL_SUFFIX) >= NAME_LEN) {
 		msg_err("attach %s: name too long to add '%s' for the device under it",
 			name, REAL_SUFFIX);
-		return EXIT_ERR;
+		return -1;
 	}
 	snprintf(real, sizeof(real), "%s%s", name, REAL_SUFFIX);
 
 	/* The table may hold a dm-crypt key: keep it out of freed memory. */
 	if (fdm_table_get(name, &cur, 0, FDM_SECURE)) {
 		msg_err("attach %s: cannot read its table: %s", name, fdm_error());
-		return EXIT_ERR;
+		return -1;
 	}
 	for (i = 0; i < cur.n; i++) {
 		if (!strcmp(cur.t[i].type, TARGET_ORIGIN)) {
@@ -194,6 +170,23 @@ int cmd_attach(int argc, char **argv)
 	sectors = fdm_table_sectors(&cur);
 	flags = FDM_SECURE | (info.read_only ? FDM_READONLY : 0);
 
+	/*
+	 * A dry run checks the metadata device against DMDEV itself: the
+	 * device it will really be compared with does not exist yet.
+	 */
+	if (opts->dry_run) {
+		if (origin_meta_arg("attach", name, opts->meta, devt, &ot))
+			goto out_cur;
+		snprintf(ot.origin, sizeof(ot.origin), "<%s>", real);
+		if (build_origin_table(&ot, params, sizeof(params))) {
+			msg_err("attach %s: table line too long", name);
+			goto out_cur;
+		}
+		origin_table_line(table, len, sectors, params);
+		rc = 0;
+		goto out_cur;
+	}
+
 	/* From here on a signal rolls back instead of killing fleecectl. */
 	sig_catch();
 
@@ -214,7 +207,7 @@ int cmd_attach(int argc, char **argv)
 	rdevt = makedev(rinfo.major, rinfo.minor);
 
 	/* 2.-4. fleece-origin over it, swapped in. */
-	if (origin_meta_arg("attach", name, meta, rdevt, &ot))
+	if (origin_meta_arg("attach", name, opts->meta, rdevt, &ot))
 		goto out_real;
 	snprintf(ot.origin, sizeof(ot.origin), "%u:%u", major(rdevt), minor(rdevt));
 	if (build_origin_table(&ot, params, sizeof(params)) ||
@@ -222,12 +215,13 @@ int cmd_attach(int argc, char **argv)
 		msg_err("attach %s: out of memory", name);
 		goto out_real;
 	}
+	origin_table_line(table, len, sectors, params);
 	c = swap_table("attach", name, &ft, info.read_only ? FDM_READONLY : 0, &cookie);
 	fdm_table_free(&ft);
 	fdm_udev_wait(&cookie);
 	if (c)
 		goto out_real;
-	rc = EXIT_OK;
+	rc = 0;
 	goto out_cur;
 
 out_real:
@@ -240,7 +234,41 @@ out_cur:
 	return rc;
 }
 
-int cmd_detach(int argc, char **argv)
+int cmd_attach(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "meta", required_argument, NULL, 'm' },
+		{ "chunk-size", required_argument, NULL, 'c' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct origin_opts o = { .chunk_sectors = DEFAULT_CHUNK_BYTES >> 9 };
+	const char *why;
+	int c;
+
+	optind = 0;
+	while ((c = getopt_long(argc, argv, "m:c:h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'm':
+			o.meta = optarg;
+			break;
+		case 'c':
+			if (parse_chunk_size(optarg, &o.chunk_sectors, &why))
+				return usage_error(argv[0], "invalid --chunk-size '%s': %s",
+						   optarg, why);
+			break;
+		default:
+			return option_end(c, argv[0]);
+		}
+	}
+	if (argc - optind != 1)
+		return usage_error(argv[0], "needs DMDEV, a device-mapper device");
+
+	lock_take();
+	return origin_attach(argv[optind], &o, NULL, 0) ? EXIT_ERR : EXIT_OK;
+}
+
+int origin_detach(const char *dmdev, int dry_run)
 {
 	char name[NAME_LEN], what[256], views[1024];
 	struct fdm_table rt;
@@ -249,34 +277,27 @@ int cmd_detach(int argc, char **argv)
 	struct fl_scan s;
 	uint32_t cookie = 0;
 	dev_t devt;
-	int c, r;
+	int r;
 
-	c = simple_options(argc, argv, NULL);
-	if (c >= 0)
-		return c;
-	if (argc - optind != 1)
-		return usage_error(argv[0], "needs DMDEV");
-
-	lock_take();
-	if (resolve_dm_arg("detach", argv[optind], name, sizeof(name), &devt))
-		return EXIT_ERR;
+	if (resolve_dm_arg("detach", dmdev, name, sizeof(name), &devt))
+		return -1;
 	r = get_origin(name, &o, what, sizeof(what));
 	if (r) {
 		if (r == -EMEDIUMTYPE)
 			msg_err("detach %s: not attached (%s)", name, what);
 		else
 			msg_err("detach %s: %s", name, r == -ENOENT ? "no such device" : fdm_error());
-		return EXIT_ERR;
+		return -1;
 	}
 	if (!o.attached || !o.single) {
 		msg_err("detach %s: not attached by fleecectl (its %s is on %s, not on %s%s); "
 			"use 'fleecectl remove' for devices made by 'fleecectl create'",
 			name, TARGET_ORIGIN, o.table.origin, name, REAL_SUFFIX);
-		return EXIT_ERR;
+		return -1;
 	}
 	if (!o.have_status) {
 		msg_err("detach %s: cannot read its status: %s", name, fdm_error());
-		return EXIT_ERR;
+		return -1;
 	}
 	if (o.status.sessions) {
 		views[0] = '\0';
@@ -289,36 +310,40 @@ int cmd_detach(int argc, char **argv)
 			o.status.sessions == 1 ? "s" : "",
 			views[0] ? " (views: " : "", views, views[0] ? ")" : "",
 			o.status.sessions == 1 ? "it" : "them");
-		return EXIT_ERR;
+		return -1;
 	}
 	if (fdm_info(name, &info) || fdm_info(o.real_name, &rinfo)) {
 		msg_err("detach %s: %s", name, fdm_error());
-		return EXIT_ERR;
+		return -1;
 	}
 	if (device_table_checks("detach", name, &info))
-		return EXIT_ERR;
+		return -1;
 	if (rinfo.open_count > 1)
 		rinfo.open_count = fdm_open_count_settled(o.real_name, 1);
 	if (rinfo.open_count < 0) {
 		msg_err("detach %s: %s", name, fdm_error());
-		return EXIT_ERR;
+		return -1;
 	}
 	if (rinfo.open_count > 1) {
 		msg_err("detach %s: %s is open %d times; only %s should use it", name,
 			o.real_name, rinfo.open_count, name);
-		return EXIT_ERR;
+		return -1;
 	}
 	if (fdm_table_get(o.real_name, &rt, 0, FDM_SECURE)) {
 		msg_err("detach %s: cannot read the table of %s: %s", name, o.real_name,
 			fdm_error());
-		return EXIT_ERR;
+		return -1;
 	}
 	if (fdm_table_sectors(&rt) != o.sectors) {
 		msg_err("detach %s: %s is %llu sectors, %s %llu; not detaching", name,
 			o.real_name, (unsigned long long)fdm_table_sectors(&rt), name,
 			(unsigned long long)o.sectors);
 		fdm_table_free(&rt);
-		return EXIT_ERR;
+		return -1;
+	}
+	if (dry_run) {
+		fdm_table_free(&rt);
+		return 0;
 	}
 	sig_catch();
 	r = swap_table("detach", name, &rt, FDM_SECURE | (info.read_only ? FDM_READONLY : 0),
@@ -327,7 +352,7 @@ int cmd_detach(int argc, char **argv)
 	fdm_udev_wait(&cookie);
 	if (r) {
 		sig_restore();
-		return EXIT_ERR;
+		return -1;
 	}
 	r = fdm_remove(o.real_name, &cookie);
 	fdm_udev_wait(&cookie);
@@ -335,7 +360,21 @@ int cmd_detach(int argc, char **argv)
 	if (r) {
 		msg_err("detach %s: %s has its own table again, but %s cannot be removed: %s",
 			name, name, o.real_name, fdm_error());
-		return EXIT_ERR;
+		return -1;
 	}
-	return EXIT_OK;
+	return 0;
+}
+
+int cmd_detach(int argc, char **argv)
+{
+	int c;
+
+	c = simple_options(argc, argv, NULL);
+	if (c >= 0)
+		return c;
+	if (argc - optind != 1)
+		return usage_error(argv[0], "needs DMDEV");
+
+	lock_take();
+	return origin_detach(argv[optind], 0) ? EXIT_ERR : EXIT_OK;
 }

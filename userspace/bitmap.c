@@ -70,6 +70,16 @@ static int check_name(const char *verb, const char *origin, const char *b)
 	return -1;
 }
 
+int bitmap_add(const char *origin, const char *bitmap)
+{
+	char msg[64];
+
+	if (check_name("add", origin, bitmap))
+		return -1;
+	snprintf(msg, sizeof(msg), "bitmap_add %s", bitmap);
+	return send_bitmap_msg(origin, "add", msg, bitmap);
+}
+
 static int bitmap_list(const struct fl_origin *o, int json)
 {
 	const struct origin_status *st = &o->status;

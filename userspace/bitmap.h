@@ -23,6 +23,13 @@ int changes_foreach(const char *dm_name, const char *bitmap, uint64_t chunk_byte
 		    uint64_t size, int (*fn)(uint64_t off, uint64_t len, void *arg),
 		    void *arg);
 
+/*
+ * Add the empty bitmap @bitmap to the fleece-origin device @origin (its dm
+ * name), as 'fleecectl bitmap add' does; the caller holds the lock. Prints
+ * "fleecectl: bitmap add ORIGIN: BITMAP: reason" and returns -1 if refused.
+ */
+int bitmap_add(const char *origin, const char *bitmap);
+
 /* Bytes of @chunks chunks of the origin, at most its size. */
 uint64_t bitmap_bytes(const struct fl_origin *o, uint64_t chunks);
 

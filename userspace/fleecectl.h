@@ -39,5 +39,8 @@ int cmd_backup(int argc, char **argv);
 int cmd_bitmap(int argc, char **argv);
 int cmd_changes(int argc, char **argv);
 int cmd_export(int argc, char **argv);
+int cmd_up(int argc, char **argv);
+int cmd_down(int argc, char **argv);
+int cmd_tab(int argc, char **argv);
 
 #endif

@@ -13,8 +13,17 @@
 
 int lock_take(void)
 {
-	int fd = open(LOCK_FILE, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	static int held;
+	int fd;
 
+	/*
+	 * flock() locks belong to an open file: a second open in this process
+	 * would wait for our own lock forever (up calls several commands).
+	 */
+	if (held)
+		return 0;
+	held = 1;
+	fd = open(LOCK_FILE, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
 	if (fd < 0) {
 		msg_verbose("cannot open %s: %s; going on without the lock",
 			    LOCK_FILE, strerror(errno));

@@ -14,7 +14,7 @@
  * Take the lock, waiting for another fleecectl to finish. Held until exit.
  * Returns 0; if the lock file cannot be opened (no /run/lock), warns with
  * -v and returns 0 as well: the lock protects against mistakes, not against
- * dmsetup.
+ * dmsetup. A second call in the same process returns at once.
  */
 int lock_take(void);
 

@@ -4,7 +4,7 @@
  *
  * main.c holds the command table and the global options; each command is in
  * its own file (origin.c, attach.c, snapshot.c, status.c, backup.c,
- * export.c).
+ * export.c, up.c).
  */
 #include <getopt.h>
 #include <stdio.h>
@@ -51,6 +51,12 @@ static const struct command commands[] = {
 	  "                    [--no-release] [--no-commit] [--verify]\n"
 	  "                    [--batch SIZE] [--rate-limit RATE] [--force] [--quiet]",
 	  "copy a view, releasing what has been copied" },
+	{ "up", cmd_up, "[NAME...] [--tab FILE] [--dry-run] [--no-vouch]",
+	  "set up the origins /etc/fleecetab lists (what boot runs)" },
+	{ "down", cmd_down, "[NAME...] [--tab FILE] [--dry-run] [--force]",
+	  "undo up: detach or remove the origins /etc/fleecetab lists" },
+	{ "tab", cmd_tab, "[NAME...] [--tab FILE] [--no-vouch]",
+	  "check /etc/fleecetab and show what 'up' would do" },
 	{ "export", cmd_export,
 	  "VIEW [--bitmap BITMAP] (--socket PATH | --port N [--bind ADDR])\n"
 	  "                    [--daemon] [--pid-file PATH]",

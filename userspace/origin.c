@@ -51,6 +51,77 @@ int origin_meta_arg(const char *cmd, const char *name, const char *meta,
 	return 0;
 }
 
+/* "<start> <length> fleece-origin <params>", as dmsetup table prints it. */
+void origin_table_line(char *table, size_t len, uint64_t sectors, const char *params)
+{
+	if (table)
+		snprintf(table, len, "0 %llu %s %s", (unsigned long long)sectors,
+			 TARGET_ORIGIN, params);
+}
+
+int origin_create(const char *name, const char *dev, const struct origin_opts *opts,
+		  char *table, size_t len)
+{
+	struct origin_table t = { .chunk_sectors = opts->chunk_sectors,
+				  .no_gap = opts->no_gap };
+	char params[2 * PATH_MAX + 64], reason[512];
+	struct fdm_table tbl;
+	uint32_t cookie = 0;
+	uint64_t bytes;
+	dev_t devt;
+	int r;
+
+	if (check_new_name("create", name))
+		return -1;
+	if (fdm_exists(name)) {
+		msg_err("create %s: a device-mapper device of that name exists", name);
+		return -1;
+	}
+	r = bdev_devt(dev, &devt);
+	if (r) {
+		msg_err("create %s: origin device %s: %s", name, dev,
+			r == -ENOTBLK ? "not a block device" : strerror(-r));
+		return -1;
+	}
+	r = bdev_size(dev, &bytes);
+	if (r || bytes < 512) {
+		msg_err("create %s: origin device %s: %s", name, dev,
+			r ? strerror(-r) : "empty device");
+		return -1;
+	}
+	r = bdev_check_unused(dev, devt, reason, sizeof(reason));
+	if (r) {
+		msg_err("create %s: origin device %s is %s%s", name, dev,
+			r == -EBUSY ? reason : strerror(-r),
+			r == -EBUSY ? "; to put fleece-origin under a device-mapper "
+				      "device that is in use, use 'fleecectl attach'" : "");
+		return -1;
+	}
+	if (origin_meta_arg("create", name, opts->meta, devt, &t))
+		return -1;
+	snprintf(t.origin, sizeof(t.origin), "%u:%u", major(devt), minor(devt));
+	if (build_origin_table(&t, params, sizeof(params))) {
+		msg_err("create %s: table line too long", name);
+		return -1;
+	}
+	origin_table_line(table, len, bytes >> 9, params);
+	if (opts->dry_run)
+		return 0;
+	if (fdm_table_one(&tbl, bytes >> 9, TARGET_ORIGIN, params)) {
+		msg_err("create %s: out of memory", name);
+		return -1;
+	}
+	r = fdm_create(name, &tbl, 0, &cookie, 0);
+	fdm_udev_wait(&cookie);
+	fdm_table_free(&tbl);
+	if (r) {
+		msg_err("create %s: cannot create the %s device on %s: %s", name,
+			TARGET_ORIGIN, dev, fdm_error());
+		return -1;
+	}
+	return 0;
+}
+
 int cmd_create(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -59,23 +130,18 @@ int cmd_create(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	struct origin_table t = { .chunk_sectors = DEFAULT_CHUNK_BYTES >> 9 };
-	const char *meta = NULL, *name, *dev, *why;
-	char params[2 * PATH_MAX + 64], reason[512];
-	struct fdm_table tbl;
-	uint32_t cookie = 0;
-	uint64_t bytes;
-	dev_t devt;
-	int c, r;
+	struct origin_opts o = { .chunk_sectors = DEFAULT_CHUNK_BYTES >> 9 };
+	const char *why;
+	int c;
 
 	optind = 0;
 	while ((c = getopt_long(argc, argv, "m:c:h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'm':
-			meta = optarg;
+			o.meta = optarg;
 			break;
 		case 'c':
-			if (parse_chunk_size(optarg, &t.chunk_sectors, &why))
+			if (parse_chunk_size(optarg, &o.chunk_sectors, &why))
 				return usage_error(argv[0], "invalid --chunk-size '%s': %s",
 						   optarg, why);
 			break;
@@ -85,88 +151,41 @@ int cmd_create(int argc, char **argv)
 	}
 	if (argc - optind != 2)
 		return usage_error(argv[0], "needs NAME and ORIGIN_DEV");
-	name = argv[optind];
-	dev = argv[optind + 1];
-	if (check_new_name(argv[0], name))
+	if (check_new_name(argv[0], argv[optind]))
 		return EXIT_USAGE;
 
 	lock_take();
-	if (fdm_exists(name)) {
-		msg_err("create %s: a device-mapper device of that name exists", name);
+	if (origin_create(argv[optind], argv[optind + 1], &o, NULL, 0))
 		return EXIT_ERR;
-	}
-	r = bdev_devt(dev, &devt);
-	if (r) {
-		msg_err("create %s: origin device %s: %s", name, dev,
-			r == -ENOTBLK ? "not a block device" : strerror(-r));
-		return EXIT_ERR;
-	}
-	r = bdev_size(dev, &bytes);
-	if (r || bytes < 512) {
-		msg_err("create %s: origin device %s: %s", name, dev,
-			r ? strerror(-r) : "empty device");
-		return EXIT_ERR;
-	}
-	r = bdev_check_unused(dev, devt, reason, sizeof(reason));
-	if (r) {
-		msg_err("create %s: origin device %s is %s%s", name, dev,
-			r == -EBUSY ? reason : strerror(-r),
-			r == -EBUSY ? "; to put fleece-origin under a device-mapper "
-				      "device that is in use, use 'fleecectl attach'" : "");
-		return EXIT_ERR;
-	}
-	if (origin_meta_arg("create", name, meta, devt, &t))
-		return EXIT_ERR;
-	snprintf(t.origin, sizeof(t.origin), "%u:%u", major(devt), minor(devt));
-	if (build_origin_table(&t, params, sizeof(params)) ||
-	    fdm_table_one(&tbl, bytes >> 9, TARGET_ORIGIN, params)) {
-		msg_err("create %s: out of memory", name);
-		return EXIT_ERR;
-	}
-	r = fdm_create(name, &tbl, 0, &cookie, 0);
-	fdm_udev_wait(&cookie);
-	fdm_table_free(&tbl);
-	if (r) {
-		msg_err("create %s: cannot create the %s device on %s: %s", name,
-			TARGET_ORIGIN, dev, fdm_error());
-		return EXIT_ERR;
-	}
-	printf("/dev/mapper/%s\n", name);
+	printf("/dev/mapper/%s\n", argv[optind]);
 	return EXIT_OK;
 }
 
-int cmd_remove(int argc, char **argv)
+int origin_remove(const char *arg, int dry_run)
 {
 	char views[1024];
 	const char *name;
 	struct fl_origin o;
 	struct fl_scan s;
 	uint32_t cookie = 0;
-	int c, r;
+	int r;
 
-	c = simple_options(argc, argv, NULL);
-	if (c >= 0)
-		return c;
-	if (argc - optind != 1)
-		return usage_error(argv[0], "needs NAME");
-
-	lock_take();
-	if (lookup_origin("remove", argv[optind], &o))
-		return EXIT_ERR;
+	if (lookup_origin("remove", arg, &o))
+		return -1;
 	name = o.name;
 	if (!o.single) {
 		msg_err("remove %s: its table has more than one target; "
 			"fleecectl only removes devices it creates", name);
-		return EXIT_ERR;
+		return -1;
 	}
 	if (o.attached) {
 		msg_err("remove %s: attached over %s; use 'fleecectl detach %s'",
 			name, o.real_name, name);
-		return EXIT_ERR;
+		return -1;
 	}
 	if (!o.have_status) {
 		msg_err("remove %s: cannot read its status: %s", name, fdm_error());
-		return EXIT_ERR;
+		return -1;
 	}
 	if (o.status.sessions) {
 		views[0] = '\0';
@@ -179,24 +198,40 @@ int cmd_remove(int argc, char **argv)
 			o.status.sessions == 1 ? "s" : "",
 			views[0] ? " (views: " : "", views, views[0] ? ")" : "",
 			o.status.sessions == 1 ? "it" : "them");
-		return EXIT_ERR;
+		return -1;
 	}
 	if (o.open_count)
 		o.open_count = fdm_open_count_settled(name, 0);
 	if (o.open_count < 0) {
 		msg_err("remove %s: %s", name, fdm_error());
-		return EXIT_ERR;
+		return -1;
 	}
 	if (o.open_count) {
 		msg_err("remove %s: in use (open %d time%s: mounted, or a program has it open)",
 			name, o.open_count, o.open_count == 1 ? "" : "s");
-		return EXIT_ERR;
+		return -1;
 	}
+	if (dry_run)
+		return 0;
 	r = fdm_remove(name, &cookie);
 	fdm_udev_wait(&cookie);
 	if (r) {
 		msg_err("remove %s: %s", name, fdm_error());
-		return EXIT_ERR;
+		return -1;
 	}
-	return EXIT_OK;
+	return 0;
+}
+
+int cmd_remove(int argc, char **argv)
+{
+	int c;
+
+	c = simple_options(argc, argv, NULL);
+	if (c >= 0)
+		return c;
+	if (argc - optind != 1)
+		return usage_error(argv[0], "needs NAME");
+
+	lock_take();
+	return origin_remove(argv[optind], 0) ? EXIT_ERR : EXIT_OK;
 }

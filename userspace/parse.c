@@ -57,7 +57,7 @@ static int parse_uint(const char *s, unsigned int *out)
 int parse_origin_table(const char *params, struct origin_table *t)
 {
 	char *copy, *w[MAX_WORDS];
-	int n = split(params, &copy, w), r = -EINVAL;
+	int n = split(params, &copy, w), r = -EINVAL, i;
 
 	memset(t, 0, sizeof(*t));
 	if (n < 3)
@@ -70,6 +70,9 @@ int parse_origin_table(const char *params, struct origin_table *t)
 	if (n > 3 && (parse_uint(w[3], &t->nr_features) ||
 		      t->nr_features != (unsigned int)(n - 4)))
 		goto out;
+	for (i = 4; i < n; i++)
+		if (!strcmp(w[i], "no_gap"))
+			t->no_gap = 1;
 	r = 0;
 out:
 	free(copy);
@@ -230,9 +233,10 @@ int build_origin_table(const struct origin_table *t, char *buf, size_t len)
 {
 	int n;
 
-	n = snprintf(buf, len, "%s %s %llu", t->origin,
+	n = snprintf(buf, len, "%s %s %llu%s", t->origin,
 		     t->meta[0] ? t->meta : "-",
-		     (unsigned long long)t->chunk_sectors);
+		     (unsigned long long)t->chunk_sectors,
+		     t->no_gap ? " 1 no_gap" : "");
 	return n < 0 || (size_t)n >= len ? -ENOSPC : 0;
 }
 

@@ -19,6 +19,12 @@ struct origin_table {
 	char meta[PATH_MAX];		/* "-" when none */
 	uint64_t chunk_sectors;
 	unsigned int nr_features;
+	/*
+	 * The feature "no_gap": the admin vouches that nothing wrote the origin
+	 * since its bitmaps last tracked it, so a re-attach of existing metadata
+	 * keeps them trusted. Built as "1 no_gap"; parsed when present.
+	 */
+	int no_gap;
 };
 
 /* Changed-block bitmaps: the kernel's limits (dm-fleece-track.h). */

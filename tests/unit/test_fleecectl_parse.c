@@ -29,6 +29,9 @@ static void test_origin_table(void **state)
 	assert_int_equal(t.chunk_sectors, 8);
 	assert_int_equal(parse_origin_table("/dev/sdb - 8 1 somefeature", &t), 0);
 	assert_int_equal(t.nr_features, 1);
+	assert_int_equal(t.no_gap, 0);
+	assert_int_equal(parse_origin_table("254:0 254:1 128 1 no_gap", &t), 0);
+	assert_int_equal(t.no_gap, 1);
 
 	assert_int_equal(parse_origin_table("", &t), -EINVAL);
 	assert_int_equal(parse_origin_table("254:0 -", &t), -EINVAL);
@@ -44,6 +47,11 @@ static void test_origin_table(void **state)
 	assert_int_equal(build_origin_table(&t, buf, sizeof(buf)), 0);
 	assert_string_equal(buf, "8:16 - 2048");
 	assert_int_equal(build_origin_table(&t, buf, 6), -ENOSPC);
+	t.no_gap = 1;
+	strcpy(t.meta, "8:32");
+	assert_int_equal(build_origin_table(&t, buf, sizeof(buf)), 0);
+	assert_string_equal(buf, "8:16 8:32 2048 1 no_gap");
+	assert_int_equal(build_origin_table(&t, buf, 16), -ENOSPC);
 }
 
 static void test_origin_status(void **state)
