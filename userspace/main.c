@@ -33,10 +33,10 @@ static const struct command commands[] = {
 	{ "detach", cmd_detach, "DMDEV",
 	  "undo attach: DMDEV gets its own table back" },
 	{ "snapshot", cmd_snapshot,
-	  "NAME --scratch DEV [--bitmap BITMAP [--full]]\n"
+	  "NAME... --scratch DEV... [--bitmap BITMAP [--full]]\n"
 	  "                    [--on-full invalidate|fail-writes] [--low-water N]\n"
-	  "                    [--writable] [--view VNAME] [--nolockfs] [--force]",
-	  "start a session: a point-in-time view of NAME" },
+	  "                    [--writable] [--view VNAME...] [--nolockfs] [--force]",
+	  "start a session: a point-in-time view of NAME (of each, at one point in time)" },
 	{ "release", cmd_release, "VIEW [--commit|--abort]",
 	  "end a session: remove the view (--commit: its backup succeeded)" },
 	{ "bitmap", cmd_bitmap,

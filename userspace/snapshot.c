@@ -224,79 +224,215 @@ static int resume_origin(const char *name, uint32_t *cookie)
 	return -1;
 }
 
+/* One origin of a snapshot: several make a consistency group. */
+struct snap_one {
+	const char *arg;		/* NAME as given */
+	const char *scratch;		/* its --scratch */
+	const char *view;		/* its --view, or NULL */
+	struct fl_origin o;
+	char vname[NAME_LEN];
+	dev_t sdevt;
+	struct fdm_table tbl;
+	int have_tbl;
+	int suspended;
+	int created;
+};
+
+/* The most origins one snapshot takes at one point in time. */
+#define MAX_GROUP 16
+
 /*
- * Suspend NAME, create the view VNAME with table @tbl, resume NAME. On any
- * failure or signal: no view, NAME resumed. Returns an exit code.
+ * Check one origin, its scratch device and its view's name, and build the
+ * view's table. Prints the error and returns an exit code on failure.
  */
-static int take_view(const char *name, const char *vname, const struct fdm_table *tbl,
-		     int lockfs)
+static int prepare_one(const struct snap_opts *so, struct snap_one *one)
 {
+	char other[NAME_LEN], params[2 * PATH_MAX + 128];
+	struct fl_origin *o = &one->o;
+	const char *name;
+	struct view_table vt;
+
+	if (lookup_origin("snapshot", one->arg, o))
+		return EXIT_ERR;
+	name = o->name;
+	if (!o->single) {
+		msg_err("snapshot %s: its table has more than the %s target; "
+			"fleecectl snapshots single-target %s devices", name,
+			TARGET_ORIGIN, TARGET_ORIGIN);
+		return EXIT_ERR;
+	}
+	if (!o->origin_devt) {
+		msg_err("snapshot %s: cannot find its origin device '%s'", name, o->table.origin);
+		return EXIT_ERR;
+	}
+	if (o->suspended) {
+		msg_err("snapshot %s: already suspended (by another program?); "
+			"it must be active to take a snapshot", name);
+		return EXIT_ERR;
+	}
+	if (o->have_status && o->status.sessions >= MAX_SESSIONS) {
+		msg_err("snapshot %s: already has %u sessions, the most an origin can have",
+			name, o->status.sessions);
+		return EXIT_ERR;
+	}
+	if (so->bitmap && check_bitmap(name, o, so->bitmap, so->full))
+		return EXIT_ERR;
+	if (other_origin(o, other, sizeof(other))) {
+		msg_err("snapshot %s: %s is another %s on the same origin device; "
+			"fleecectl snapshots origins that have one", name, other, TARGET_ORIGIN);
+		return EXIT_ERR;
+	}
+
+	memset(&vt, 0, sizeof(vt));
+	vt.on_full = so->on_full;
+	vt.writable = so->writable;
+	if (so->bitmap) {
+		str_copy(vt.bitmap, sizeof(vt.bitmap), so->bitmap);
+		vt.full = so->full;
+	}
+	if (so->low_water && parse_low_water(so->low_water, o->table.chunk_sectors,
+					     &vt.low_water)) {
+		msg_err("snapshot: invalid --low-water '%s': a number of chunks or a size",
+			so->low_water);
+		return EXIT_USAGE;
+	}
+	if (check_scratch(name, o, one->scratch, so->force, &one->sdevt))
+		return EXIT_ERR;
+	if (pick_view_name(name, one->view, one->vname, sizeof(one->vname)))
+		return EXIT_ERR;
+
+	snprintf(vt.origin, sizeof(vt.origin), "%u:%u", major(o->origin_devt),
+		 minor(o->origin_devt));
+	snprintf(vt.scratch, sizeof(vt.scratch), "%u:%u", major(one->sdevt),
+		 minor(one->sdevt));
+	if (build_view_table(&vt, params, sizeof(params)) ||
+	    fdm_table_one(&one->tbl, o->sectors, TARGET_VIEW, params)) {
+		msg_err("snapshot %s: out of memory", name);
+		return EXIT_ERR;
+	}
+	one->have_tbl = 1;
+	return EXIT_OK;
+}
+
+/* Two origins of a group may not share an origin, a view or a scratch. */
+static int check_group(const struct snap_one *s, unsigned int n)
+{
+	unsigned int i, j;
+
+	for (i = 0; i < n; i++)
+		for (j = 0; j < i; j++) {
+			if (s[i].o.origin_devt == s[j].o.origin_devt) {
+				msg_err("snapshot %s: %s is on the same origin device",
+					s[i].o.name, s[j].o.name);
+				return -1;
+			}
+			if (!strcmp(s[i].vname, s[j].vname)) {
+				msg_err("snapshot %s: the view name %s is given twice",
+					s[i].o.name, s[i].vname);
+				return -1;
+			}
+			if (s[i].sdevt == s[j].sdevt) {
+				msg_err("snapshot %s: scratch device %s is %s's too",
+					s[i].o.name, s[i].scratch, s[j].o.name);
+				return -1;
+			}
+		}
+	return 0;
+}
+
+/*
+ * Undo take_views(): remove the views made, resume the origins suspended.
+ */
+static void rollback(struct snap_one *s, unsigned int n, uint32_t *cookie)
+{
+	unsigned int i;
+
+	for (i = 0; i < n; i++)
+		if (s[i].created && !fdm_remove(s[i].vname, cookie))
+			s[i].created = 0;
+	for (i = 0; i < n; i++)
+		if (s[i].suspended && !resume_origin(s[i].o.name, cookie))
+			s[i].suspended = 0;
+}
+
+/*
+ * Suspend every origin (draining its writes, freezing a mounted
+ * filesystem), create every view, then resume them all: the views share one
+ * point in time, as a database spread over several volumes needs. A write
+ * issued after another one completed is in the views only if that one is.
+ * On any failure or signal: no view, every origin resumed. Returns an exit
+ * code.
+ */
+static int take_views(struct snap_one *s, unsigned int n, int lockfs)
+{
+	const char *first = s[0].o.name;
 	uint32_t cookie = 0;
 	struct dm_info info;
+	unsigned int i;
 	char err[1024];
-	int sig, rc = EXIT_ERR;
+	int sig, failed = 0;
 
 	sig_catch();
-	if (sig_caught())
-		goto interrupted_early;
-	if (fdm_suspend(name, lockfs)) {
-		snprintf(err, sizeof(err), "%s", fdm_error());
-		/* A suspend interrupted half-way is undone by the kernel; check. */
-		if (!fdm_info(name, &info) && info.suspended)
-			resume_origin(name, &cookie);
-		fdm_udev_wait(&cookie);
+	sig = sig_caught();
+	if (sig) {
 		sig_restore();
-		msg_err("snapshot %s: cannot suspend %s: %s", name, name, err);
+		msg_err("snapshot %s: interrupted by signal %d (%s) before suspending; "
+			"nothing done", first, sig, strsignal(sig));
 		return EXIT_ERR;
 	}
-	test_pause_after_suspend(name);
-	if (sig_caught())
-		goto rollback;
+	for (i = 0; i < n && !failed; i++) {
+		const char *name = s[i].o.name;
 
-	if (fdm_create(vname, tbl, FDM_UDEV_VIEW, &cookie, 0)) {
-		snprintf(err, sizeof(err), "%s", fdm_error());
-		/* libdevmapper removes a device whose table failed; make sure. */
-		if (fdm_exists(vname))
-			fdm_remove(vname, &cookie);
-		resume_origin(name, &cookie);
-		fdm_udev_wait(&cookie);
-		sig_restore();
-		msg_err("snapshot %s: cannot create the view %s: %s", name, vname, err);
-		return EXIT_ERR;
+		if (fdm_suspend(name, lockfs)) {
+			snprintf(err, sizeof(err), "%s", fdm_error());
+			/* A suspend interrupted half-way is undone by the kernel; check. */
+			if (!fdm_info(name, &info) && info.suspended)
+				s[i].suspended = 1;
+			msg_err("snapshot %s: cannot suspend %s: %s", name, name, err);
+			failed = 1;
+			break;
+		}
+		s[i].suspended = 1;
+		test_pause_after_suspend(name);
+		failed = !!sig_caught();
 	}
-	if (sig_caught()) {
-		fdm_remove(vname, &cookie);
-		goto rollback;
+	for (i = 0; i < n && !failed; i++) {
+		if (fdm_create(s[i].vname, &s[i].tbl, FDM_UDEV_VIEW, &cookie, 0)) {
+			snprintf(err, sizeof(err), "%s", fdm_error());
+			/* libdevmapper removes a device whose table failed; make sure. */
+			if (fdm_exists(s[i].vname))
+				fdm_remove(s[i].vname, &cookie);
+			msg_err("snapshot %s: cannot create the view %s: %s", s[i].o.name,
+				s[i].vname, err);
+			failed = 1;
+			break;
+		}
+		s[i].created = 1;
+		failed = !!sig_caught();
 	}
-	if (resume_origin(name, &cookie)) {
+	for (i = 0; i < n && !failed; i++)
+		if (resume_origin(s[i].o.name, &cookie))
+			failed = 1;
+		else
+			s[i].suspended = 0;
+	if (failed) {
 		/* Never leave a view whose origin we could not bring back. */
-		fdm_remove(vname, &cookie);
+		sig = sig_caught();
+		rollback(s, n, &cookie);
 		fdm_udev_wait(&cookie);
 		sig_restore();
+		if (sig)
+			msg_err("snapshot %s: interrupted by signal %d (%s); %s resumed, no view "
+				"created", first, sig, strsignal(sig),
+				n == 1 ? first : "every origin");
 		return EXIT_ERR;
 	}
 	/* Done: a signal from now on comes after a complete snapshot. */
 	fdm_udev_wait(&cookie);
 	sig_restore();
-	printf("/dev/mapper/%s\n", vname);
+	for (i = 0; i < n; i++)
+		printf("/dev/mapper/%s\n", s[i].vname);
 	return EXIT_OK;
-
-rollback:
-	sig = sig_caught();
-	if (resume_origin(name, &cookie))
-		rc = EXIT_ERR;
-	fdm_udev_wait(&cookie);
-	sig_restore();
-	msg_err("snapshot %s: interrupted by signal %d (%s); %s resumed, no view created",
-		name, sig, strsignal(sig), name);
-	return rc;
-
-interrupted_early:
-	sig = sig_caught();
-	sig_restore();
-	msg_err("snapshot %s: interrupted by signal %d (%s) before suspending; nothing done",
-		name, sig, strsignal(sig));
-	return EXIT_ERR;
 }
 
 int cmd_snapshot(int argc, char **argv)
@@ -315,20 +451,18 @@ int cmd_snapshot(int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	struct snap_opts so = { .on_full = ON_FULL_INVALIDATE, .lockfs = 1 };
-	char vname[NAME_LEN], other[NAME_LEN];
-	const char *name;
-	char params[2 * PATH_MAX + 128];
-	struct view_table vt;
-	struct fdm_table tbl;
-	struct fl_origin o;
-	dev_t sdevt;
-	int c, r;
+	const char *scratch[MAX_GROUP], *view[MAX_GROUP];
+	unsigned int nscratch = 0, nview = 0, n, i;
+	struct snap_one *s;
+	int c, rc;
 
 	optind = 0;
 	while ((c = getopt_long(argc, argv, "s:f:l:wn:h", opts, NULL)) != -1) {
 		switch (c) {
 		case 's':
-			so.scratch = optarg;
+			if (nscratch == MAX_GROUP)
+				return usage_error(argv[0], "at most %d --scratch", MAX_GROUP);
+			scratch[nscratch++] = optarg;
 			break;
 		case 'b':
 			so.bitmap = optarg;
@@ -353,7 +487,9 @@ int cmd_snapshot(int argc, char **argv)
 			so.writable = 1;
 			break;
 		case 'n':
-			so.view = optarg;
+			if (nview == MAX_GROUP)
+				return usage_error(argv[0], "at most %d --view", MAX_GROUP);
+			view[nview++] = optarg;
 			break;
 		case 'X':
 			so.force = 1;
@@ -365,11 +501,20 @@ int cmd_snapshot(int argc, char **argv)
 			return option_end(c, argv[0]);
 		}
 	}
-	if (argc - optind != 1)
+	n = argc - optind;
+	if (!n)
 		return usage_error(argv[0], "needs NAME, the fleece-origin device");
-	if (!so.scratch)
+	if (n > MAX_GROUP)
+		return usage_error(argv[0], "at most %d origins at one point in time", MAX_GROUP);
+	if (!nscratch)
 		return usage_error(argv[0], "--scratch DEV is required: the device that "
 				   "keeps the view's preserved chunks");
+	if (nscratch != n)
+		return usage_error(argv[0], "%u origins need %u --scratch, one each in "
+				   "the same order (got %u)", n, n, nscratch);
+	if (nview && nview != n)
+		return usage_error(argv[0], "%u origins need %u --view, one each in the "
+				   "same order, or none (got %u)", n, n, nview);
 	if (so.full && !so.bitmap)
 		return usage_error(argv[0], "--full goes with --bitmap: it starts a chain "
 				   "of incremental backups");
@@ -380,65 +525,30 @@ int cmd_snapshot(int argc, char **argv)
 		return usage_error(argv[0], "invalid --bitmap '%s': 1 to %d of A-Z a-z 0-9 _ . -",
 				   so.bitmap, BITMAP_NAME_MAX);
 
+	s = calloc(n, sizeof(*s));
+	if (!s) {
+		msg_err("snapshot: out of memory");
+		return EXIT_ERR;
+	}
+	for (i = 0; i < n; i++) {
+		s[i].arg = argv[optind + i];
+		s[i].scratch = scratch[i];
+		s[i].view = nview ? view[i] : NULL;
+	}
+
 	lock_take();
-	if (lookup_origin("snapshot", argv[optind], &o))
-		return EXIT_ERR;
-	name = o.name;
-	if (!o.single) {
-		msg_err("snapshot %s: its table has more than the %s target; "
-			"fleecectl snapshots single-target %s devices", name,
-			TARGET_ORIGIN, TARGET_ORIGIN);
-		return EXIT_ERR;
-	}
-	if (!o.origin_devt) {
-		msg_err("snapshot %s: cannot find its origin device '%s'", name, o.table.origin);
-		return EXIT_ERR;
-	}
-	if (o.suspended) {
-		msg_err("snapshot %s: already suspended (by another program?); "
-			"it must be active to take a snapshot", name);
-		return EXIT_ERR;
-	}
-	if (o.have_status && o.status.sessions >= MAX_SESSIONS) {
-		msg_err("snapshot %s: already has %u sessions, the most an origin can have",
-			name, o.status.sessions);
-		return EXIT_ERR;
-	}
-	if (so.bitmap && check_bitmap(name, &o, so.bitmap, so.full))
-		return EXIT_ERR;
-	if (other_origin(&o, other, sizeof(other))) {
-		msg_err("snapshot %s: %s is another %s on the same origin device; "
-			"fleecectl snapshots origins that have one", name, other, TARGET_ORIGIN);
-		return EXIT_ERR;
-	}
-
-	memset(&vt, 0, sizeof(vt));
-	vt.on_full = so.on_full;
-	vt.writable = so.writable;
-	if (so.bitmap) {
-		str_copy(vt.bitmap, sizeof(vt.bitmap), so.bitmap);
-		vt.full = so.full;
-	}
-	if (so.low_water && parse_low_water(so.low_water, o.table.chunk_sectors,
-					    &vt.low_water))
-		return usage_error(argv[0], "invalid --low-water '%s': a number of chunks "
-				   "or a size", so.low_water);
-	if (check_scratch(name, &o, so.scratch, so.force, &sdevt))
-		return EXIT_ERR;
-	if (pick_view_name(name, so.view, vname, sizeof(vname)))
-		return EXIT_ERR;
-
-	snprintf(vt.origin, sizeof(vt.origin), "%u:%u", major(o.origin_devt),
-		 minor(o.origin_devt));
-	snprintf(vt.scratch, sizeof(vt.scratch), "%u:%u", major(sdevt), minor(sdevt));
-	if (build_view_table(&vt, params, sizeof(params)) ||
-	    fdm_table_one(&tbl, o.sectors, TARGET_VIEW, params)) {
-		msg_err("snapshot %s: out of memory", name);
-		return EXIT_ERR;
-	}
-	r = take_view(name, vname, &tbl, so.lockfs);
-	fdm_table_free(&tbl);
-	return r;
+	rc = EXIT_OK;
+	for (i = 0; i < n && rc == EXIT_OK; i++)
+		rc = prepare_one(&so, &s[i]);
+	if (rc == EXIT_OK && check_group(s, n))
+		rc = EXIT_ERR;
+	if (rc == EXIT_OK)
+		rc = take_views(s, n, so.lockfs);
+	for (i = 0; i < n; i++)
+		if (s[i].have_tbl)
+			fdm_table_free(&s[i].tbl);
+	free(s);
+	return rc;
 }
 
 /*
