@@ -177,6 +177,7 @@ int origin_attach(const char *dmdev, const struct origin_opts *opts,
 	if (opts->dry_run) {
 		if (origin_meta_arg("attach", name, opts->meta, devt, &ot))
 			goto out_cur;
+		origin_id_arg("attach", name, devt, &ot);
 		snprintf(ot.origin, sizeof(ot.origin), "<%s>", real);
 		if (build_origin_table(&ot, params, sizeof(params))) {
 			msg_err("attach %s: table line too long", name);
@@ -209,6 +210,7 @@ int origin_attach(const char *dmdev, const struct origin_opts *opts,
 	/* 2.-4. fleece-origin over it, swapped in. */
 	if (origin_meta_arg("attach", name, opts->meta, rdevt, &ot))
 		goto out_real;
+	origin_id_arg("attach", name, devt, &ot);
 	snprintf(ot.origin, sizeof(ot.origin), "%u:%u", major(rdevt), minor(rdevt));
 	if (build_origin_table(&ot, params, sizeof(params)) ||
 	    fdm_table_one(&ft, sectors, TARGET_ORIGIN, params)) {
@@ -239,6 +241,7 @@ int cmd_attach(int argc, char **argv)
 	static const struct option opts[] = {
 		{ "meta", required_argument, NULL, 'm' },
 		{ "chunk-size", required_argument, NULL, 'c' },
+		{ "no-gap", no_argument, NULL, 'G' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -257,6 +260,9 @@ int cmd_attach(int argc, char **argv)
 				return usage_error(argv[0], "invalid --chunk-size '%s': %s",
 						   optarg, why);
 			break;
+		case 'G':
+			o.no_gap = 1;
+			break;
 		default:
 			return option_end(c, argv[0]);
 		}
@@ -268,7 +274,7 @@ int cmd_attach(int argc, char **argv)
 	return origin_attach(argv[optind], &o, NULL, 0) ? EXIT_ERR : EXIT_OK;
 }
 
-int origin_detach(const char *dmdev, int dry_run)
+int origin_detach(const char *dmdev, int dry_run, int shutdown)
 {
 	char name[NAME_LEN], what[256], views[1024];
 	struct fdm_table rt;
@@ -345,6 +351,8 @@ int origin_detach(const char *dmdev, int dry_run)
 		fdm_table_free(&rt);
 		return 0;
 	}
+	if (shutdown && origin_clean_detach("detach", name, &o, 1))
+		return -1;
 	sig_catch();
 	r = swap_table("detach", name, &rt, FDM_SECURE | (info.read_only ? FDM_READONLY : 0),
 		       &cookie);
@@ -352,6 +360,8 @@ int origin_detach(const char *dmdev, int dry_run)
 	fdm_udev_wait(&cookie);
 	if (r) {
 		sig_restore();
+		if (shutdown)
+			origin_clean_detach("detach", name, &o, 0);
 		return -1;
 	}
 	r = fdm_remove(o.real_name, &cookie);
@@ -376,5 +386,5 @@ int cmd_detach(int argc, char **argv)
 		return usage_error(argv[0], "needs DMDEV");
 
 	lock_take();
-	return origin_detach(argv[optind], 0) ? EXIT_ERR : EXIT_OK;
+	return origin_detach(argv[optind], 0, 0) ? EXIT_ERR : EXIT_OK;
 }

@@ -98,7 +98,7 @@ static int bitmap_list(const struct fl_origin *o, int json)
 		json_obj_begin(&j, NULL);
 		json_str(&j, "origin", o->name);
 		json_str(&j, "metadata", st->persistent ? "persistent" : "volatile");
-		json_str(&j, "tracking", st->lost ? "lost" : "ok");
+		json_str(&j, "tracking", st->gap ? "gap" : st->lost ? "lost" : "ok");
 		json_u64(&j, "chunk_bytes", chunk);
 		json_arr_begin(&j, "bitmaps");
 		for (i = 0; i < st->nr_bitmaps; i++) {
@@ -113,7 +113,11 @@ static int bitmap_list(const struct fl_origin *o, int json)
 		json_obj_end(&j);
 		return EXIT_OK;
 	}
-	if (st->lost)
+	if (st->gap)
+		printf("warning: %s was attached after a time in which writes could "
+		       "pass it (not attached at boot, or detached): the bitmaps may miss "
+		       "changes; take a full backup\n", o->name);
+	else if (st->lost)
 		printf("warning: tracking on %s is lost (a metadata write failed): "
 		       "the bitmaps may miss changes; take a full backup\n", o->name);
 	if (!st->nr_bitmaps) {

@@ -373,3 +373,73 @@ int bdev_wipe_signatures(const char *path)
 	close(fd);
 	return r;
 }
+
+/* A line of a sysfs file, without its newline; "" if absent. */
+static void sysfs_line(const char *path, char *buf, size_t len)
+{
+	FILE *f = fopen(path, "re");
+
+	buf[0] = '\0';
+	if (!f)
+		return;
+	if (fgets(buf, len, f))
+		buf[strcspn(buf, "\n")] = '\0';
+	fclose(f);
+}
+
+/* One word of printable ASCII: what the kernel takes as an origin_id. */
+static int id_word(const char *s)
+{
+	for (; *s; s++)
+		if (*s <= ' ' || *s > '~')
+			return 0;
+	return 1;
+}
+
+/* Does a better by-id name than @best come first: wwn- names first, then
+ * the lowest in byte order, so the choice never depends on readdir(). */
+static int better_id(const char *name, const char *best)
+{
+	int w = !strncmp(name, "wwn-", 4), bw = !strncmp(best, "wwn-", 4);
+
+	if (!best[0] || w != bw)
+		return !best[0] || w;
+	return strcmp(name, best) < 0;
+}
+
+int bdev_origin_id(dev_t devt, char *id, size_t len)
+{
+	char path[128], val[256], best[256] = "";
+	struct dirent *de;
+	struct stat st;
+	DIR *d;
+
+	snprintf(path, sizeof(path), "/sys/dev/block/%u:%u/dm/uuid", major(devt), minor(devt));
+	sysfs_line(path, val, sizeof(val));
+	if (val[0] && strlen(val) + 8 < len && id_word(val)) {
+		snprintf(id, len, "dm-uuid-%s", val);
+		return 0;
+	}
+	snprintf(path, sizeof(path), "/sys/dev/block/%u:%u/dm/name", major(devt), minor(devt));
+	sysfs_line(path, val, sizeof(val));
+	if (val[0] && strlen(val) + 8 < len && id_word(val)) {
+		snprintf(id, len, "dm-name-%s", val);
+		return 0;
+	}
+	d = opendir("/dev/disk/by-id");
+	if (!d)
+		return -ENOENT;
+	while ((de = readdir(d))) {
+		if (de->d_name[0] == '.' || strlen(de->d_name) >= len || !id_word(de->d_name) ||
+		    fstatat(dirfd(d), de->d_name, &st, 0) || !S_ISBLK(st.st_mode) ||
+		    st.st_rdev != devt)
+			continue;
+		if (better_id(de->d_name, best))
+			str_copy(best, sizeof(best), de->d_name);
+	}
+	closedir(d);
+	if (!best[0])
+		return -ENOENT;
+	str_copy(id, len, best);
+	return 0;
+}

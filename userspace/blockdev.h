@@ -54,4 +54,12 @@ int bdev_probe_contents(const char *path, char *what, size_t len);
  */
 int bdev_wipe_signatures(const char *path);
 
+/*
+ * A stable name of the device, to bind metadata to it: "dm-uuid-UUID" (an
+ * LVM LV, a LUKS device), "dm-name-NAME" (a dm device without a UUID), else
+ * its /dev/disk/by-id name (wwn- first). Returns 0, or -ENOENT if it has
+ * none.
+ */
+int bdev_origin_id(dev_t devt, char *id, size_t len);
+
 #endif

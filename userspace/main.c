@@ -24,11 +24,11 @@ struct command {
 };
 
 static const struct command commands[] = {
-	{ "create", cmd_create, "NAME ORIGIN_DEV [--meta DEV] [--chunk-size SIZE]",
+	{ "create", cmd_create, "NAME ORIGIN_DEV [--meta DEV] [--chunk-size SIZE] [--no-gap]",
 	  "put fleece-origin on an unused device, as /dev/mapper/NAME" },
 	{ "remove", cmd_remove, "NAME",
 	  "remove a fleece-origin device that has no views" },
-	{ "attach", cmd_attach, "DMDEV [--meta DEV] [--chunk-size SIZE]",
+	{ "attach", cmd_attach, "DMDEV [--meta DEV] [--chunk-size SIZE] [--no-gap]",
 	  "put fleece-origin under a device-mapper device, even in use" },
 	{ "detach", cmd_detach, "DMDEV",
 	  "undo attach: DMDEV gets its own table back" },
@@ -53,7 +53,7 @@ static const struct command commands[] = {
 	  "copy a view, releasing what has been copied" },
 	{ "up", cmd_up, "[NAME...] [--tab FILE] [--dry-run] [--no-vouch]",
 	  "set up the origins /etc/fleecetab lists (what boot runs)" },
-	{ "down", cmd_down, "[NAME...] [--tab FILE] [--dry-run] [--force]",
+	{ "down", cmd_down, "[NAME...] [--tab FILE] [--dry-run] [--force] [--shutdown]",
 	  "undo up: detach or remove the origins /etc/fleecetab lists" },
 	{ "tab", cmd_tab, "[NAME...] [--tab FILE] [--no-vouch]",
 	  "check /etc/fleecetab and show what 'up' would do" },

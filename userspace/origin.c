@@ -51,6 +51,32 @@ int origin_meta_arg(const char *cmd, const char *name, const char *meta,
 	return 0;
 }
 
+void origin_id_arg(const char *cmd, const char *name, dev_t devt, struct origin_table *t)
+{
+	if (!strcmp(t->meta, "-"))
+		return;
+	if (bdev_origin_id(devt, t->origin_id, sizeof(t->origin_id)))
+		msg_warn("%s %s: %u:%u has no stable name (no device-mapper UUID, no "
+			 "/dev/disk/by-id link): its metadata cannot be bound to it",
+			 cmd, name, major(devt), minor(devt));
+}
+
+int origin_clean_detach(const char *cmd, const char *name, const struct fl_origin *o,
+			int clean)
+{
+	if (!o->have_status || !o->status.persistent)
+		return 0;
+	if (!fdm_message(name, 0, clean ? "clean_detach" : "clean_detach cancel", NULL))
+		return 0;
+	if (clean)
+		msg_err("%s %s: cannot declare the detach clean (%s); not detached",
+			cmd, name, fdm_error());
+	else
+		msg_warn("%s %s: cannot take back the clean detach (%s): a later detach "
+			 "will count as clean", cmd, name, fdm_error());
+	return -1;
+}
+
 /* "<start> <length> fleece-origin <params>", as dmsetup table prints it. */
 void origin_table_line(char *table, size_t len, uint64_t sectors, const char *params)
 {
@@ -99,6 +125,7 @@ int origin_create(const char *name, const char *dev, const struct origin_opts *o
 	}
 	if (origin_meta_arg("create", name, opts->meta, devt, &t))
 		return -1;
+	origin_id_arg("create", name, devt, &t);
 	snprintf(t.origin, sizeof(t.origin), "%u:%u", major(devt), minor(devt));
 	if (build_origin_table(&t, params, sizeof(params))) {
 		msg_err("create %s: table line too long", name);
@@ -127,6 +154,7 @@ int cmd_create(int argc, char **argv)
 	static const struct option opts[] = {
 		{ "meta", required_argument, NULL, 'm' },
 		{ "chunk-size", required_argument, NULL, 'c' },
+		{ "no-gap", no_argument, NULL, 'G' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -145,6 +173,9 @@ int cmd_create(int argc, char **argv)
 				return usage_error(argv[0], "invalid --chunk-size '%s': %s",
 						   optarg, why);
 			break;
+		case 'G':
+			o.no_gap = 1;
+			break;
 		default:
 			return option_end(c, argv[0]);
 		}
@@ -161,7 +192,7 @@ int cmd_create(int argc, char **argv)
 	return EXIT_OK;
 }
 
-int origin_remove(const char *arg, int dry_run)
+int origin_remove(const char *arg, int dry_run, int shutdown)
 {
 	char views[1024];
 	const char *name;
@@ -213,10 +244,14 @@ int origin_remove(const char *arg, int dry_run)
 	}
 	if (dry_run)
 		return 0;
+	if (shutdown && origin_clean_detach("remove", name, &o, 1))
+		return -1;
 	r = fdm_remove(name, &cookie);
 	fdm_udev_wait(&cookie);
 	if (r) {
 		msg_err("remove %s: %s", name, fdm_error());
+		if (shutdown)
+			origin_clean_detach("remove", name, &o, 0);
 		return -1;
 	}
 	return 0;
@@ -233,5 +268,5 @@ int cmd_remove(int argc, char **argv)
 		return usage_error(argv[0], "needs NAME");
 
 	lock_take();
-	return origin_remove(argv[optind], 0) ? EXIT_ERR : EXIT_OK;
+	return origin_remove(argv[optind], 0, 0) ? EXIT_ERR : EXIT_OK;
 }

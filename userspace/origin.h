@@ -40,9 +40,15 @@ int origin_create(const char *name, const char *dev, const struct origin_opts *o
 		  char *table, size_t len);
 int origin_attach(const char *dmdev, const struct origin_opts *opts,
 		  char *table, size_t len);
-/* remove and detach; with @dry_run only the checks. */
-int origin_remove(const char *name, int dry_run);
-int origin_detach(const char *dmdev, int dry_run);
+/*
+ * remove and detach; with @dry_run only the checks. The kernel records a
+ * detach as a possible gap: the next attach distrusts the bitmaps even with
+ * no_gap. With @shutdown (down --shutdown, the units' ExecStop) it is
+ * declared clean first ("clean_detach"): the system is going down, and the
+ * next boot's up vouches rightly.
+ */
+int origin_remove(const char *name, int dry_run, int shutdown);
+int origin_detach(const char *dmdev, int dry_run, int shutdown);
 
 /* The table line "0 <sectors> fleece-origin <params>" into @table (NULL: none). */
 void origin_table_line(char *table, size_t len, uint64_t sectors, const char *params);
@@ -57,5 +63,22 @@ void origin_table_line(char *table, size_t len, uint64_t sectors, const char *pa
  */
 int origin_meta_arg(const char *cmd, const char *name, const char *meta,
 		    dev_t origin_devt, struct origin_table *t);
+
+/*
+ * With metadata, bind it to the device applications use, @devt: its
+ * stable name goes into the table as origin_id, so that the kernel refuses
+ * metadata made for another origin. A device without one gets a warning.
+ */
+void origin_id_arg(const char *cmd, const char *name, dev_t devt, struct origin_table *t);
+
+struct fl_origin;
+
+/*
+ * CMD NAME is about to remove the fleece-origin @o at shutdown: declare the
+ * detach clean (@clean), or take that back after a failed removal. Nothing
+ * to do with volatile bitmaps. Returns 0, or -1 with the error printed.
+ */
+int origin_clean_detach(const char *cmd, const char *name, const struct fl_origin *o,
+			int clean);
 
 #endif

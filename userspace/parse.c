@@ -70,22 +70,28 @@ int parse_origin_table(const char *params, struct origin_table *t)
 	if (n > 3 && (parse_uint(w[3], &t->nr_features) ||
 		      t->nr_features != (unsigned int)(n - 4)))
 		goto out;
-	for (i = 4; i < n; i++)
-		if (!strcmp(w[i], "no_gap"))
+	/* Features of later kernels are skipped: the table is someone's. */
+	for (i = 4; i < n; i++) {
+		if (!strcasecmp(w[i], "no_gap"))
 			t->no_gap = 1;
+		else if (!strcasecmp(w[i], "origin_id") && i + 1 < n &&
+			 !copy_word(t->origin_id, sizeof(t->origin_id), w[i + 1]))
+			i++;
+	}
 	r = 0;
 out:
 	free(copy);
 	return r;
 }
 
-/* <ok|lost> <#bitmaps> [<name> <dirty> <frozen_sets>]... */
+/* <ok|lost|gap> <#bitmaps> [<name> <dirty> <frozen_sets>]... */
 static int parse_bitmaps(char **w, int n, struct origin_status *s)
 {
 	struct bitmap_status *b;
 	unsigned int i;
 
-	s->lost = !strcmp(w[0], "lost");
+	s->lost = strcmp(w[0], "ok") != 0;
+	s->gap = !strcmp(w[0], "gap");
 	if (parse_uint(w[1], &s->nr_bitmaps) || s->nr_bitmaps > MAX_BITMAPS ||
 	    n < 2 + 3 * (int)s->nr_bitmaps)
 		return -EINVAL;
@@ -116,7 +122,7 @@ int parse_origin_status(const char *params, struct origin_status *s)
 		goto out;
 	r = 0;
 	/* Kernels before changed-block bitmaps stop here. */
-	if (n < 4 || (strcmp(w[2], "ok") && strcmp(w[2], "lost")))
+	if (n < 4 || (strcmp(w[2], "ok") && strcmp(w[2], "lost") && strcmp(w[2], "gap")))
 		goto out;
 	r = parse_bitmaps(w + 2, n - 2, s);
 out:
@@ -233,10 +239,14 @@ int build_origin_table(const struct origin_table *t, char *buf, size_t len)
 {
 	int n;
 
-	n = snprintf(buf, len, "%s %s %llu%s", t->origin,
+	n = snprintf(buf, len, "%s %s %llu", t->origin,
 		     t->meta[0] ? t->meta : "-",
-		     (unsigned long long)t->chunk_sectors,
-		     t->no_gap ? " 1 no_gap" : "");
+		     (unsigned long long)t->chunk_sectors);
+	if (n >= 0 && (size_t)n < len && (t->no_gap || t->origin_id[0]))
+		n += snprintf(buf + n, len - n, " %d%s%s%s",
+			      !!t->no_gap + (t->origin_id[0] ? 2 : 0),
+			      t->no_gap ? " no_gap" : "",
+			      t->origin_id[0] ? " origin_id " : "", t->origin_id);
 	return n < 0 || (size_t)n >= len ? -ENOSPC : 0;
 }
 

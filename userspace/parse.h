@@ -14,6 +14,9 @@
 #include <stddef.h>
 
 /* fleece-origin <origin_dev> <metadata_dev|-> <chunk_sectors> [<#f> <arg>...] */
+/* The kernel's limit on origin_id (dm-fleece-track.h). */
+#define ORIGIN_ID_MAX 127
+
 struct origin_table {
 	char origin[PATH_MAX];
 	char meta[PATH_MAX];		/* "-" when none */
@@ -22,9 +25,11 @@ struct origin_table {
 	/*
 	 * The feature "no_gap": the admin vouches that nothing wrote the origin
 	 * since its bitmaps last tracked it, so a re-attach of existing metadata
-	 * keeps them trusted. Built as "1 no_gap"; parsed when present.
+	 * keeps them trusted. Parsed and built with origin_id.
 	 */
 	int no_gap;
+	/* The feature "origin_id <id>": what the origin is; "" when none. */
+	char origin_id[ORIGIN_ID_MAX + 1];
 };
 
 /* Changed-block bitmaps: the kernel's limits (dm-fleece-track.h). */
@@ -38,14 +43,15 @@ struct bitmap_status {
 };
 
 /*
- * <volatile|persistent> <#sessions> <ok|lost> <#bitmaps>
+ * <volatile|persistent> <#sessions> <ok|lost|gap> <#bitmaps>
  * [<name> <dirty_chunks> <frozen_sets>]...
  */
 struct origin_status {
 	int persistent;
 	unsigned int sessions;
 	int have_tracking;		/* the kernel printed the fields below */
-	int lost;			/* tracking lost: bitmaps untrustworthy */
+	int lost;			/* bitmaps untrustworthy: "lost" or "gap" */
+	int gap;			/* for a gap before the attach only */
 	unsigned int nr_bitmaps;
 	struct bitmap_status bitmaps[MAX_BITMAPS];
 };

@@ -155,8 +155,14 @@ static int check_bitmap(const char *name, const struct fl_origin *o, const char 
 		return -1;
 	}
 	if (o->status.lost && !full) {
-		msg_err("snapshot %s: tracking is lost (a metadata write failed): bitmap "
-			"'%s' may miss changes; take a --full backup", name, bitmap);
+		if (o->status.gap)
+			msg_err("snapshot %s: attached after a time in which writes could "
+				"pass it (not attached at boot, or detached): bitmap '%s' may "
+				"miss changes; take a --full backup", name, bitmap);
+		else
+			msg_err("snapshot %s: tracking is lost (a metadata write failed): "
+				"bitmap '%s' may miss changes; take a --full backup", name,
+				bitmap);
 		return -1;
 	}
 	return 0;

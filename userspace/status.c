@@ -166,7 +166,7 @@ static void print_human(const struct fl_scan *s, const struct filter *f)
 		row[4] = !o->have_status ? "?" : o->status.persistent ? "persistent" : "volatile";
 		row[5] = sess;
 		row[6] = !o->have_status || !o->status.have_tracking ? "-" :
-			 o->status.lost ? "LOST" : "ok";
+			 o->status.gap ? "GAP" : o->status.lost ? "LOST" : "ok";
 		table_row(&t, row);
 	}
 	if (t.rows == 1 && f->view < 0) {
@@ -343,7 +343,7 @@ static void print_json(const struct fl_scan *s, const struct filter *f)
 		else
 			json_str(&j, "sessions", NULL);
 		json_str(&j, "tracking", !o->have_status || !o->status.have_tracking ? NULL :
-			 o->status.lost ? "lost" : "ok");
+			 o->status.gap ? "gap" : o->status.lost ? "lost" : "ok");
 		json_arr_begin(&j, "bitmaps");
 		for (k = 0; o->have_status && k < o->status.nr_bitmaps; k++) {
 			const struct bitmap_status *b = &o->status.bitmaps[k];

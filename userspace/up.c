@@ -12,8 +12,10 @@
  * At boot, up vouches for the gap between the last shutdown and now
  * (struct origin_opts.no_gap): nothing could have written the device
  * through another path, so the kernel may keep the bitmaps trusted. down
- * keeps that true: it does not detach a device that is still open, since
- * whatever is written after the detach would be in no bitmap.
+ * keeps that true: it does not detach a device that is still open, and
+ * only with --shutdown (the units' ExecStop) does it declare the detach
+ * clean; any other detach leaves the bitmaps untrusted at the next attach,
+ * since whatever is written after it would be in no bitmap.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -39,6 +41,7 @@ struct tab_args {
 	int dry_run;
 	int no_vouch;
 	int force;
+	int shutdown;	/* down --shutdown: the system goes down: a clean detach */
 };
 
 /* A device as a table names it, for messages: "8:16" or the path. */
@@ -248,7 +251,7 @@ static int entry_down(const struct tab_entry *e, const struct tab_args *a)
 				e->name, e->name, o.table.origin, e->device);
 			return -1;
 		}
-		if (origin_remove(e->name, a->dry_run))
+		if (origin_remove(e->name, a->dry_run, a->shutdown))
 			return -1;
 		printf("%s: %s /dev/mapper/%s\n", e->name,
 		       a->dry_run ? "would remove" : "removed", e->name);
@@ -289,7 +292,7 @@ static int entry_down(const struct tab_entry *e, const struct tab_args *a)
 			open == 1 ? "" : "s");
 		return -1;
 	}
-	if (origin_detach(dm, a->dry_run))
+	if (origin_detach(dm, a->dry_run, a->shutdown))
 		return -1;
 	printf("%s: %s %s\n", e->name, a->dry_run ? "would detach" : "detached", dm);
 	return 0;
@@ -302,6 +305,7 @@ static int tab_options(int argc, char **argv, struct tab_args *a)
 		{ "dry-run", no_argument, NULL, 'n' },
 		{ "no-vouch", no_argument, NULL, 'N' },
 		{ "force", no_argument, NULL, 'f' },
+		{ "shutdown", no_argument, NULL, 'S' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -325,6 +329,11 @@ static int tab_options(int argc, char **argv, struct tab_args *a)
 			if (!down)
 				return usage_error(argv[0], "--force goes with down only");
 			a->force = 1;
+			break;
+		case 'S':
+			if (!down)
+				return usage_error(argv[0], "--shutdown goes with down only");
+			a->shutdown = 1;
 			break;
 		default:
 			return option_end(c, argv[0]);

@@ -94,20 +94,41 @@ static int read_count(struct dm_target *ti, const struct dm_arg *arg,
 	return 0;
 }
 
-int fleece_parse_origin_features(struct dm_target *ti, struct dm_arg_set *as)
+int fleece_parse_origin_features(struct dm_target *ti, struct dm_arg_set *as,
+				 struct fleece_attach_opts *opts)
 {
 	static const struct dm_arg _args[] = {
-		{0, 0, "Invalid number of feature arguments"},
+		{0, 3, "Invalid number of feature arguments"},
 	};
 	unsigned int argc;
+	const char *arg;
 	int r;
 
-	/* No feature is defined yet; "0" is accepted for forward tables. */
+	memset(opts, 0, sizeof(*opts));
 	if (!as->argc)
 		return 0;
 	r = read_count(ti, _args, as, &argc);
 	if (r)
 		return r;
+	while (argc) {
+		arg = dm_shift_arg(as);
+		argc--;
+		if (!strcasecmp(arg, "no_gap")) {
+			opts->no_gap = true;
+		} else if (!strcasecmp(arg, "origin_id")) {
+			arg = argc ? dm_shift_arg(as) : "";
+			argc -= !!argc;
+			if (!fleece_valid_origin_id(arg)) {
+				ti->error =
+				"Invalid origin_id: 1 to 127 printable ASCII characters";
+				return -EINVAL;
+			}
+			opts->origin_id = arg;
+		} else {
+			ti->error = "Unknown feature argument";
+			return -EINVAL;
+		}
+	}
 	if (as->argc) {
 		ti->error = "Too many arguments";
 		return -EINVAL;
@@ -231,6 +252,19 @@ int fleece_parse_view_message(unsigned int argc, char **argv,
 		m->cmd = FLEECE_VIEW_MSG_CHANGES;
 	}
 	return 0;
+}
+
+bool fleece_valid_origin_id(const char *id)
+{
+	size_t n = strnlen(id, FLEECE_ORIGIN_ID_MAX + 1);
+	size_t i;
+
+	if (!n || n > FLEECE_ORIGIN_ID_MAX)
+		return false;
+	for (i = 0; i < n; i++)
+		if (id[i] <= ' ' || id[i] > '~')
+			return false;
+	return true;
 }
 
 bool fleece_valid_bitmap_name(const char *name)

@@ -266,7 +266,8 @@ static char *scratch_conflict(struct fleece_dev *fd, struct block_device *scratc
 }
 
 int fleece_dev_attach_tracker(struct fleece_dev *fd, struct block_device *meta,
-			      sector_t origin_sectors, char **error)
+			      sector_t origin_sectors,
+			      const struct fleece_attach_opts *opts, char **error)
 {
 	struct fleece_tracker *t;
 	int r = 0;
@@ -279,10 +280,13 @@ int fleece_dev_attach_tracker(struct fleece_dev *fd, struct block_device *meta,
 		} else if (fd->trk->origin_sectors != origin_sectors) {
 			*error = "Length differs from the fleece-origin already on this device";
 			r = -EINVAL;
+		} else if (!fleece_track_same_origin(fd->trk, opts->origin_id)) {
+			*error = "Metadata belongs to another origin (its origin_id differs)";
+			r = -EINVAL;
 		}
 		goto out;
 	}
-	t = fleece_track_create(meta, origin_sectors, fd->chunk_sectors, fd->wq,
+	t = fleece_track_create(meta, origin_sectors, fd->chunk_sectors, opts, fd->wq,
 				fleece_origin_resume_bio, fd, error);
 	if (IS_ERR(t))
 		r = PTR_ERR(t);

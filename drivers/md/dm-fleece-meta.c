@@ -114,10 +114,12 @@ static void mark_untrusted(struct fleece_tracker *t)
 	unsigned int i;
 
 	for (i = 0; i < FLEECE_META_SLOTS; i++) {
-		if (t->slot[i])
+		if (t->slot[i]) {
 			t->slot[i]->untrusted = true;
+			t->slot[i]->gap = false;
+		}
 		if (le32_to_cpu(t->sb->slots[i].state) != FLEECE_SLOT_FREE)
-			t->sb->slots[i].flags |= cpu_to_le32(FLEECE_SLOT_UNTRUSTED);
+			t->sb->slots[i].flags = cpu_to_le32(FLEECE_SLOT_UNTRUSTED);
 	}
 }
 
@@ -181,7 +183,8 @@ static int area_is_zero(struct fleece_tracker *t, void *buf, bool *zero)
 	return 0;
 }
 
-static int format(struct fleece_tracker *t, unsigned int chunk_sectors)
+static int format(struct fleece_tracker *t, unsigned int chunk_sectors,
+		  const struct fleece_attach_opts *opts)
 {
 	struct fleece_disk_sb *sb = t->sb;
 
@@ -195,6 +198,9 @@ static int format(struct fleece_tracker *t, unsigned int chunk_sectors)
 	sb->nr_slots = cpu_to_le32(FLEECE_META_SLOTS);
 	sb->nr_chunks = cpu_to_le64(t->nr_chunks);
 	sb->bits_per_block = cpu_to_le32(FLEECE_BITS_PER_BLOCK);
+	sb->flags = cpu_to_le32(FLEECE_SB_ATTACHED);
+	if (opts->origin_id)
+		strscpy(sb->origin_id, opts->origin_id, sizeof(sb->origin_id));
 	/* Nothing is on disk to fall back to: a failure fails the ctr. */
 	return write_sb_once(t, true);
 }
@@ -220,12 +226,18 @@ static int check_sb(struct fleece_tracker *t, struct fleece_disk_sb *sb,
 		*error = "Metadata is for an origin of another size";
 		return -EINVAL;
 	}
+	if ((le32_to_cpu(sb->flags) & ~FLEECE_SB_FLAGS) ||
+	    !memchr(sb->origin_id, 0, sizeof(sb->origin_id)) ||
+	    (sb->origin_id[0] && !fleece_valid_origin_id(sb->origin_id))) {
+		*error = "Metadata superblock has invalid flags or origin_id";
+		return -EINVAL;
+	}
 	for (i = 0; i < FLEECE_META_SLOTS; i++) {
 		struct fleece_disk_slot *ds = &sb->slots[i];
 		u32 state = le32_to_cpu(ds->state);
 
 		if (state > FLEECE_SLOT_FROZEN ||
-		    (le32_to_cpu(ds->flags) & ~FLEECE_SLOT_UNTRUSTED) ||
+		    (le32_to_cpu(ds->flags) & ~FLEECE_SLOT_FLAGS) ||
 		    (state && (!memchr(ds->name, 0, sizeof(ds->name)) ||
 			       !fleece_valid_bitmap_name(ds->name)))) {
 			*error = "Metadata superblock has an invalid bitmap slot";
@@ -320,8 +332,61 @@ static int load_slot(struct fleece_tracker *t, struct fleece_bitmap *bm,
 	return 0;
 }
 
+/*
+ * The origin is attached: say so on disk before any write can reach it, and
+ * distrust the bitmaps if writes could have passed them since they last
+ * recorded (FLEECE_SB_ATTACHED, FLEECE_SB_BYPASS).
+ */
+static int attach(struct fleece_tracker *t, const struct fleece_attach_opts *opts,
+		  char **error)
+{
+	struct fleece_disk_sb *sb = t->sb;
+	u32 flags = le32_to_cpu(sb->flags);
+	bool gap = !opts->no_gap || (flags & FLEECE_SB_BYPASS);
+	unsigned int i, marked = 0;
+	int r;
+
+	if (flags & FLEECE_SB_ATTACHED)
+		DMINFO("%pg: the origin was not detached cleanly (a crash or a power cut)%s",
+		       t->meta, gap ? "" : "; no_gap: bitmaps kept, they are crash-safe");
+	for (i = 0; gap && i < FLEECE_META_SLOTS; i++) {
+		struct fleece_bitmap *bm = t->slot[i];
+
+		if (!bm || bm->untrusted)
+			continue;
+		bm->untrusted = true;
+		bm->gap = true;
+		sb->slots[i].flags = cpu_to_le32(FLEECE_SLOT_UNTRUSTED | FLEECE_SLOT_GAP);
+		marked++;
+	}
+	if (marked)
+		DMWARN("%pg: %u bitmap(s) untrusted until a full backup: %s", t->meta, marked,
+		       flags & FLEECE_SB_BYPASS ?
+		       "the origin was detached while the system ran (no clean_detach)" :
+		       "attached without no_gap, writes may have passed them while detached");
+	if (opts->origin_id && !sb->origin_id[0])
+		strscpy(sb->origin_id, opts->origin_id, sizeof(sb->origin_id));
+	sb->flags = cpu_to_le32(FLEECE_SB_ATTACHED);
+	r = fleece_meta_write_sb(t);
+	if (r)
+		*error = "Cannot write metadata superblock";
+	return r;
+}
+
+void fleece_meta_detach(struct fleece_tracker *t)
+{
+	__le32 flags = t->sb->flags;
+
+	t->sb->flags = t->clean_detach ? 0 : cpu_to_le32(FLEECE_SB_BYPASS);
+	if (write_sb_once(t, true)) {
+		t->sb->flags = flags;
+		DMERR("%pg: cannot record the detach: the next attach takes it for a crash",
+		      t->meta);
+	}
+}
+
 int fleece_meta_load(struct fleece_tracker *t, unsigned int chunk_sectors,
-		     char **error)
+		     const struct fleece_attach_opts *opts, char **error)
 {
 	struct fleece_disk_sb *sb[2];
 	enum block_kind kind[2];
@@ -376,7 +441,7 @@ int fleece_meta_load(struct fleece_tracker *t, unsigned int chunk_sectors,
 			r = -EINVAL;
 			goto out;
 		}
-		r = format(t, chunk_sectors);
+		r = format(t, chunk_sectors, opts);
 		if (r)
 			*error = "Cannot write metadata superblock";
 		goto out;
@@ -385,6 +450,12 @@ int fleece_meta_load(struct fleece_tracker *t, unsigned int chunk_sectors,
 	r = check_sb(t, sb[best], chunk_sectors, error);
 	if (r)
 		goto out;
+	if (opts->origin_id && sb[best]->origin_id[0] &&
+	    strcmp(sb[best]->origin_id, opts->origin_id)) {
+		*error = "Metadata belongs to another origin (its origin_id differs)";
+		r = -EINVAL;
+		goto out;
+	}
 	memcpy(t->sb, sb[best], FLEECE_META_BLOCK);
 	memcpy(t->sb_written, sb[best], FLEECE_META_BLOCK);
 
@@ -404,6 +475,7 @@ int fleece_meta_load(struct fleece_tracker *t, unsigned int chunk_sectors,
 		}
 		bm->gen = le64_to_cpu(ds->gen);
 		bm->untrusted = le32_to_cpu(ds->flags) & FLEECE_SLOT_UNTRUSTED;
+		bm->gap = bm->untrusted && (le32_to_cpu(ds->flags) & FLEECE_SLOT_GAP);
 		t->slot[i] = bm;
 		r = load_slot(t, bm, buf, error);
 		if (r)
@@ -411,6 +483,7 @@ int fleece_meta_load(struct fleece_tracker *t, unsigned int chunk_sectors,
 		if (bm->durable)
 			bitmap_copy(bm->durable, bm->recorded, t->nr_chunks);
 	}
+	r = attach(t, opts, error);
 out:
 	kfree(buf);
 	return r;

@@ -29,16 +29,31 @@ sector_t fleece_meta_sectors_needed(u64 nr_blocks);
  * fleece_meta_load() - read (or format) the metadata into @t.
  * @t: tracker with meta, origin_sectors, nr_chunks and nr_blocks set.
  * @chunk_sectors: the origin's chunk size.
+ * @opts: the table's no_gap and origin_id.
  * @error: reason for ti->error on failure.
  *
- * Fills @t->sb and @t->slot[] (live and frozen bitmaps). Writes nothing
- * unless the device is all zero where the metadata would go (format).
+ * Fills @t->sb and @t->slot[] (live and frozen bitmaps), refusing metadata
+ * of another origin. Writes nothing to a device that is not all zero where
+ * the metadata would go (format) or valid metadata of this origin. Records
+ * the attach (FLEECE_SB_ATTACHED), distrusting the bitmaps unless @opts
+ * vouches for no gap.
  *
  * Context: process context, may sleep and do IO.
  * Return: 0 or a negative errno.
  */
 int fleece_meta_load(struct fleece_tracker *t, unsigned int chunk_sectors,
-		     char **error);
+		     const struct fleece_attach_opts *opts, char **error);
+
+/**
+ * fleece_meta_detach() - record the detach: FLEECE_SB_ATTACHED clear, and
+ * FLEECE_SB_BYPASS unless @t->clean_detach.
+ * @t: the tracker, going away; nothing writes any more.
+ *
+ * A failure is only logged: the next attach then takes it for a crash.
+ *
+ * Context: process context; may do IO.
+ */
+void fleece_meta_detach(struct fleece_tracker *t);
 
 /**
  * fleece_meta_lost() - a metadata write failed: tracking is lost.

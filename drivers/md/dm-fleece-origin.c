@@ -77,10 +77,15 @@ static int parse_meta_dev(struct dm_target *ti, struct dm_arg_set *as,
  * Construct a fleece-origin device:
  *
  *   <origin_dev> <metadata_dev|-> <chunk_sectors> [<#feature_args> <arg>...]
+ *
+ * Feature arguments: no_gap (nothing wrote the origin since its bitmaps
+ * last recorded: keep them trusted), origin_id <id> (metadata of another
+ * origin is refused).
  */
 static int origin_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 {
 	struct dm_arg_set as = { .argc = argc, .argv = argv };
+	struct fleece_attach_opts opts;
 	struct fleece_origin *o;
 	int r;
 
@@ -104,7 +109,7 @@ static int origin_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 	r = fleece_parse_chunk_sectors(ti, dm_shift_arg(&as), &o->chunk_sectors);
 	if (r)
 		goto out_put_meta;
-	r = fleece_parse_origin_features(ti, &as);
+	r = fleece_parse_origin_features(ti, &as, &opts);
 	if (r)
 		goto out_put_meta;
 
@@ -127,7 +132,7 @@ static int origin_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 		goto out_table;
 	}
 	r = fleece_dev_attach_tracker(o->fd, o->meta_dev ? o->meta_dev->bdev : NULL,
-				      ti->len, &ti->error);
+				      ti->len, &opts, &ti->error);
 	if (r)
 		goto out_put_fd;
 
@@ -217,7 +222,8 @@ void fleece_origin_resume_bio(void *ctx, struct bio *bio)
 }
 
 /*
- * Messages: bitmap_add <name>, bitmap_remove <name>, bitmap_clear <name>,
+ * Messages: clean_detach [cancel] (before the removal at shutdown),
+ * bitmap_add <name>, bitmap_remove <name>, bitmap_clear <name>,
  * bitmap_merge <dst> <src>, bitmap_list, bitmap_changes <name> [<start>
  * [<max_ranges>]]. See Documentation/fleece-origin.rst.
  */
@@ -240,10 +246,11 @@ static int origin_message(struct dm_target *ti, unsigned int argc, char **argv,
 
 /*
  * Status:
- *   INFO:  <metadata_mode> <#sessions> <ok|lost> <#bitmaps>
+ *   INFO:  <metadata_mode> <#sessions> <ok|lost|gap> <#bitmaps>
  *          [<name> <dirty_chunks> <frozen_sets>]...
  *          metadata_mode is "volatile" with "-", else "persistent";
- *          "lost" when a metadata write failed (bitmaps not trustworthy).
+ *          "lost" when a metadata write failed, "gap" when attached after
+ *          a possible gap (bitmaps not trustworthy until a full backup).
  *   TABLE: the table line, exactly as given.
  */
 static void origin_status(struct dm_target *ti, status_type_t type,
@@ -279,7 +286,7 @@ static int origin_iterate_devices(struct dm_target *ti,
 
 struct target_type fleece_origin_target = {
 	.name = "fleece-origin",
-	.version = {0, 5, 0},
+	.version = {0, 6, 0},
 	.module = THIS_MODULE,
 	.ctr = origin_ctr,
 	.dtr = origin_dtr,

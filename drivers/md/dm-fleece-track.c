@@ -134,7 +134,8 @@ static void sb_set_slot(struct fleece_tracker *t, struct fleece_bitmap *bm,
 		memcpy(ds->name, bm->name, strlen(bm->name));
 	ds->state = cpu_to_le32(state);
 	if (state != FLEECE_SLOT_FREE && bm->untrusted)
-		ds->flags = cpu_to_le32(FLEECE_SLOT_UNTRUSTED);
+		ds->flags = cpu_to_le32(FLEECE_SLOT_UNTRUSTED |
+					(bm->gap ? FLEECE_SLOT_GAP : 0));
 	ds->gen = cpu_to_le64(bm->gen);
 }
 
@@ -326,6 +327,9 @@ static void merge_frozen_into(struct fleece_tracker *t,
 	spin_unlock_irq(&t->pend_lock);
 }
 
+#define GAP_ERROR "Bitmap untrusted since the origin was attached after a possible gap: use full"
+#define LOST_ERROR "Bitmap untrusted since tracking was lost: use full"
+
 static int reclaim_frozen(struct fleece_tracker *t, struct fleece_bitmap *frozen)
 {
 	struct fleece_bitmap *live = find_live(t, frozen->name);
@@ -344,6 +348,7 @@ static int reclaim_frozen(struct fleece_tracker *t, struct fleece_bitmap *frozen
 		/* What the set may miss, the bitmap now may miss too. */
 		if (frozen->untrusted && !live->untrusted) {
 			live->untrusted = true;
+			live->gap = frozen->gap;
 			sb_set_slot(t, live, FLEECE_SLOT_LIVE);
 		}
 	}
@@ -357,6 +362,7 @@ static int reclaim_frozen(struct fleece_tracker *t, struct fleece_bitmap *frozen
 struct fleece_tracker *fleece_track_create(struct block_device *meta,
 					   u64 origin_sectors,
 					   unsigned int chunk_sectors,
+					   const struct fleece_attach_opts *opts,
 					   struct workqueue_struct *wq,
 					   void (*resume)(void *, struct bio *),
 					   void *resume_ctx, char **error)
@@ -404,7 +410,7 @@ struct fleece_tracker *fleece_track_create(struct block_device *meta,
 		r = -ENOMEM;
 		goto out_sb;
 	}
-	r = fleece_meta_load(t, chunk_sectors, error);
+	r = fleece_meta_load(t, chunk_sectors, opts, error);
 	if (r)
 		goto out_slots;
 
@@ -443,8 +449,10 @@ void fleece_track_destroy(struct fleece_tracker *t)
 	flush_work(&t->commit_work);
 	WARN_ON(!bio_list_empty(&t->waiting));
 	/* A last chance for a device that failed the marks before. */
-	if (t->meta)
+	if (t->meta) {
 		fleece_meta_lost_retry(t);
+		fleece_meta_detach(t);
+	}
 	for (i = 0; i < FLEECE_META_SLOTS; i++)
 		if (t->slot[i])
 			bitmap_free_now(t->slot[i]);
@@ -533,8 +541,10 @@ static int msg_clear(struct fleece_tracker *t, struct fleece_bitmap *bm)
 	spin_unlock_irq(&t->pend_lock);
 	new_generation(t, bm);
 	/* Empty, recording from now on: nothing it could have missed. */
-	if (!t->lost)
+	if (!t->lost) {
 		bm->untrusted = false;
+		bm->gap = false;
+	}
 	sb_set_slot(t, bm, FLEECE_SLOT_LIVE);
 	return sb_write(t);
 }
@@ -552,6 +562,7 @@ static int msg_merge(struct fleece_tracker *t, struct fleece_bitmap *dst,
 		return -EIO;
 	if (src->untrusted && !dst->untrusted) {
 		dst->untrusted = true;
+		dst->gap = src->gap;
 		sb_set_slot(t, dst, FLEECE_SLOT_LIVE);
 		return sb_write(t);
 	}
@@ -621,6 +632,18 @@ static int msg_list(struct fleece_tracker *t, char *result,
 	return 1;
 }
 
+bool fleece_track_same_origin(struct fleece_tracker *t, const char *origin_id)
+{
+	bool same;
+
+	if (!t->meta || !origin_id)
+		return true;
+	mutex_lock(&t->lock);
+	same = !t->sb->origin_id[0] || !strcmp(t->sb->origin_id, origin_id);
+	mutex_unlock(&t->lock);
+	return same;
+}
+
 int fleece_track_message(struct fleece_tracker *t, unsigned int argc,
 			 char **argv, char *result, unsigned int maxlen)
 {
@@ -629,6 +652,19 @@ int fleece_track_message(struct fleece_tracker *t, unsigned int argc,
 	const char *cmd = argv[0];
 	int r;
 
+	/*
+	 * "clean_detach": the system is going down, nothing will write the
+	 * origin until it is attached again; "clean_detach cancel": it is not
+	 * (the removal that was to follow failed).
+	 */
+	if (!strcmp(cmd, "clean_detach")) {
+		if (argc > 2 || (argc == 2 && strcmp(argv[1], "cancel")))
+			return -EINVAL;
+		mutex_lock(&t->lock);
+		t->clean_detach = argc == 1;
+		mutex_unlock(&t->lock);
+		return 0;
+	}
 	r = fleece_parse_bitmap_message(argc, argv, &m);
 	if (r)
 		return r;
@@ -730,7 +766,7 @@ int fleece_track_freeze(struct fleece_tracker *t, const char *name,
 		goto out;
 	}
 	if (old->untrusted && !full) {
-		*error = "Bitmap untrusted since tracking was lost: use full";
+		*error = old->gap ? GAP_ERROR : LOST_ERROR;
 		r = -EINVAL;
 		goto out;
 	}
@@ -811,15 +847,26 @@ void fleece_track_status(struct fleece_tracker *t, char *result,
 			 unsigned int maxlen, unsigned int *szp)
 {
 	unsigned int sz = *szp, i;
-	bool lost;
+	bool lost, gap = false;
 
 	mutex_lock(&t->lock);
-	/* Lost now, or before and some bitmap has not started again since. */
+	/*
+	 * Lost now, or before and some bitmap has not started again since;
+	 * else untrusted only for a gap before the attach.
+	 */
 	lost = t->lost;
-	for (i = 0; i < FLEECE_META_SLOTS; i++)
-		if (t->slot[i] && !t->slot[i]->frozen && t->slot[i]->untrusted)
-			lost = true;
-	DMEMIT(" %s %u", lost ? "lost" : "ok", count_bitmaps(t, NULL, false));
+	for (i = 0; i < FLEECE_META_SLOTS; i++) {
+		struct fleece_bitmap *bm = t->slot[i];
+
+		if (bm && !bm->frozen && bm->untrusted) {
+			if (bm->gap)
+				gap = true;
+			else
+				lost = true;
+		}
+	}
+	DMEMIT(" %s %u", lost ? "lost" : gap ? "gap" : "ok",
+	       count_bitmaps(t, NULL, false));
 	for (i = 0; i < FLEECE_META_SLOTS; i++) {
 		struct fleece_bitmap *bm = t->slot[i];
 

@@ -31,6 +31,7 @@
 #define FLEECE_MAX_BITMAPS	8	/* live bitmaps per origin */
 #define FLEECE_META_SLOTS	16	/* live bitmaps + frozen sets */
 #define FLEECE_NAME_MAX		31	/* + NUL: 32 bytes on disk */
+#define FLEECE_ORIGIN_ID_MAX	127	/* + NUL: 128 bytes on disk */
 
 #define FLEECE_META_BLOCK	4096
 #define FLEECE_META_BLOCK_SECTORS (FLEECE_META_BLOCK >> SECTOR_SHIFT)
@@ -53,6 +54,35 @@ enum fleece_slot_state {
  * (bitmap_clear, or the commit of a "full" backup that froze it).
  */
 #define FLEECE_SLOT_UNTRUSTED	BIT(0)
+/*
+ * GAP (with UNTRUSTED only): the reason is not a failed write but an attach
+ * after a time in which writes could pass the fleece-origin (see
+ * FLEECE_SB_ATTACHED).
+ */
+#define FLEECE_SLOT_GAP		BIT(1)
+#define FLEECE_SLOT_FLAGS	(FLEECE_SLOT_UNTRUSTED | FLEECE_SLOT_GAP)
+
+/*
+ * Superblock flags: whether writes to the origin could have passed the
+ * fleece-origin since its bitmaps last recorded.
+ *
+ * ATTACHED: set by every attach (the first fleece-origin table on the
+ * origin), cleared when the last one goes. Found set by an attach: the last
+ * one ended in a crash or a power cut, not in a detach.
+ * BYPASS: set when the last table goes while the system runs on (any
+ * detach: dmsetup remove, fleecectl detach, or a table swapped in by LVM's
+ * lvextend), unless the "clean_detach" message said first that the system
+ * is going down. Writes may pass the bitmaps from then on, so the next
+ * attach distrusts them even if its table vouches for no gap.
+ *
+ * Neither proves that nothing wrote in between: only whoever attaches can
+ * know (the no_gap feature argument, given by the boot units that attach
+ * before anything mounts the origin). Without it every attach of existing
+ * metadata marks the bitmaps untrusted (FLEECE_SLOT_GAP).
+ */
+#define FLEECE_SB_ATTACHED	BIT(0)
+#define FLEECE_SB_BYPASS	BIT(1)
+#define FLEECE_SB_FLAGS		(FLEECE_SB_ATTACHED | FLEECE_SB_BYPASS)
 
 struct fleece_disk_slot {
 	__u8 name[FLEECE_NAME_MAX + 1];	/* NUL-padded */
@@ -73,8 +103,13 @@ struct fleece_disk_sb {
 	__le32 nr_slots;
 	__le64 nr_chunks;
 	__le32 bits_per_block;
-	__le32 flags;
+	__le32 flags;		/* FLEECE_SB_* flags; was reserved (0) */
 	struct fleece_disk_slot slots[FLEECE_META_SLOTS];
+	/*
+	 * What the origin is (fleece-origin's origin_id), NUL-padded; all
+	 * zero: not known (older metadata, or tables without one).
+	 */
+	__u8 origin_id[FLEECE_ORIGIN_ID_MAX + 1];
 } __packed;
 
 struct fleece_disk_block {
@@ -98,6 +133,8 @@ struct fleece_disk_block {
  *	stays in memory only until its session ends.
  * @untrusted: may miss writes: tracking was lost while it recorded
  *	(FLEECE_SLOT_UNTRUSTED on disk).
+ * @gap: (with @untrusted) the reason is an attach after a possible gap,
+ *	not a failed metadata write (FLEECE_SLOT_GAP).
  * @gen: the slot's generation (persistent only).
  * @recorded: one bit per chunk. A live bitmap sets a chunk's bit before any
  *	write to the chunk is issued, and keeps it until the bitmap is cleared
@@ -127,6 +164,7 @@ struct fleece_bitmap {
 	bool frozen;
 	bool committed;
 	bool untrusted;
+	bool gap;
 	u64 gen;
 	unsigned long *recorded;
 	unsigned long *durable;
@@ -157,6 +195,8 @@ struct fleece_bitmap {
  * @block_seq: seq of the last block written.
  * @lost: a metadata write failed: the bitmaps can no longer be trusted.
  * @lost_on_disk: a superblock marking them untrusted has been written.
+ * @clean_detach: the "clean_detach" message: the system is going down, and
+ *	the detach that follows leaves no gap (no FLEECE_SB_BYPASS).
  * @resume: continues a write once its bits are durable.
  * @resume_ctx: argument of @resume.
  */
@@ -182,9 +222,23 @@ struct fleece_tracker {
 	u64 block_seq;
 	bool lost;
 	bool lost_on_disk;
+	bool clean_detach;
 
 	void (*resume)(void *ctx, struct bio *bio);
 	void *resume_ctx;
+};
+
+/**
+ * struct fleece_attach_opts - what the table of an attach says.
+ * @no_gap: the admin vouches that nothing wrote the origin since its
+ *	bitmaps last recorded: keep them trusted (unless the metadata says it
+ *	was detached for maintenance, FLEECE_SB_BYPASS).
+ * @origin_id: what the origin is (a stable device id), or NULL: metadata
+ *	made for another origin is refused. Only valid during the ctr.
+ */
+struct fleece_attach_opts {
+	bool no_gap;
+	const char *origin_id;
 };
 
 /**
@@ -193,6 +247,7 @@ struct fleece_tracker {
  * @meta: metadata device, or NULL for bitmaps in memory only.
  * @origin_sectors: origin length (the fleece-origin target's length).
  * @chunk_sectors: chunk size.
+ * @opts: the table's no_gap and origin_id.
  * @wq: workqueue for commits.
  * @resume: called with each write whose bits became durable.
  * @resume_ctx: its first argument.
@@ -200,7 +255,8 @@ struct fleece_tracker {
  *
  * Metadata that is not valid dm-fleece metadata for this origin is refused
  * and left untouched. Frozen sets found on disk (a session that did not end
- * cleanly) are merged back into their bitmaps.
+ * cleanly) are merged back into their bitmaps. Unless @opts vouches for no
+ * gap, existing bitmaps are marked untrusted (FLEECE_SB_ATTACHED).
  *
  * Context: process context (ctr), may sleep and do IO.
  * Return: the tracker, or an ERR_PTR.
@@ -208,6 +264,7 @@ struct fleece_tracker {
 struct fleece_tracker *fleece_track_create(struct block_device *meta,
 					   u64 origin_sectors,
 					   unsigned int chunk_sectors,
+					   const struct fleece_attach_opts *opts,
 					   struct workqueue_struct *wq,
 					   void (*resume)(void *, struct bio *),
 					   void *resume_ctx, char **error);
@@ -215,6 +272,9 @@ struct fleece_tracker *fleece_track_create(struct block_device *meta,
 /**
  * fleece_track_destroy() - free a tracker; nothing may be waiting.
  * @t: the tracker.
+ *
+ * The origin is detached: the superblock says so (clears
+ * FLEECE_SB_ATTACHED, sets FLEECE_SB_BYPASS unless "clean_detach").
  *
  * Context: process context, may sleep.
  */
@@ -233,7 +293,17 @@ void fleece_track_destroy(struct fleece_tracker *t);
 bool fleece_track_write(struct fleece_tracker *t, struct bio *bio);
 
 /**
- * fleece_track_message() - bitmap_* messages of fleece-origin.
+ * fleece_track_same_origin() - does a reloaded table's origin_id match?
+ * @t: the tracker in use.
+ * @origin_id: the new table's, or NULL.
+ *
+ * Return: false if both the metadata and the table name an origin, and not
+ * the same one.
+ */
+bool fleece_track_same_origin(struct fleece_tracker *t, const char *origin_id);
+
+/**
+ * fleece_track_message() - bitmap_* and clean_detach messages of fleece-origin.
  * @t: the tracker.
  * @argc: word count.
  * @argv: the words.
@@ -324,12 +394,22 @@ void fleece_track_emit_ranges(const unsigned long *bits, u64 nr_chunks,
  * @maxlen: its size.
  * @sz: its fill, updated.
  *
- * Emits " <ok|lost> <#bitmaps> [<name> <dirty_chunks> <frozen_sets>]...".
+ * Emits " <ok|lost|gap> <#bitmaps> [<name> <dirty_chunks> <frozen_sets>]...":
+ * "lost" when tracking was lost (now, or before and a bitmap is still
+ * untrusted for it), "gap" when bitmaps are untrusted only because the
+ * origin was attached after a possible gap.
  *
  * Context: process context.
  */
 void fleece_track_status(struct fleece_tracker *t, char *result,
 			 unsigned int maxlen, unsigned int *sz);
+
+/**
+ * fleece_valid_origin_id() - 1 to FLEECE_ORIGIN_ID_MAX printable ASCII
+ * characters, no blanks.
+ * @id: the id.
+ */
+bool fleece_valid_origin_id(const char *id);
 
 /**
  * fleece_valid_bitmap_name() - 1 to FLEECE_NAME_MAX of [A-Za-z0-9_.-].

@@ -288,12 +288,12 @@ int fleece_parse_chunk_sectors(struct dm_target *ti, const char *arg,
  * fleece_parse_origin_features() - the feature arguments of fleece-origin.
  * @ti: target whose ti->error is set on failure.
  * @as: the arguments after <chunk_sectors>.
- *
- * None is defined: nothing, or a count of 0 and nothing after it.
+ * @opts: filled in: "no_gap", "origin_id <id>" (points into @as).
  *
  * Return: 0, or -EINVAL with ti->error naming the fault.
  */
-int fleece_parse_origin_features(struct dm_target *ti, struct dm_arg_set *as);
+int fleece_parse_origin_features(struct dm_target *ti, struct dm_arg_set *as,
+				 struct fleece_attach_opts *opts);
 
 /**
  * struct fleece_view_opts - the optional arguments of a view.
@@ -435,16 +435,19 @@ void fleece_dev_put_origin(struct fleece_dev *fd, struct dm_target *ti);
  * @fd: from fleece_dev_get_origin().
  * @meta: the metadata device, or NULL for bitmaps in memory only.
  * @origin_sectors: the fleece-origin target's length.
+ * @opts: the table's no_gap and origin_id.
  * @error: reason for ti->error on failure.
  *
- * The first fleece-origin table of a device loads them; a reloaded table
- * must name the same metadata device and length, and shares them.
+ * The first fleece-origin table of a device loads them (an attach); a
+ * reloaded table must name the same metadata device, length and origin,
+ * and shares them (no gap: the old table tracked until the swap).
  *
  * Context: process context (ctr), may sleep and do IO.
  * Return: 0 or a negative errno.
  */
 int fleece_dev_attach_tracker(struct fleece_dev *fd, struct block_device *meta,
-			      sector_t origin_sectors, char **error);
+			      sector_t origin_sectors,
+			      const struct fleece_attach_opts *opts, char **error);
 
 /**
  * fleece_dev_add_session() - start a view's session: its point in time.

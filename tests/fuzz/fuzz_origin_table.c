@@ -3,6 +3,7 @@
  * Fuzz target: the parameters of a fleece-origin table line,
  *
  *   <origin_dev> <metadata_dev|-> <chunk_sectors> [<#feature_args> <arg>...]
+ *   feature args: no_gap, origin_id <id>
  *
  * parsed as origin_ctr() parses them (the devices are not opened: that is
  * the only part of the ctr not in dm-fleece-args.c), checked against the
@@ -10,10 +11,25 @@
  */
 #include "fuzz.h"
 
-static const char *ref_origin(const struct fuzz_words *w)
+/* An origin_id: 1 to 127 printable ASCII characters, no blanks. */
+static int ref_origin_id(const char *s)
 {
+	size_t n = strlen(s), i;
+
+	if (!n || n > 127)
+		return 0;
+	for (i = 0; i < n; i++)
+		if ((unsigned char)s[i] <= ' ' || (unsigned char)s[i] > '~')
+			return 0;
+	return 1;
+}
+
+static const char *ref_origin(const struct fuzz_words *w, int *no_gap,
+			      const char **origin_id)
+{
+	unsigned int n, i, end;
 	uint64_t chunk;
-	unsigned int n;
+	const char *a;
 
 	if (w->argc < 3)
 		return "Not enough arguments: <origin_dev> <metadata_dev|-> <chunk_sectors>";
@@ -27,10 +43,23 @@ static const char *ref_origin(const struct fuzz_words *w)
 		return "Invalid chunk size: over 2097152 sectors";
 	if (w->argc == 3)
 		return NULL;
-	/* No feature is defined: the count can only be 0. */
-	if (!ref_count(w->argv[3], 0, &n))
+	if (!ref_count(w->argv[3], 3, &n) || n > w->argc - 4)
 		return "Invalid number of feature arguments";
-	if (w->argc > 4)
+	/* origin_id's value is the next word of the group, else missing. */
+	for (i = 4, end = 4 + n; i < end; ) {
+		a = w->argv[i++];
+		if (ref_word_is(a, "no_gap")) {
+			*no_gap = 1;
+		} else if (ref_word_is(a, "origin_id")) {
+			a = i < end ? w->argv[i++] : "";
+			if (!ref_origin_id(a))
+				return "Invalid origin_id: 1 to 127 printable ASCII characters";
+			*origin_id = a;
+		} else {
+			return "Unknown feature argument";
+		}
+	}
+	if (w->argc > end)
 		return "Too many arguments";
 	return NULL;
 }
@@ -38,6 +67,9 @@ static const char *ref_origin(const struct fuzz_words *w)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct dm_target ti = { .error = NULL };
+	struct fleece_attach_opts opts;
+	const char *want_id = NULL;
+	int want_no_gap = 0;
 	struct fleece_table_line line = { NULL };
 	struct dm_arg_set as;
 	struct fuzz_words w;
@@ -50,7 +82,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (size > FUZZ_MAX_INPUT)
 		return -1;
 	fuzz_split(&w, data, size);
-	want = ref_origin(&w);
+	want = ref_origin(&w, &want_no_gap, &want_id);
 
 	/* origin_ctr(), in its order. */
 	as.argc = w.argc;
@@ -65,9 +97,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	r = fleece_parse_chunk_sectors(&ti, dm_shift_arg(&as), &chunk);
 	if (r)
 		goto out;
-	r = fleece_parse_origin_features(&ti, &as);
+	r = fleece_parse_origin_features(&ti, &as, &opts);
 	if (r)
 		goto out;
+	fuzz_check(opts.no_gap == want_no_gap, "no_gap %d", opts.no_gap);
+	fuzz_check(!opts.origin_id == !want_id &&
+		   (!want_id || !strcmp(opts.origin_id, want_id)), "origin_id %s",
+		   opts.origin_id ? opts.origin_id : "(none)");
 	fuzz_check(chunk >= 8 && chunk <= 2097152 && !(chunk & (chunk - 1)),
 		   "chunk %llu accepted", (unsigned long long)chunk);
 

@@ -22,8 +22,9 @@
 #   device (random bytes flipped in superblocks, bitmap blocks, unused
 #   slots and past the area; both copies of every pair valid and equal): the
 #   activation is refused with the documented error exactly when both copies
-#   of a pair in use are hit, else accepted with identical bitmaps; the
-#   device is never written either way.
+#   of a pair in use are hit, else accepted with identical bitmaps; a
+#   refused device is never written, an accepted one only in its
+#   superblock (the attach and detach records).
 # FLEECE_FUZZ_SEED (default 19) picks the cases. The kernel log is checked
 # by the test itself and cleared twice (once it is checked): 10000 cases log
 # more than its ring holds, and the suite's checks count lines.

@@ -43,7 +43,8 @@ info "2 MiB written through /dev/mapper/t040 read back identically from the orig
 
 # --chunk-size and --meta.
 expect_rc 0 $F create t040m $SCRATCH --chunk-size 1M --meta $META
-want="0 $(dev_sectors $SCRATCH) fleece-origin $(majmin $SCRATCH) $(majmin $META) 2048"
+# With metadata, the table binds it to the device by its stable name.
+want="0 $(dev_sectors $SCRATCH) fleece-origin $(majmin $SCRATCH) $(majmin $META) 2048 2 origin_id virtio-scratch"
 [ "$(dmsetup table t040m)" = "$want" ] || fail "table '$(dmsetup table t040m)', expected '$want'"
 [ "$(dmsetup status t040m | awk '{print $4}')" = persistent ] || fail "--meta: not persistent"
 

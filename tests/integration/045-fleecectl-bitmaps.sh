@@ -153,10 +153,12 @@ info "an invalid view's --commit refused; released, its set merged back"
 
 dmsetup remove t045s
 expect_rc 0 $F remove t045
-# The bitmaps are on the metadata device: recreated, they are still there.
-expect_rc 0 $F create t045 /dev/mapper/t045o --meta $META
+# The bitmaps are on the metadata device: recreated, they are still there,
+# untrusted: remove recorded a detach for maintenance (writes could pass).
+expect_rc 0 $F create t045 /dev/mapper/t045o --meta $META --no-gap
 expect_rc 0 $F bitmap list t045 --json
 json_assert $WORK/stdout '{b["name"]: b["dirty_chunks"] for b in d["bitmaps"]} == {"daily": 2, "weekly": 56}'
+json_assert $WORK/stdout 'd["tracking"] == "gap"'
 expect_rc 0 $F remove t045
 dmsetup remove t045o
 info "bitmaps persist across remove and create with the same metadata"

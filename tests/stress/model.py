@@ -8,16 +8,22 @@ A seeded generator drives random sequences of operations against a real
 fleece-origin and its views: origin writes, discards and write-zeroes, views
 of every kind created and removed, reads, releases, writable-view writes,
 commits, bitmap messages, table reloads, removing and re-creating the
-fleece-origin, and batches of concurrent writers and readers. Alongside, a
-reference model keeps what the documentation (Documentation/fleece.rst and
-fleece-origin.rst) says every view, bitmap and frozen set must contain, and
-every answer of the kernel is checked against it, byte for byte:
+fleece-origin (after a "clean_detach" message or not, attached again with
+no_gap or not: a possible gap either way but the first), and batches of
+concurrent writers and readers. Alongside, a reference model keeps what the
+documentation (Documentation/fleece.rst and fleece-origin.rst) says every
+view, bitmap and frozen set must contain, and every answer of the kernel is
+checked against it, byte for byte:
 
 - the origin's content, every view's point-in-time content (with its
   releases and its own writes), which chunks of each view are still
   uncopied, preserved in scratch, released or outside its frozen set;
 - every bitmap (the chunks written since it started), every frozen set and
-  backup transaction, the slots they take;
+  backup transaction, the slots they take; which bitmaps are untrusted
+  after an attach that may have followed a gap (the origin's "gap", an
+  incremental view refused), why (the kernel log: a detach without
+  clean_detach, or an attach without no_gap), and how a full backup,
+  bitmap_clear and bitmap_merge carry or end that;
 - the status lines (Active/Invalid, scratch use, counters, transaction
   state; #sessions, bitmaps, dirty chunks, frozen sets), the errno of every
   refused message or table, and the kernel log (no splat, ever).
@@ -32,6 +38,11 @@ the kernel answers the same way. A failure prints the seed, the operation
 number, the last operations and what differed, and exits 1.
 
 Usage (see --help): model.py --seed N --ops N [--seconds S] [--legacy-txn]
+
+--legacy-txn is for a module from before "one backup per bitmap" (which
+also predates no_gap, origin_id and "clean_detach"): fleece-origin tables
+then carry no feature arguments, no clean_detach message is sent, and no
+attach is expected to distrust bitmaps.
 """
 import argparse
 import errno
@@ -69,6 +80,10 @@ BLKZEROOUT = 0x127f		# _IO(0x12, 127)
 # (55-dm.rules) then disable the disk rules for them, so udev never probes
 # (reads) a view behind our back, which would change its reads_* counters.
 # Our own nodes (Devices.node) need no udev either.
+
+# origin_id: 1 to 127 printable characters, no blanks (nor a backslash, which the
+# kernel's word splitting takes for an escape).
+ID_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.:/@#=+,~"
 
 BITMAP_NAMES = ["b0", "b1", "b2", "b3", "b4", "b5", "b6", "b7", "b8", "x.y-z_9", "Nightly"]
 
@@ -313,6 +328,7 @@ class View:
         self.written = 0		# chunks the origin changed since the point in time
         self.eio_extra = 0		# --legacy-txn: chunks merged into its bitmap
         self.frozen = 0			# the frozen set (bitmap views), whole
+        self.frozen_gap = False		# it keeps its bitmap's untrusted (gap) mark
         self.txn = None			# open, committed, ended
         self.holds = False		# its frozen set takes a slot of the origin
         self.invalid = False
@@ -426,7 +442,22 @@ class Stress:
         self.next_vid = 1
         self.areas = list(range(blockdev_sectors(args.scratch) // AREA))
         self.stats = dict(views=0, reads=0, bytes_checked=0, writes=0, releases=0,
-                          view_writes=0, refusals=0, batches=0, eio=0, reloads=0)
+                          view_writes=0, refusals=0, batches=0, eio=0, reloads=0,
+                          attaches=0, gaps=0, gap_bypass=0, gap_refused=0, gap_full=0,
+                          gap_back=0, clean_detach=0, clean_removals=0)
+        # Attaches (fleece_track_create) and trust, fleece-origin.rst: a
+        # live bitmap is untrusted (reason "gap") once an attach of existing
+        # metadata distrusted it, until bitmap_clear or a committed full
+        # backup; a frozen set keeps the mark of the bitmap it froze.
+        # The detach (the removal of the last fleece-origin table; a reload
+        # keeps the tracker) writes FLEECE_SB_BYPASS unless "clean_detach"
+        # was sent to the tracker, and not taken back ("clean_detach
+        # cancel"); the next attach distrusts the bitmaps even with no_gap,
+        # and clears it.
+        self.untrusted = set()		# live bitmaps untrusted for a gap
+        self.clean_detach = False	# the tracker's flag, in memory (dies with it)
+        self.bypass = False		# BYPASS on disk: the last detach was not clean
+        self.id_on_disk = False		# the metadata holds self.origin_id
 
     # -- reporting -----------------------------------------------------
 
@@ -446,16 +477,17 @@ class Stress:
         print("  recent operations (oldest first):")
         for line in self.log:
             print("    " + line)
-        print("  model: bitmaps %s" % (" ".join("%s:%d" % (n, m.bit_count())
-                                                for n, m in sorted(getattr(self, "live",
-                                                                           {}).items()))
-                                       or "none"))
+        print("  model: bitmaps %s%s" % (" ".join("%s:%d%s" % (
+            n, m.bit_count(), " (untrusted: gap)" if n in self.untrusted else "")
+            for n, m in sorted(getattr(self, "live", {}).items())) or "none",
+            ("; clean_detach in force" if getattr(self, "clean_detach", False) else "") +
+            ("; BYPASS on disk (the last detach was not clean)" if self.bypass else "")))
         for v in self.views:
-            print("    %s: %s%s, %s, frozen %d chunks, %d copied, %d released, %d unsure"
+            print("    %s: %s%s, %s, frozen %d chunks%s, %d copied, %d released, %d unsure"
                   % (v.name(), "Invalid" if v.invalid else "Active",
                      " (orphaned)" if v.orphaned else "", v.txn or "no transaction",
-                     v.frozen.bit_count(), v.copied.bit_count(), v.released.bit_count(),
-                     v.unsure.bit_count()))
+                     v.frozen.bit_count(), " (untrusted: gap)" if v.frozen_gap else "",
+                     v.copied.bit_count(), v.released.bit_count(), v.unsure.bit_count()))
         if getattr(self, "persistent", False):
             self.dump_meta()
         if self.klines:
@@ -477,8 +509,9 @@ class Stress:
         try:
             sbs = [self.buf.read(fd, c * 4096, 4096) for c in (0, 1)]
             best = max(sbs, key=lambda b: struct.unpack_from("<Q", b, 16)[0])
-            print("  metadata: superblock seq %s" % " / ".join(
-                str(struct.unpack_from("<Q", b, 16)[0]) for b in sbs))
+            print("  metadata: superblock seq %s, flags %s" % (" / ".join(
+                str(struct.unpack_from("<Q", b, 16)[0]) for b in sbs), " / ".join(
+                str(struct.unpack_from("<I", b, 68)[0]) for b in sbs)))
             for slot in range(SLOTS):
                 name, state, flags, gen = struct.unpack_from("<32sIIQ", best, 72 + 48 * slot)
                 if not state:
@@ -513,6 +546,12 @@ class Stress:
         self.length = length
         self.nr_chunks = -(-length // self.cs)
         self.persistent = r.random() < 0.6
+        # What the origin is (origin_id), the same for the whole run.
+        if r.random() < 0.5:
+            self.origin_id = "virtio-origin-%d" % self.seed
+        else:
+            self.origin_id = "".join(r.choice(ID_CHARS)
+                                     for _ in range(r.choice([1, 8, 40, 127])))
         print("stress: seed=%d chunk=%d sectors origin=%d sectors (%d chunks%s) %s%s"
               % (self.seed, self.cs, length, self.nr_chunks,
                  ", short last chunk" if length % self.cs else "",
@@ -532,8 +571,10 @@ class Stress:
             raise OSError(r0, "cannot create the origin slice")
         self.slice = majmin(dmfuzz.dev_number(PREFIX + "os"))
         self.fill_origin()
-        self.origin_create()
+        # Zeroed metadata: formatted, nothing to distrust, whatever the
+        # features say.
         self.live = {}
+        self.attach(self.origin_features(r.random() < 0.5, r.random() < 0.5))
         for _ in range(r.randrange(1, 4)):
             self.bitmap_add(self.new_bitmap_name())
         self.check_all()
@@ -551,16 +592,98 @@ class Stress:
         finally:
             os.close(fd)
 
-    def origin_table(self, length=None, meta=None, chunk=None):
-        return (0, length or self.length, "fleece-origin", b"%s %s %d" % (
-            self.slice.encode(), (meta or (self.meta_dev if self.persistent else "-")).encode(),
-            chunk or self.cs))
+    def origin_table(self, length=None, meta=None, chunk=None, features=None):
+        """The fleece-origin's table; features: the feature words (without
+        their count), or None for none at all."""
+        words = [self.slice, meta or (self.meta_dev if self.persistent else "-"),
+                 str(chunk or self.cs)]
+        if features is not None:
+            words += [str(len(features))] + features
+        return (0, length or self.length, "fleece-origin", " ".join(words).encode())
 
-    def origin_create(self):
-        r = self.devs.create(PREFIX + "o", self.origin_table())
-        if r:
-            self.fail("creating the fleece-origin failed: errno %d" % r)
-        self.ofd = os.open(self.devs.node(PREFIX + "o"), os.O_RDWR | os.O_DIRECT)
+    def origin_features(self, no_gap, with_id, origin_id=None):
+        """Feature words: no_gap, origin_id <id>, in random order, the
+        keywords sometimes in upper case; None (no count at all) or []
+        ("0") when there are none. --legacy-txn: an old module, none."""
+        r = self.rng
+        if self.legacy:
+            return None
+        groups = []
+        if no_gap:
+            groups.append(["no_gap"])
+        if with_id:
+            groups.append(["origin_id", origin_id or self.origin_id])
+        r.shuffle(groups)
+        if not groups:
+            return [] if r.random() < 0.3 else None
+        return [w for g in groups for w in [g[0].upper() if r.random() < 0.1 else g[0]] + g[1:]]
+
+    def origin_create(self, features=None):
+        """Create the fleece-origin (an attach): the kernel's errno."""
+        err = self.devs.create(PREFIX + "o", self.origin_table(features=features))
+        if not err:
+            self.ofd = os.open(self.devs.node(PREFIX + "o"), os.O_RDWR | os.O_DIRECT)
+        return err
+
+    def attach(self, features, frozen=()):
+        """Create the fleece-origin on the metadata as the model has it:
+        self.live, the bitmaps on disk, and frozen, the frozen sets of
+        transactions the last fleece-origin left open ((bitmap, chunks,
+        untrusted)). An attach of existing metadata distrusts every bitmap
+        and frozen set on it (reason "gap"), unless the table says no_gap
+        and the last detach was clean (no BYPASS: "clean_detach" before
+        it); then the frozen sets merge back into their bitmaps (with their
+        mark). The kernel logs how many it marked and why: BYPASS when it
+        was set (even with no_gap), else the missing no_gap. Every attach
+        clears BYPASS. Volatile: nothing was kept, nothing is distrusted."""
+        words = [w.lower() for w in features or []]
+        no_gap = "no_gap" in words
+        with_id = "origin_id" in words
+        table = self.origin_table(features=features)
+        self.note("create the fleece-origin: %s" % table[3].decode())
+        self.kernel_lines()
+        err = self.origin_create(features)
+        lines = self.kernel_lines()
+        if err:
+            self.fail("creating the fleece-origin (%s) failed: %s; the kernel said:\n    %s"
+                      % (table[3].decode(), errno.errorcode.get(err, err),
+                         "\n    ".join(lines[-5:])))
+        self.stats["attaches"] += 1
+        gap = self.persistent and not self.legacy and (not no_gap or self.bypass)
+        marked = 0
+        if gap:
+            marked = sum(1 for n in self.live if n not in self.untrusted)
+            marked += sum(1 for _, _, u in frozen if not u)
+            self.untrusted = set(self.live)
+            frozen = [(n, m, True) for n, m, _ in frozen]
+            self.stats["gaps"] += 1
+            self.stats["gap_bypass"] += self.bypass
+        for name, mask, untrusted in frozen:
+            self.live[name] |= mask
+            if untrusted:
+                self.untrusted.add(name)
+                self.stats["gap_back"] += 1
+        # The kernel says how many it distrusted, and why.
+        said = [l for l in lines if "untrusted until a full backup" in l]
+        why = ("the origin was detached while the system ran (no clean_detach)"
+               if self.bypass else
+               "attached without no_gap, writes may have passed them while detached")
+        want = "%d bitmap(s) untrusted until a full backup: %s" % (marked, why)
+        if marked and (len(said) != 1 or ": " + want not in said[0]):
+            self.fail("the attach (%s, the last detach %s) marked %d bitmaps and frozen sets "
+                      "untrusted, but the kernel did not log '%s' (once); it said:\n    %s"
+                      % ("no_gap" if no_gap else "without no_gap",
+                         "not clean: BYPASS" if self.bypass else "clean", marked, want,
+                         "\n    ".join(lines[-5:])))
+        if not marked and said:
+            self.fail("the attach marked nothing untrusted, but the kernel said: %s" % said[0])
+        if any("not detached cleanly" in l for l in lines):
+            self.fail("after a clean removal, the attach reports a crash: %s" % [
+                l for l in lines if "not detached cleanly" in l][0])
+        self.bypass = False
+        if with_id and self.persistent:
+            self.id_on_disk = True
+        return marked
 
     # -- helpers -------------------------------------------------------
 
@@ -900,6 +1023,8 @@ class Stress:
                 o["bitmap"] = r.choice(idle)
             else:
                 o["writable"] = False
+            if kind == "incr" and o["bitmap"] in self.untrusted and r.random() < 0.5:
+                kind = "full"		# refused half the time, a full backup the other
             o["full"] = bool(o["bitmap"]) and kind != "incr"
         return o
 
@@ -939,6 +1064,9 @@ class Stress:
                 busy = self.busy(b)
                 if busy and not self.legacy:
                     why["Bitmap has a backup in progress"] = (errno.EBUSY, busy is True)
+                if b in self.untrusted and not o["full"]:
+                    why["Bitmap untrusted since the origin was attached after a possible "
+                        "gap: use full"] = (errno.EINVAL, True)
                 if self.free_slots() < 1:
                     why["No free bitmap slot to freeze into"] = (errno.ENOSPC, True)
         return why
@@ -970,6 +1098,7 @@ class Stress:
                       % (what, errno.errorcode.get(err, err), ", ".join(why),
                          "\n    ".join(lines[-5:])))
         self.stats["refusals"] += 1
+        self.stats["gap_refused"] += any("after a possible gap" in l for l in lines)
         return True
 
     def op_view_create(self, suspended=True):
@@ -1003,13 +1132,22 @@ class Stress:
         v = View(vid, name, length, self.cs, o, self.op,
                  bytearray(self.origin[:length * SECTOR]), sc)
         if o["bitmap"]:
-            v.freeze(self.live[o["bitmap"]])
-            self.live[o["bitmap"]] = 0
+            self.freeze_bitmap(v)
         v.node = self.devs.node(name)
         v.fd = os.open(v.node, os.O_RDWR | os.O_DIRECT)
         self.views.append(v)
         self.stats["views"] += 1
         self.check_frozen(v)
+
+    def freeze_bitmap(self, v):
+        """A bitmap view was accepted: its bitmap is frozen into its frozen
+        set (which keeps an untrusted mark) and starts again, empty and
+        trusted."""
+        v.freeze(self.live[v.bitmap])
+        v.frozen_gap = v.bitmap in self.untrusted
+        self.stats["gap_full"] += v.frozen_gap
+        self.live[v.bitmap] = 0
+        self.untrusted.discard(v.bitmap)
 
     def check_frozen(self, v):
         """A new bitmap view's frozen set is what the bitmap held at its
@@ -1207,6 +1345,9 @@ class Stress:
         if v.holds and v.txn == "open":
             self.live[v.bitmap] |= v.frozen
             self.merged_into(v.bitmap, v.frozen)
+            if v.frozen_gap:
+                self.untrusted.add(v.bitmap)	# what the set may miss, so may it
+                self.stats["gap_back"] += 1
         v.holds = False
         self.views.remove(v)
 
@@ -1253,8 +1394,7 @@ class Stress:
         new = View(old.vid, old.dev, length, self.cs, o, self.op,
                    bytearray(self.origin[:length * SECTOR]), sc)
         if o["bitmap"]:
-            new.freeze(self.live[o["bitmap"]])
-            self.live[o["bitmap"]] = 0
+            self.freeze_bitmap(new)
         new.inactive = True		# not readable until the resume
         self.views.append(new)
         self.stats["reloads"] += 1
@@ -1276,13 +1416,72 @@ class Stress:
 
     # -- operations: the fleece-origin ---------------------------------
 
+    def other_origin_id(self):
+        i = self.origin_id
+        return i + "x" if len(i) < 127 else i[:-1] + ("y" if i[-1] != "y" else "z")
+
+    BAD_CLEAN_DETACH = [b"clean_detach foo", b"clean_detach cancel now", b"clean_detach Cancel",
+                        b"clean_detach cancel cancel", b"clean_detach 1"]
+
+    def clean_detach_msg(self, kind):
+        """kind "set": the "clean_detach" message (the tracker's flag: the
+        removal of the last fleece-origin table leaves no BYPASS); "cancel":
+        "clean_detach cancel" (takes it back); "bad": another argument,
+        EINVAL and nothing changes. Immediate, 0 also with volatile
+        metadata, nothing written, nothing logged; the flag lives as long as
+        the tracker (reloads keep it)."""
+        text = (b"clean_detach" if kind == "set" else b"clean_detach cancel"
+                if kind == "cancel" else self.rng.choice(self.BAD_CLEAN_DETACH))
+        self.kernel_lines()
+        r, answer, _ = message(PREFIX + "o", 0, text)
+        lines = self.kernel_lines()
+        self.note("message '%s' -> %s (clean_detach was %s)" % (
+            text.decode(), errno.errorcode.get(r, r) if r else "ok",
+            "set" if self.clean_detach else "clear"))
+        want = errno.EINVAL if kind == "bad" else 0
+        if r != want:
+            self.fail("message '%s': %s, expected %s" % (
+                text.decode(), errno.errorcode.get(r, r) if r else "ok",
+                errno.errorcode[want] if want else "ok"))
+        if answer:
+            self.fail("message '%s' answered %r, expected nothing" % (text.decode(), answer))
+        if lines:
+            self.fail("message '%s': the kernel logged:\n    %s"
+                      % (text.decode(), "\n    ".join(lines[-5:])))
+        if kind == "set":
+            self.clean_detach = True
+            self.stats["clean_detach"] += 1
+        elif kind == "cancel":
+            self.clean_detach = False
+
+    def clean_detach_random(self):
+        """A random clean_detach message, as an admin might send one that
+        the removal meant to follow does not come (or not yet)."""
+        self.clean_detach_msg(self.rng.choices(["set", "cancel", "bad"], [3, 2, 1])[0])
+
     def op_origin_reload(self):
-        """Reload the fleece-origin with the same table (transparent), or
-        with one that differs (refused, nothing changes)."""
+        """Reload the fleece-origin with the same table whatever its
+        features (transparent: a reload is no attach, it distrusts nothing),
+        or with one that differs (refused, nothing changes). Sometimes a
+        clean_detach message first, or while suspended (the old table's):
+        the tracker survives the reload, so does the flag, until the
+        removal."""
         r = self.rng
-        k = r.choice(["same", "same", "chunk", "meta", "length"])
+        kinds = ["same", "same", "chunk", "meta", "length"]
+        if self.persistent and self.id_on_disk and not self.legacy:
+            kinds.append("id")
+        k = r.choice(kinds)
+        msg = None if self.legacy or r.random() >= 0.15 else r.choice(["before", "suspended"])
+        if msg == "before":
+            self.clean_detach_random()
         if k == "same":
-            table, why = self.origin_table(), {}
+            table, why = self.origin_table(features=self.origin_features(
+                r.random() < 0.5, r.random() < 0.3)), {}
+        elif k == "id":
+            table = self.origin_table(features=self.origin_features(
+                r.random() < 0.5, True, self.other_origin_id()))
+            why = {"Metadata belongs to another origin (its origin_id differs)":
+                   (errno.EINVAL, True)}
         elif k == "chunk":
             table = self.origin_table(chunk=self.cs * r.choice([2, 4]) if self.cs < 128
                                       else self.cs // 2)
@@ -1303,19 +1502,71 @@ class Stress:
         suspend(PREFIX + "o", True)
         if not early:
             err = load(PREFIX + "o", [table])
-        self.devs.resume(PREFIX + "o")
         lines = self.kernel_lines()
+        if msg == "suspended":
+            self.clean_detach_random()
+        self.devs.resume(PREFIX + "o")
+        lines += self.kernel_lines()
         self.judge_refusal("fleece-origin reload (%s)" % k, err, why, lines)
 
     def op_origin_recreate(self):
-        """Remove the fleece-origin under its views, then create it again:
-        the views become Invalid for good; persistent bitmaps come back with
-        uncommitted frozen sets merged in, volatile ones are gone."""
-        self.note("remove the fleece-origin (views: %s)" % " ".join(
-            "v%d:%s" % (v.vid, v.txn) for v in self.views))
+        """Remove the fleece-origin under its views, then create it again
+        (an attach): the views become Invalid for good; persistent bitmaps
+        come back with uncommitted frozen sets merged in, volatile ones are
+        gone. Four ways, as an admin (or the boot units) would:
+        (a) "clean_detach" before the removal (a shutdown), then no_gap:
+            the bitmaps keep their trust;
+        (b) a removal without clean_detach (a detach while the system runs:
+            BYPASS on disk), then no_gap: distrusted all the same, the
+            kernel says "no clean_detach";
+        (c) clean_detach, then without no_gap: distrusted, "without no_gap";
+        (d) neither: distrusted, "no clean_detach" (BYPASS wins).
+        Whether the removal is clean is the tracker's flag, whatever set it:
+        a message just before, or one sent before reloads (kept), taken
+        back by "clean_detach cancel" (sometimes right after setting it:
+        not clean), and never changed by an invalid argument. Sometimes
+        with origin_id, sometimes after an attach with another origin's id
+        (refused, changes nothing, not even BYPASS)."""
+        r = self.rng
+        clean, no_gap = False, False
+        if not self.legacy:
+            clean, no_gap = r.choices([(True, True), (False, True), (True, False),
+                                       (False, False)], [3, 2, 1, 1])[0]
+            msgs = []
+            if clean:
+                if not self.clean_detach or r.random() < 0.3:
+                    msgs.append("set")
+                if r.random() < 0.15:
+                    msgs.append("set")		# twice: the same
+            elif self.clean_detach:
+                msgs.append("cancel")
+            elif r.random() < 0.3:
+                msgs += ["set", "cancel"]	# taken back: not clean
+            elif r.random() < 0.15:
+                msgs.append("cancel")		# nothing to take back
+            if r.random() < 0.1:
+                msgs.insert(r.randint(0, len(msgs)), "bad")
+            for m in msgs:
+                self.clean_detach_msg(m)
+            assert self.clean_detach == clean
+        how = "abcd"[(not clean) + 2 * (not no_gap)]
+        self.note("remove the fleece-origin (%s: %s, then %s; views: %s)" % (
+            how, "clean_detach" if clean else "no clean_detach",
+            "no_gap" if no_gap else "without no_gap",
+            " ".join("v%d:%s" % (v.vid, v.txn) for v in self.views)))
         os.close(self.ofd)
+        self.ofd = None
+        self.kernel_lines()
         self.devs.remove(PREFIX + "o")
+        lines = self.kernel_lines()
+        if any("cannot record the detach" in l for l in lines):
+            self.fail("the removal: %s" % [l for l in lines if "cannot record" in l][0])
+        # The detach: the tracker goes, and its flag with it.
+        self.bypass = self.persistent and not self.clean_detach
+        self.stats["clean_removals"] += self.clean_detach
+        self.clean_detach = False
         back = dict(self.live) if self.persistent else {}
+        frozen = []			# the frozen sets left on disk
         for v in self.views:
             v.event_due = not v.invalid	# an invalidation raises an event
             v.invalid = True
@@ -1323,16 +1574,30 @@ class Stress:
             if v.txn == "open":
                 v.txn = "ended"
                 if self.persistent:
-                    back[v.bitmap] |= v.frozen
+                    frozen.append((v.bitmap, v.frozen, v.frozen_gap))
             v.holds = False
+        if not self.persistent:
+            self.untrusted = set()
         self.live = {}
         self.check_views()
         for v in self.views:
-            if v.fd is not None and self.rng.random() < 0.5:
+            if v.fd is not None and r.random() < 0.5:
                 self.op_view_read(v)
-        self.origin_create()
         self.live = back
-        self.note("fleece-origin created again: bitmaps %s" % " ".join(sorted(back)))
+        if self.persistent and self.id_on_disk and not self.legacy and r.random() < 0.15:
+            # Another origin's metadata: refused before anything is written
+            # (BYPASS stays for the attach that follows).
+            features = self.origin_features(no_gap, True, self.other_origin_id())
+            self.note("create the fleece-origin with another origin's id: %s"
+                      % self.origin_table(features=features)[3].decode())
+            self.kernel_lines()
+            err = self.origin_create(features)
+            self.judge_refusal("fleece-origin with another origin_id", err, {
+                "Metadata belongs to another origin (its origin_id differs)":
+                (errno.EINVAL, True)}, self.kernel_lines())
+        marked = self.attach(self.origin_features(no_gap, r.random() < 0.3), frozen)
+        self.note("fleece-origin created again: bitmaps %s; %d marked untrusted" % (
+            " ".join(sorted(back)) or "none", marked))
 
     # -- operations: bitmaps -------------------------------------------
 
@@ -1362,6 +1627,7 @@ class Stress:
             want, what = 0, "new"
         if not self.bitmap_msg("bitmap_add %s" % name, want, what):
             self.live[name] = 0
+            self.untrusted.discard(name)	# new: recording from now on
 
     def pick_bitmap(self, existing=0.85):
         if self.live and self.rng.random() < existing:
@@ -1384,12 +1650,14 @@ class Stress:
         want = self.busy_errno(name) if name in self.live else {errno.ENOENT}
         if not self.bitmap_msg("bitmap_remove %s" % name, want, "remove"):
             del self.live[name]
+            self.untrusted.discard(name)
 
     def op_bitmap_clear(self):
         name = self.pick_bitmap()
         want = self.busy_errno(name) if name in self.live else {errno.ENOENT}
         if not self.bitmap_msg("bitmap_clear %s" % name, want, "clear"):
             self.live[name] = 0
+            self.untrusted.discard(name)	# empty, recording: it misses nothing
 
     def op_bitmap_merge(self):
         r = self.rng
@@ -1415,6 +1683,8 @@ class Stress:
             return
         self.live[dst] |= self.live[src]
         self.merged_into(dst, self.live[src])
+        if src in self.untrusted:
+            self.untrusted.add(dst)		# what src may miss, dst may miss now
 
     def merged_into(self, name, mask):
         """--legacy-txn: a view with bitmap name checks its reads of chunks
@@ -1626,8 +1896,8 @@ class Stress:
         r, w = status(PREFIX + "o")
         if r:
             self.fail("status of the fleece-origin: %s" % errno.errorcode.get(r, r))
-        want = ["persistent" if self.persistent else "volatile", str(self.sessions()), "ok",
-                str(len(self.live))]
+        want = ["persistent" if self.persistent else "volatile", str(self.sessions()),
+                "gap" if self.untrusted else "ok", str(len(self.live))]
         triples = sorted(zip(w[4::3], w[5::3], w[6::3]))
         want_triples = sorted((n, str(m.bit_count()), str(self.held(n)))
                               for n, m in self.live.items())
@@ -1722,9 +1992,11 @@ def main():
     p.add_argument("--seconds", type=float, default=None,
                    help="start no new operation after this (long runs only)")
     p.add_argument("--legacy-txn", action="store_true",
-                   help="today's documented semantics: a second view on a bitmap under backup "
-                        "is accepted and freezes what changed since the first one's point in "
-                        "time; merges into it too")
+                   help="the semantics before 'one backup per bitmap' (a module that old): a "
+                        "second view on a bitmap under backup is accepted and freezes what "
+                        "changed since the first one's point in time; merges into it too; "
+                        "fleece-origin tables without features (no no_gap, origin_id), no "
+                        "clean_detach message, no attach distrusts the bitmaps")
     p.add_argument("--single-backup", action="store_true",
                    help="never try a second backup of a bitmap under backup, nor a merge into "
                         "it (the same expectations under both semantics)")
@@ -1769,9 +2041,13 @@ def main():
         s = st.stats
         print("stress: seed=%d ops=%d views=%d reads=%d bytes_checked=%d writes=%d "
               "view_writes=%d releases=%d reloads=%d batches=%d eio=%d refusals=%d "
-              "seconds=%d OK" % (st.seed, st.op, s["views"], s["reads"], s["bytes_checked"],
-                                 s["writes"], s["view_writes"], s["releases"], s["reloads"],
-                                 s["batches"], s["eio"], s["refusals"], s["seconds"]))
+              "attaches=%d clean_removals=%d clean_detach=%d gaps=%d gap_bypass=%d "
+              "gap_refused=%d gap_full=%d gap_back=%d seconds=%d OK"
+              % (st.seed, st.op, s["views"], s["reads"], s["bytes_checked"], s["writes"],
+                 s["view_writes"], s["releases"], s["reloads"], s["batches"], s["eio"],
+                 s["refusals"], s["attaches"], s["clean_removals"], s["clean_detach"],
+                 s["gaps"], s["gap_bypass"], s["gap_refused"], s["gap_full"], s["gap_back"],
+                 s["seconds"]))
     try:
         for f in os.listdir(args.workdir):
             os.unlink(os.path.join(args.workdir, f))

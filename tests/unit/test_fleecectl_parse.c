@@ -32,6 +32,11 @@ static void test_origin_table(void **state)
 	assert_int_equal(t.no_gap, 0);
 	assert_int_equal(parse_origin_table("254:0 254:1 128 1 no_gap", &t), 0);
 	assert_int_equal(t.no_gap, 1);
+	assert_string_equal(t.origin_id, "");
+	assert_int_equal(parse_origin_table("254:0 254:1 128 3 origin_id dm-uuid-LVM-x NO_GAP", &t),
+			 0);
+	assert_int_equal(t.no_gap, 1);
+	assert_string_equal(t.origin_id, "dm-uuid-LVM-x");
 
 	assert_int_equal(parse_origin_table("", &t), -EINVAL);
 	assert_int_equal(parse_origin_table("254:0 -", &t), -EINVAL);
@@ -52,6 +57,13 @@ static void test_origin_table(void **state)
 	assert_int_equal(build_origin_table(&t, buf, sizeof(buf)), 0);
 	assert_string_equal(buf, "8:16 8:32 2048 1 no_gap");
 	assert_int_equal(build_origin_table(&t, buf, 16), -ENOSPC);
+	strcpy(t.origin_id, "virtio-origin");
+	assert_int_equal(build_origin_table(&t, buf, sizeof(buf)), 0);
+	assert_string_equal(buf, "8:16 8:32 2048 3 no_gap origin_id virtio-origin");
+	t.no_gap = 0;
+	assert_int_equal(build_origin_table(&t, buf, sizeof(buf)), 0);
+	assert_string_equal(buf, "8:16 8:32 2048 2 origin_id virtio-origin");
+	assert_int_equal(build_origin_table(&t, buf, 30), -ENOSPC);
 }
 
 static void test_origin_status(void **state)
