@@ -22,6 +22,16 @@
  *
  * When the whole backup is written (and verified), a view with a backup
  * transaction is committed: its bitmap forgets the changes this image holds.
+ *
+ * An image file is written under a temporary name in its directory,
+ * NAME.fleece-partial (locked with flock() while a backup writes it), and
+ * renamed to NAME only when it is complete and fsync'ed; the directory is
+ * fsync'ed too, and only then is the transaction committed. A crash, a
+ * signal or an error never leaves a partial image under NAME, nor a commit
+ * for an image that is not durable. An incremental backup without --base
+ * updates NAME through a copy too (a clone where the filesystem shares
+ * blocks): NAME keeps the previous image until the new one replaces it.
+ * A device is written in place, and fsync'ed before the commit.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -31,6 +41,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <libgen.h>
+#include <sys/file.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -51,6 +63,7 @@
 #define IO_SIZE (1024 * 1024)		/* one read of the view */
 #define DEFAULT_BATCH (64ULL << 20)	/* written, synced, verified, released */
 #define ZERO_BLOCK 4096			/* granularity of holes in images */
+#define PARTIAL_SUFFIX ".fleece-partial"	/* an image being written */
 
 struct extent {
 	uint64_t off;
@@ -72,7 +85,13 @@ struct backup {
 	int verify_fd;
 	int verify_cached;		/* verify_fd is not O_DIRECT */
 	int out_is_dev;
-	int created;			/* the image file is ours to remove */
+	const char *out;		/* the file written: partial, or the device */
+	char final[PATH_MAX];		/* an image file's name once complete */
+	char partial[PATH_MAX];		/* final + PARTIAL_SUFFIX */
+	const char *from;		/* copied in first: --base, or final */
+	int partial_ours;		/* created and locked: ours to remove */
+	int renamed;			/* partial is final now */
+	int final_existed;		/* and is replaced only when complete */
 	uint64_t size;
 	uint64_t chunk;			/* bytes */
 	unsigned char *buf;
@@ -278,14 +297,14 @@ static int copy_batch(struct backup *b, uint64_t off, uint64_t len)
 		r = write_out(b, b->buf, n, pos);
 		if (r) {
 			msg_err("backup %s: writing %s at byte %llu failed: %s", b->view,
-				b->to, (unsigned long long)pos, strerror(-r));
+				b->out, (unsigned long long)pos, strerror(-r));
 			return -1;
 		}
 		b->done += n;
 		progress_update(&b->prog, b->done);
 	}
 	if (fdatasync(b->out_fd)) {
-		msg_err("backup %s: syncing %s failed: %s", b->view, b->to, strerror(errno));
+		msg_err("backup %s: syncing %s failed: %s", b->view, b->out, strerror(errno));
 		return -1;
 	}
 	if (b->verify) {
@@ -293,7 +312,7 @@ static int copy_batch(struct backup *b, uint64_t off, uint64_t len)
 		r = read_back(b, off, len, got);
 		if (r) {
 			msg_err("backup %s: reading %s back at byte %llu failed: %s", b->view,
-				b->to, (unsigned long long)off, strerror(-r));
+				b->out, (unsigned long long)off, strerror(-r));
 			return -1;
 		}
 		if (memcmp(want, got, sizeof(want))) {
@@ -302,7 +321,7 @@ static int copy_batch(struct backup *b, uint64_t off, uint64_t len)
 			msg_err("backup %s: verify failed: bytes %llu-%llu of %s differ from "
 				"the view (sha256 %s, view %s); not released", b->view,
 				(unsigned long long)off, (unsigned long long)(off + len - 1),
-				b->to, hg, hw);
+				b->out, hg, hw);
 			return -1;
 		}
 		b->verified++;
@@ -399,6 +418,7 @@ static int open_output_dev(struct backup *b, const struct fl_view *v, const stru
 		}
 	}
 	b->out_is_dev = 1;
+	b->out = b->to;
 	b->out_fd = open(b->to, O_WRONLY | O_EXCL | O_DIRECT | O_CLOEXEC);
 	if (b->out_fd < 0) {
 		msg_err("backup %s: cannot open %s%s: %s", b->view, b->to,
@@ -443,6 +463,8 @@ static int copy_base(struct backup *b, int in)
 				hole = end;
 		}
 		for (pos = (uint64_t)data; pos < (uint64_t)hole; pos += n) {
+			if (sig_caught())
+				return -EINTR;
 			n = (uint64_t)hole - pos < IO_SIZE ? (uint64_t)hole - pos : IO_SIZE;
 			if (!b->out_is_dev) {
 				loff_t io = (loff_t)pos, oo = (loff_t)pos;
@@ -467,21 +489,25 @@ static int copy_base(struct backup *b, int in)
 	return 0;
 }
 
-/* --base: the output starts as a copy of the previous image. */
-static int start_from_base(struct backup *b)
+/*
+ * The output starts as a copy of the previous image: --base, or the image
+ * an incremental backup without --base updates (b->from is then final).
+ * Opened and checked before the output is: its descriptor, or -1.
+ */
+static int open_from(struct backup *b)
 {
 	struct stat st;
 	uint64_t bsize;
-	int in, r;
+	int in;
 
-	in = open(b->base, O_RDONLY | O_CLOEXEC);
+	in = open(b->from, O_RDONLY | O_CLOEXEC);
 	if (in < 0) {
-		msg_err("backup %s: cannot open the base image %s: %s", b->view, b->base,
-			strerror(errno));
+		msg_err("backup %s: cannot open the %s image %s: %s", b->view,
+			b->base ? "base" : "previous", b->from, strerror(errno));
 		return -1;
 	}
 	if (fstat(in, &st)) {
-		msg_err("backup %s: cannot stat %s: %s", b->view, b->base, strerror(errno));
+		msg_err("backup %s: cannot stat %s: %s", b->view, b->from, strerror(errno));
 		close(in);
 		return -1;
 	}
@@ -490,31 +516,152 @@ static int start_from_base(struct backup *b)
 	else if (bdev_size_fd(in, &bsize))
 		bsize = 0;
 	if (bsize != b->size) {
-		msg_err("backup %s: the base image %s has %llu bytes, the view %llu: "
-			"not an image of this origin", b->view, b->base,
-			(unsigned long long)bsize, (unsigned long long)b->size);
+		msg_err("backup %s: the %s image %s has %llu bytes, the view %llu: "
+			"not an image of this origin", b->view, b->base ? "base" : "previous",
+			b->from, (unsigned long long)bsize, (unsigned long long)b->size);
 		close(in);
 		return -1;
 	}
-	r = copy_base(b, in);
-	close(in);
+	return in;
+}
+
+static int start_from_base(struct backup *b, int in)
+{
+	int r = copy_base(b, in);
+
 	/* Durable before any commit, even when no range changed. */
 	if (!r && fdatasync(b->out_fd))
 		r = -errno;
+	if (r == -EINTR) {
+		msg_err("backup %s: interrupted by signal %d (%s) while copying %s to %s",
+			b->view, sig_caught(), strsignal(sig_caught()), b->from, b->out);
+		return -1;
+	}
 	if (r) {
-		msg_err("backup %s: copying the base image %s to %s failed: %s", b->view,
-			b->base, b->to, strerror(-r));
+		msg_err("backup %s: copying the %s image %s to %s failed: %s", b->view,
+			b->base ? "base" : "previous", b->from, b->out, strerror(-r));
 		return -1;
 	}
 	return 0;
+}
+
+/*
+ * An image file is written as final + PARTIAL_SUFFIX, locked: a second
+ * backup to the same image is refused while this one runs. One left by a
+ * backup that was killed (or a crash) is not locked: it is started again.
+ * @old: the final image's stat, when it exists (its mode and owner are kept).
+ */
+static int open_partial(struct backup *b, const struct stat *old)
+{
+	struct stat fst, pst;
+	int tries;
+
+	if (snprintf(b->partial, sizeof(b->partial), "%s%s", b->final,
+		     PARTIAL_SUFFIX) >= (int)sizeof(b->partial)) {
+		msg_err("backup %s: %s: name too long", b->view, b->final);
+		return -1;
+	}
+	b->out = b->partial;
+	for (tries = 0;; tries++) {
+		b->out_fd = open(b->partial, O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+		if (b->out_fd < 0) {
+			msg_err("backup %s: cannot create %s: %s", b->view, b->partial,
+				strerror(errno));
+			return -1;
+		}
+		if (flock(b->out_fd, LOCK_EX | LOCK_NB)) {
+			msg_err("backup %s: %s is %s", b->view, b->partial,
+				errno == EWOULDBLOCK ? "locked: another backup is writing "
+				"this image" : "cannot be locked");
+			return -1;
+		}
+		if (fstat(b->out_fd, &fst)) {
+			msg_err("backup %s: cannot stat %s: %s", b->view, b->partial,
+				strerror(errno));
+			return -1;
+		}
+		/* Locked, but renamed or removed by the backup that held it? */
+		if (!stat(b->partial, &pst) && pst.st_dev == fst.st_dev &&
+		    pst.st_ino == fst.st_ino)
+			break;
+		close(b->out_fd);
+		b->out_fd = -1;
+		if (tries == 10) {
+			msg_err("backup %s: %s keeps being replaced", b->view, b->partial);
+			return -1;
+		}
+	}
+	if (!S_ISREG(fst.st_mode)) {
+		msg_err("backup %s: %s is not a regular file", b->view, b->partial);
+		return -1;
+	}
+	b->partial_ours = 1;
+	if (fst.st_size)
+		msg_warn("backup %s: %s was left by an interrupted backup; writing it "
+			 "again", b->view, b->partial);
+	if (ftruncate(b->out_fd, 0) || ftruncate(b->out_fd, (off_t)b->size)) {
+		msg_err("backup %s: cannot size %s to %llu bytes: %s", b->view, b->partial,
+			(unsigned long long)b->size, strerror(errno));
+		return -1;
+	}
+	/* The image that replaces another keeps its mode and owner. */
+	if (old) {
+		if (fchown(b->out_fd, old->st_uid, old->st_gid))
+			msg_verbose("backup %s: cannot give %s the owner of %s: %s", b->view,
+				    b->partial, b->final, strerror(errno));
+		if (fchmod(b->out_fd, old->st_mode & 0777))
+			msg_verbose("backup %s: cannot give %s the mode of %s: %s", b->view,
+				    b->partial, b->final, strerror(errno));
+	}
+	return 0;
+}
+
+/*
+ * The output is complete: make it durable, and an image file's partial
+ * name final (with its directory durable) - all before any commit.
+ */
+static int finish_output(struct backup *b)
+{
+	char dir[PATH_MAX];
+	int dfd, r = 0;
+
+	if (fsync(b->out_fd)) {
+		msg_err("backup %s: syncing %s failed: %s", b->view, b->out, strerror(errno));
+		return -1;
+	}
+	if (!b->out_is_dev) {
+		/* Renamed while locked: no other backup takes the new image for a partial. */
+		if (rename(b->partial, b->final)) {
+			msg_err("backup %s: renaming %s to %s failed: %s", b->view, b->partial,
+				b->final, strerror(errno));
+			return -1;
+		}
+		b->renamed = 1;
+		snprintf(dir, sizeof(dir), "%s", b->final);
+		dfd = open(dirname(dir), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (dfd < 0 || fsync(dfd)) {
+			msg_err("backup %s: %s is complete, but syncing its directory failed: "
+				"%s; not committed", b->view, b->final, strerror(errno));
+			r = -1;
+		}
+		if (dfd >= 0)
+			close(dfd);
+	}
+	if (close(b->out_fd) && !r) {
+		msg_err("backup %s: closing %s failed: %s", b->view, b->out, strerror(errno));
+		r = -1;
+	}
+	b->out_fd = -1;
+	return r;
 }
 
 static int open_output(struct backup *b, const struct fl_view *v)
 {
 	struct stat st, bst;
 	int exists = !stat(b->to, &st);
+	int in = -1, r = -1;
 
-	/* Before anything is truncated: the base must not be the output. */
+	/* Before anything is written: the base must not be the output. */
 	if (b->base && exists && !stat(b->base, &bst) &&
 	    ((S_ISBLK(st.st_mode) && S_ISBLK(bst.st_mode) && st.st_rdev == bst.st_rdev) ||
 	     (st.st_dev == bst.st_dev && st.st_ino == bst.st_ino))) {
@@ -522,6 +669,7 @@ static int open_output(struct backup *b, const struct fl_view *v)
 			"an image in place, leave out --base", b->view, b->base);
 		return -1;
 	}
+	b->from = b->base;
 
 	if (exists && S_ISBLK(st.st_mode)) {
 		if (open_output_dev(b, v, &st))
@@ -530,57 +678,62 @@ static int open_output(struct backup *b, const struct fl_view *v)
 		msg_err("backup %s: %s is neither a regular file nor a block device",
 			b->view, b->to);
 		return -1;
-	} else if (b->changed && !b->base) {
-		/* Update the previous image in place: it must be there. */
-		if (!exists) {
-			msg_err("backup %s: %s does not exist: an incremental backup updates "
-				"the previous image, or a copy of it with --base IMAGE",
-				b->view, b->to);
-			return -1;
-		}
-		if ((uint64_t)st.st_size != b->size) {
-			msg_err("backup %s: %s has %llu bytes, the view %llu: not an image "
-				"of this origin", b->view, b->to,
-				(unsigned long long)st.st_size, (unsigned long long)b->size);
-			return -1;
-		}
-		b->out_fd = open(b->to, O_WRONLY | O_CLOEXEC);
-		if (b->out_fd < 0) {
-			msg_err("backup %s: cannot open %s: %s", b->view, b->to,
-				strerror(errno));
-			return -1;
-		}
 	} else {
-		b->created = !exists;
-		b->out_fd = open(b->to, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-		if (b->out_fd < 0) {
-			msg_err("backup %s: cannot create %s: %s", b->view, b->to,
-				strerror(errno));
+		/* The image replaced is the file a symbolic link names. */
+		if (exists && realpath(b->to, b->final)) {
+			;
+		} else if (snprintf(b->final, sizeof(b->final), "%s", b->to) >=
+			   (int)sizeof(b->final)) {
+			msg_err("backup %s: %s: name too long", b->view, b->to);
 			return -1;
 		}
-		if (ftruncate(b->out_fd, (off_t)b->size)) {
-			msg_err("backup %s: cannot size %s to %llu bytes: %s", b->view, b->to,
-				(unsigned long long)b->size, strerror(errno));
-			return -1;
+		if (b->changed && !b->base) {
+			/* Update the previous image: it must be there. */
+			if (!exists) {
+				msg_err("backup %s: %s does not exist: an incremental backup "
+					"updates the previous image, or a copy of it with "
+					"--base IMAGE", b->view, b->to);
+				return -1;
+			}
+			if ((uint64_t)st.st_size != b->size) {
+				msg_err("backup %s: %s has %llu bytes, the view %llu: not an "
+					"image of this origin", b->view, b->to,
+					(unsigned long long)st.st_size,
+					(unsigned long long)b->size);
+				return -1;
+			}
+			b->from = b->final;
 		}
 	}
+	if (b->from) {
+		in = open_from(b);
+		if (in < 0)
+			return -1;
+	}
+	b->final_existed = exists;
+	if (!b->out_is_dev && open_partial(b, exists ? &st : NULL))
+		goto out;
 	b->overwrite = b->changed != NULL;
-	if (b->base && start_from_base(b))
-		return -1;
+	if (b->from && start_from_base(b, in))
+		goto out;
 	if (b->verify) {
-		b->verify_fd = open(b->to, O_RDONLY | O_DIRECT | O_CLOEXEC);
+		b->verify_fd = open(b->out, O_RDONLY | O_DIRECT | O_CLOEXEC);
 		if (b->verify_fd < 0 && errno == EINVAL) {
 			/* No O_DIRECT here (tmpfs): drop the cache before reading. */
-			b->verify_fd = open(b->to, O_RDONLY | O_CLOEXEC);
+			b->verify_fd = open(b->out, O_RDONLY | O_CLOEXEC);
 			b->verify_cached = 1;
 		}
 		if (b->verify_fd < 0) {
-			msg_err("backup %s: cannot open %s to verify it: %s", b->view, b->to,
+			msg_err("backup %s: cannot open %s to verify it: %s", b->view, b->out,
 				strerror(errno));
-			return -1;
+			goto out;
 		}
 	}
-	return 0;
+	r = 0;
+out:
+	if (in >= 0)
+		close(in);
+	return r;
 }
 
 /* The extents of an incremental backup: the view's changed ranges. */
@@ -862,14 +1015,8 @@ int cmd_backup(int argc, char **argv)
 			(unsigned long long)b.done);
 		goto out;
 	}
-	if (r)
+	if (r || finish_output(&b))
 		goto out;
-	if (close(b.out_fd)) {
-		b.out_fd = -1;
-		msg_err("backup %s: closing %s failed: %s", v.name, b.to, strerror(errno));
-		goto out;
-	}
-	b.out_fd = -1;
 	summary(&b, now_seconds() - t0, x.n);
 	/* An open transaction is covered by a full or a --changed backup. */
 	if (b.commit && v.status.txn == TXN_OPEN) {
@@ -895,13 +1042,21 @@ out:
 	if (b.view_fd >= 0)
 		close(b.view_fd);
 	if (rc && b.to && !complete) {
-		if (b.created && !unlink(b.to))
-			msg_err("backup %s: removed the incomplete image %s", v.name, b.to);
-		else if (b.overwrite && (b.done || b.base))
+		/* The final image file is as it was (or absent), or complete. */
+		if (b.partial_ours && !b.renamed) {
+			if (!unlink(b.partial))
+				msg_err("backup %s: removed the incomplete image %s; %s %s",
+					v.name, b.partial, b.final, b.final_existed ?
+					"is as it was" : "was not created");
+			else
+				msg_err("backup %s: cannot remove the incomplete image %s: %s",
+					v.name, b.partial, strerror(errno));
+		} else if (b.out_is_dev && b.overwrite && (b.done || b.base)) {
 			msg_err("backup %s: %s is partly updated: it is not a complete "
 				"image any more", v.name, b.to);
-		else if (b.done)
+		} else if (b.out_is_dev && b.done) {
 			msg_err("backup %s: %s holds an incomplete image", v.name, b.to);
+		}
 		if (b.released)
 			msg_err("backup %s: %llu bytes of the view were released already; "
 				"a new backup needs a new snapshot", v.name,
