@@ -135,8 +135,10 @@ check-kernels: deps deps-6.12
 		$(MAKE) --no-print-directory check KVER=$$v KDIR=/lib/modules/$$v/build; \
 	done
 
-# Every file install puts is listed in uninstall too.
-install: all
+# Every file install puts is listed in uninstall too. fleecectl is built
+# without its test hooks (Documentation/testing.rst, "Test hooks").
+install: module
+	$(MAKE) -C userspace TEST_HOOKS=0
 	install -D -m 0644 drivers/md/dm-fleece.ko "$(DESTDIR)$(MODDIR)/dm-fleece.ko"
 	install -D -m 0755 userspace/fleecectl "$(DESTDIR)$(SBINDIR)/fleecectl"
 	install -D -m 0644 Documentation/fleecectl.8 "$(DESTDIR)$(MANDIR)/man8/fleecectl.8"

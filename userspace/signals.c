@@ -79,13 +79,24 @@ int sig_sleep_until(double when)
 	}
 }
 
+/*
+ * Only a build for the tests obeys it (userspace/Makefile, TEST_HOOKS=1, the
+ * developer build): an installed fleecectl must never hold an origin
+ * suspended, its writers blocked, because of its environment.
+ */
 void test_pause_after_suspend(const char *dev)
 {
 	const char *env = getenv("FLEECECTL_TEST_PAUSE_AFTER_SUSPEND");
 
 	if (!env || !*env)
 		return;
+#ifdef FLEECECTL_TEST_HOOKS
 	msg_err("test: %s suspended; pausing %s s (FLEECECTL_TEST_PAUSE_AFTER_SUSPEND)",
 		dev, env);
 	sig_sleep_until(now_seconds() + atof(env));
+#else
+	msg_warn("%s suspended: FLEECECTL_TEST_PAUSE_AFTER_SUSPEND ignored, this "
+		 "fleecectl was not built for tests (make -C userspace TEST_HOOKS=1)",
+		 dev);
+#endif
 }

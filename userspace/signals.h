@@ -27,7 +27,10 @@ int sig_sleep_until(double when);
  * Tests only: with FLEECECTL_TEST_PAUSE_AFTER_SUSPEND=SECONDS in the
  * environment, sleep that long right after suspending @dev (ending early
  * when a signal is caught), so that a test can signal fleecectl while the
- * device is suspended.
+ * device is suspended. Only in a build with FLEECECTL_TEST_HOOKS defined
+ * (userspace/Makefile TEST_HOOKS=1, the default there; make install and the
+ * Debian package build with TEST_HOOKS=0): other builds ignore it, with a
+ * warning.
  */
 void test_pause_after_suspend(const char *dev);
 
