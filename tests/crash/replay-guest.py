@@ -335,6 +335,10 @@ class Recorder:
         for v in list(self.views):
             dmfuzz.remove_dev(v)
         os.close(self.fd)
+        # A shutdown, as the units do it: the detach is a clean one, and a
+        # crash point after its superblock write attaches trusted.
+        if self.msg("cr-o", "clean_detach")[0]:
+            die("clean_detach refused")
         for d in ["cr-o", "cr-os", "cr-ms"] + ["cr-s%d" % i for i in range(self.slot)]:
             dmfuzz.remove_dev(d)
         # Removing the log device writes its end mark and its super block.
