@@ -69,7 +69,8 @@ kill -0 $bgpid 2>/dev/null || fail "the background writer ended early"
 expect_rc 0 $F attach $LV --meta $META
 sleep 2
 bg_writer_stop
-[ "$(dmsetup table $DM)" = "0 262144 fleece-origin $(majmin /dev/mapper/$REAL) $(majmin $META) 128" ] ||
+# The metadata is bound to the LV by its device-mapper UUID (LVM-...).
+[ "$(dmsetup table $DM)" = "0 262144 fleece-origin $(majmin /dev/mapper/$REAL) $(majmin $META) 128 2 origin_id dm-uuid-$(dmsetup info -c --noheadings -o uuid $DM)" ] ||
 	fail "table of $DM after attach: $(dmsetup table $DM)"
 [ "$(dmsetup table $REAL)" = "$orig" ] || fail "$REAL has '$(dmsetup table $REAL)', expected '$orig'"
 info "attached under the mounted LV while files were written"
