@@ -238,35 +238,12 @@ out_cur:
 
 int cmd_attach(int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{ "meta", required_argument, NULL, 'm' },
-		{ "chunk-size", required_argument, NULL, 'c' },
-		{ "no-gap", no_argument, NULL, 'G' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
-	};
-	struct origin_opts o = { .chunk_sectors = DEFAULT_CHUNK_BYTES >> 9 };
-	const char *why;
+	struct origin_opts o;
 	int c;
 
-	optind = 0;
-	while ((c = getopt_long(argc, argv, "m:c:h", opts, NULL)) != -1) {
-		switch (c) {
-		case 'm':
-			o.meta = optarg;
-			break;
-		case 'c':
-			if (parse_chunk_size(optarg, &o.chunk_sectors, &why))
-				return usage_error(argv[0], "invalid --chunk-size '%s': %s",
-						   optarg, why);
-			break;
-		case 'G':
-			o.no_gap = 1;
-			break;
-		default:
-			return option_end(c, argv[0]);
-		}
-	}
+	c = origin_options(argc, argv, &o);
+	if (c >= 0)
+		return c;
 	if (argc - optind != 1)
 		return usage_error(argv[0], "needs DMDEV, a device-mapper device");
 

@@ -149,7 +149,7 @@ int origin_create(const char *name, const char *dev, const struct origin_opts *o
 	return 0;
 }
 
-int cmd_create(int argc, char **argv)
+int origin_options(int argc, char **argv, struct origin_opts *o)
 {
 	static const struct option opts[] = {
 		{ "meta", required_argument, NULL, 'm' },
@@ -158,28 +158,40 @@ int cmd_create(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	struct origin_opts o = { .chunk_sectors = DEFAULT_CHUNK_BYTES >> 9 };
 	const char *why;
 	int c;
 
+	memset(o, 0, sizeof(*o));
+	o->chunk_sectors = DEFAULT_CHUNK_BYTES >> 9;
 	optind = 0;
 	while ((c = getopt_long(argc, argv, "m:c:h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'm':
-			o.meta = optarg;
+			o->meta = optarg;
 			break;
 		case 'c':
-			if (parse_chunk_size(optarg, &o.chunk_sectors, &why))
+			if (parse_chunk_size(optarg, &o->chunk_sectors, &why))
 				return usage_error(argv[0], "invalid --chunk-size '%s': %s",
 						   optarg, why);
 			break;
 		case 'G':
-			o.no_gap = 1;
+			o->no_gap = 1;
 			break;
 		default:
 			return option_end(c, argv[0]);
 		}
 	}
+	return -1;
+}
+
+int cmd_create(int argc, char **argv)
+{
+	struct origin_opts o;
+	int c;
+
+	c = origin_options(argc, argv, &o);
+	if (c >= 0)
+		return c;
 	if (argc - optind != 2)
 		return usage_error(argv[0], "needs NAME and ORIGIN_DEV");
 	if (check_new_name(argv[0], argv[optind]))

@@ -61,6 +61,13 @@ void origin_table_line(char *table, size_t len, uint64_t sectors, const char *pa
  * as major:minor ("-" for none). Prints the error and returns -1 if the
  * device cannot be used.
  */
+/*
+ * The options create and attach share (--meta, --chunk-size, --no-gap) into
+ * @o. Returns -1 to go on (optind at the first operand), else the exit code
+ * of a usage error or --help.
+ */
+int origin_options(int argc, char **argv, struct origin_opts *o);
+
 int origin_meta_arg(const char *cmd, const char *name, const char *meta,
 		    dev_t origin_devt, struct origin_table *t);
 
