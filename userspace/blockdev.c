@@ -259,20 +259,33 @@ int bdev_check_unused(const char *path, dev_t devt, char *why, size_t len)
 	return 0;
 }
 
-/* dm-fleece's own metadata: blkid does not know it. Superblock copies are
- * the first two 4 KiB blocks, with the magic "leec" at byte 4. */
+/*
+ * dm-fleece's own metadata: blkid does not know it. Superblock copies are
+ * the first two 4 KiB blocks, with the magic "leec" at byte 4.
+ */
+#define FLEECE_MAGIC "leec"
+static off_t fleece_magic_at(unsigned int copy)
+{
+	return (off_t)copy * 4096 + 4;
+}
+
+/* Does superblock copy @copy of @fd hold dm-fleece's magic? */
+static int fleece_magic(int fd, unsigned int copy)
+{
+	char magic[4];
+
+	return pread(fd, magic, 4, fleece_magic_at(copy)) == 4 &&
+	       !memcmp(magic, FLEECE_MAGIC, 4);
+}
+
 static int fleece_metadata(const char *path)
 {
-	unsigned char buf[8192];
-	unsigned int c;
-	int fd, found = 0;
+	int fd, found;
 
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return -errno;
-	if (pread(fd, buf, sizeof(buf), 0) == (ssize_t)sizeof(buf))
-		for (c = 0; c < 2; c++)
-			found |= !memcmp(buf + c * 4096 + 4, "leec", 4);
+	found = fleece_magic(fd, 0) || fleece_magic(fd, 1);
 	close(fd);
 	return found;
 }
@@ -345,13 +358,9 @@ int bdev_wipe_signatures(const char *path)
 	if (fd < 0)
 		return -errno;
 	/* dm-fleece metadata: the magic of both superblock copies. */
-	for (c = 0; c < 2 && !r; c++) {
-		unsigned char magic[4];
-
-		if (pread(fd, magic, 4, c * 4096 + 4) == 4 && !memcmp(magic, "leec", 4) &&
-		    pwrite(fd, zero, 4, c * 4096 + 4) != 4)
+	for (c = 0; c < 2 && !r; c++)
+		if (fleece_magic(fd, c) && pwrite(fd, zero, 4, fleece_magic_at(c)) != 4)
 			r = -errno;
-	}
 	pr = r ? NULL : blkid_new_probe();
 	if (!r && (!pr || blkid_probe_set_device(pr, fd, 0, 0))) {
 		r = -EIO;
