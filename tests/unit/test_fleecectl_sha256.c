@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * Unit tests for userspace/sha256.c (backup --verify): FIPS 180-4 test
- * vectors, and the same digest however the input is split.
+ * Unit tests for userspace/sha256.c (backup --verify, manifests): FIPS
+ * 180-4 test vectors, the same digest however the input is split or
+ * whether it comes in one buffer, and hex that parses back.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -70,11 +71,34 @@ static void test_split(void **state)
 	}
 }
 
+static void test_buf_and_hex(void **state)
+{
+	unsigned char buf[3000], d1[SHA256_DIGEST_SIZE], d2[SHA256_DIGEST_SIZE];
+	char h1[65], h2[65];
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof(buf); i++)
+		buf[i] = (unsigned char)(i * 13 + 1);
+	assert_int_equal(sha256_buf(buf, sizeof(buf), d1), 0);
+	sha256_hex(d1, h1);
+	digest(buf, sizeof(buf), h2);
+	assert_string_equal(h1, h2);
+	assert_int_equal(sha256_unhex(h1, d2), 0);
+	assert_memory_equal(d1, d2, sizeof(d1));
+	h1[10] = 'G';
+	assert_int_equal(sha256_unhex(h1, d2), -1);
+	h1[10] = '0';
+	h1[63] = '\0';
+	assert_int_equal(sha256_unhex(h1, d2), -1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_vectors),
 		cmocka_unit_test(test_split),
+		cmocka_unit_test(test_buf_and_hex),
 	};
 
 	return cmocka_run_group_tests_name("fleecectl_sha256", tests, NULL, NULL);
