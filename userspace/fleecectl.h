@@ -36,6 +36,7 @@ int cmd_snapshot(int argc, char **argv);
 int cmd_release(int argc, char **argv);
 int cmd_status(int argc, char **argv);
 int cmd_backup(int argc, char **argv);
+int cmd_verify(int argc, char **argv);
 int cmd_bitmap(int argc, char **argv);
 int cmd_changes(int argc, char **argv);
 int cmd_export(int argc, char **argv);

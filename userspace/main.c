@@ -4,7 +4,7 @@
  *
  * main.c holds the command table and the global options; each command is in
  * its own file (origin.c, attach.c, snapshot.c, status.c, backup.c,
- * export.c, up.c).
+ * verify.c, export.c, up.c).
  */
 #include <getopt.h>
 #include <stdio.h>
@@ -47,10 +47,14 @@ static const struct command commands[] = {
 	{ "status", cmd_status, "[NAME] [--json]",
 	  "show fleece-origin devices and their views" },
 	{ "backup", cmd_backup,
-	  "VIEW --to FILE|DEV [--full | --changed BITMAP [--base IMAGE]]\n"
-	  "                    [--no-release] [--no-commit] [--verify]\n"
+	  "VIEW --to FILE|DEV|- [--full | --changed BITMAP [--base IMAGE]]\n"
+	  "                    [--resume] [--[no-]release] [--[no-]commit] [--verify]\n"
+	  "                    [--format raw|qcow2] [--manifest FILE | --no-manifest]\n"
+	  "                    [--jobs N] [--ioprio idle|best-effort|inherit]\n"
 	  "                    [--batch SIZE] [--rate-limit RATE] [--force] [--quiet]",
 	  "copy a view, releasing what has been copied" },
+	{ "verify", cmd_verify, "IMAGE [--manifest FILE] [--jobs N]",
+	  "check an image against the manifest its backup wrote" },
 	{ "up", cmd_up, "[NAME...] [--tab FILE] [--dry-run] [--no-vouch]",
 	  "set up the origins /etc/fleecetab lists (what boot runs)" },
 	{ "down", cmd_down, "[NAME...] [--tab FILE] [--dry-run] [--force] [--shutdown]",

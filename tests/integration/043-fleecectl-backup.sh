@@ -110,7 +110,7 @@ cat $WORK/stdout
 info "device target under concurrent overwrites: image = point in time, all released, scratch empty"
 
 # Refusals.
-expect_err 2 'backup: --to FILE\|DEV is required' $F backup $v2
+expect_err 2 'backup: --to FILE\|DEV\|- is required' $F backup $v2
 expect_err 2 "invalid --batch '1K'" $F backup $v2 --to $WORK/x --batch 1K
 expect_err 1 'backup t043: not a fleece view \(its table is fleece-origin\)' $F backup t043 --to $WORK/x
 expect_err 1 'backup nosuch: no such device-mapper device' $F backup nosuch --to $WORK/x
