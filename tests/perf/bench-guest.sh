@@ -25,7 +25,8 @@
 # by tens of percent; the report takes the median of the three, since a
 # vCPU stalled by the host skews one short run now and then. "+W" in
 # CONFIGS stands for "W W.c" (W alone, then with dm-linear).
-# The backup-window scenario writes $OUT/window.tsv and the memory
+# The backup-window scenario writes $OUT/window.tsv, the backup throughput
+# one $OUT/backup.tsv, and the memory
 # measurement $OUT/memory.tsv (SCENARIO <tab> KEY <tab> VALUE);
 # tests/perf/report makes the tables. A failure is recorded as an error and
 # the run goes on.
@@ -58,6 +59,7 @@ rm -rf "$OUT"
 mkdir -p "$OUT/fio" "$OUT/log"
 : > "$MANIFEST"
 : > "$OUT/window.tsv"
+: > "$OUT/backup.tsv"
 : > "$OUT/memory.tsv"
 T0=$SECONDS
 SZ=
@@ -434,9 +436,22 @@ window_snap() {	# window_snap NAME
 	dmsetup remove snap
 }
 
+# The origin disk's I/O scheduler for the window: one with priorities
+# (BFQ, else mq-deadline), as on a host where the backup's idle priority
+# (fleecectl backup --ioprio, idle by default) is meant to count.
+window_sched() {
+	local q=/sys/block/$(basename "$(readlink -f "$ORIGIN")")/queue/scheduler s
+	modprobe bfq 2>/dev/null
+	for s in bfq mq-deadline; do
+		echo $s > "$q" 2>/dev/null && break
+	done
+	wset all scheduler "$(sed 's/.*\[\(.*\)\].*/\1/' "$q")"
+}
+
 scenario_window() {
 	log "== backup window"
 	wset all size_bytes $((SZ * 512))
+	window_sched
 	if fo_new > "$OUT/log/window.setup" 2>&1; then
 		window_base fleece-nobackup /dev/mapper/fo
 		# The backup's read load alone: the origin disk read whole
@@ -446,6 +461,9 @@ scenario_window() {
 		wset fleece-readload fio ok
 		window_fleece fleece-release
 		log "window: fleece with release done"
+		# The same at the applications' priority: what idle saves.
+		window_fleece fleece-release-be --ioprio best-effort
+		log "window: fleece with release, --ioprio best-effort done"
 		window_fleece fleece-norelease --no-release
 		log "window: fleece --no-release done"
 		# A backup paced at a fifth of the io profile's 100 MiB/s:
@@ -471,6 +489,70 @@ scenario_window() {
 		wset snap-nobackup error "setup failed"
 	fi
 	dm_cleanup
+	save_results
+	return 0
+}
+
+# ---------------------------------------------------------------------------
+# Backup throughput: how fast fleecectl backup reads a quiet view, against
+# fio's sequential read of the raw origin (1M, qd4: as many reads in flight
+# as backup's default --jobs) just before and just after; and what --verify
+# costs, both writing to a memory-backed null_blk (it reads back what was
+# written: /dev/nullb0 does not).
+
+bset() { printf '%s\t%s\t%s\n' "$1" "$2" "$3" >> "$OUT/backup.tsv"; }
+
+# timed NAME CMD...: CMD's wall time in seconds, into backup.tsv.
+timed() {
+	local name=$1 t0 r
+	shift
+	t0=$(date +%s.%N)
+	"$@" > "$OUT/log/backup.$name" 2>&1
+	r=$?
+	bset "$name" rc "$r"
+	bset "$name" secs "$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { print b - a }')"
+	return $r
+}
+
+raw_read() {	# raw_read NAME: fio read 1M qd4 of the raw origin, RT seconds
+	fio --name=seqread --filename="$ORIGIN" --ioengine=libaio --direct=1 --rw=read \
+		--bs=1M --iodepth=4 --time_based --runtime="$RT" --output-format=json \
+		--output="$OUT/fio/backup.$1.json" > /dev/null 2>&1 < /dev/null
+	bset "$1" fio "$?"
+}
+
+membacked_nullb() {	# a null_blk that keeps what is written: /dev/nullb1
+	local c=/sys/kernel/config/nullb/nullb1
+	mountpoint -q /sys/kernel/config || mount -t configfs none /sys/kernel/config
+	mkdir -p $c && echo $((SZ / 2048 + 1)) > $c/size && echo 1 > $c/memory_backed &&
+		echo 1 > $c/power && [ -b /dev/nullb1 ]
+}
+
+scenario_backup() {
+	log "== backup throughput"
+	bset all size_bytes $((SZ * 512))
+	# Data everywhere: no shortcut for zeroes on either side.
+	fio --name=fill --filename="$ORIGIN" --ioengine=libaio --direct=1 --rw=write \
+		--bs=1M --iodepth=4 --refill_buffers > /dev/null 2>&1 < /dev/null
+	fo_new > "$OUT/log/backup.setup" 2>&1 && view_new v "$SCRATCH" ||
+		{ bset all error "setup failed"; dm_cleanup; return 0; }
+	raw_read raw1
+	timed jobs4 "$FLEECECTL" backup v --to /dev/nullb0 --no-release --quiet
+	timed jobs1 "$FLEECECTL" backup v --to /dev/nullb0 --no-release --quiet --jobs 1
+	raw_read raw2
+	if membacked_nullb; then
+		timed mem "$FLEECECTL" backup v --to /dev/nullb1 --no-release --force --quiet
+		timed memverify "$FLEECECTL" backup v --to /dev/nullb1 --no-release --force \
+			--quiet --verify
+		timed mem2 "$FLEECECTL" backup v --to /dev/nullb1 --no-release --force --quiet
+		timed memverify2 "$FLEECECTL" backup v --to /dev/nullb1 --no-release --force \
+			--quiet --verify
+	else
+		bset mem error "no memory-backed null_blk"
+	fi
+	dm_cleanup
+	rmdir /sys/kernel/config/nullb/nullb1 2>/dev/null
+	log "backup throughput done"
 	save_results
 	return 0
 }
@@ -561,6 +643,10 @@ for c in "${CONFIGS[@]}"; do
 done
 if wanted window && ! ( scenario_window ); then
 	log "backup window: aborted"
+	dm_cleanup
+fi
+if wanted backup && ! ( scenario_backup ); then
+	log "backup throughput: aborted"
 	dm_cleanup
 fi
 if wanted memory && ! ( scenario_memory ); then
