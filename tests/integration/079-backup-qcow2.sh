@@ -65,7 +65,9 @@ expect_rc 0 $F backup $V --changed nightly --base $WORK/incr1.qcow2 --to $WORK/i
 sz2=$(stat -c %s $WORK/incr2.qcow2)
 info "chain full <- incr1 ($((sz1 / 1024)) KiB) <- incr2 ($((sz2 / 1024)) KiB): each converts to its view"
 
-# 3. Refusals, nothing written.
+# 3. Refusals, nothing written (a new view: incr2's released its chunk).
+expect_rc 0 $F release $V
+expect_rc 0 $F snapshot t079 --scratch $SCRATCH --bitmap nightly --view $V
 expect_err 2 "an incremental image goes over the previous one" \
 	$F backup $V --changed nightly --to $WORK/x.qcow2 --format qcow2
 expect_err 2 "not read back" $F backup $V --full --to $WORK/x.qcow2 --format qcow2 --verify
