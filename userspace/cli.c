@@ -48,6 +48,34 @@ int option_end(int c, const char *cmd)
 	return EXIT_USAGE;
 }
 
+/* The most long options a command has, -v/--verbose and the end included. */
+#define MAX_LONGOPTS 32
+/* getopt_long's value for --verbose: no character, so no command's. */
+#define OPT_VERBOSE 0x100
+
+int cmd_getopt(int argc, char **argv, const char *shortopts,
+	       const struct option *longopts)
+{
+	static struct option opts[MAX_LONGOPTS];
+	char sopts[64];
+	int c, n = 0, idx;
+
+	snprintf(sopts, sizeof(sopts), "%sv", shortopts);
+	while (longopts[n].name && n < MAX_LONGOPTS - 2) {
+		opts[n] = longopts[n];
+		n++;
+	}
+	opts[n++] = (struct option){ "verbose", no_argument, NULL, OPT_VERBOSE };
+	opts[n] = (struct option){ NULL, 0, NULL, 0 };
+	for (;;) {
+		idx = -1;
+		c = getopt_long(argc, argv, sopts, opts, &idx);
+		if (c != OPT_VERBOSE && (c != 'v' || idx >= 0))
+			return c;
+		verbose++;
+	}
+}
+
 int simple_options(int argc, char **argv, int *json)
 {
 	static const struct option opts[] = {
@@ -58,8 +86,7 @@ int simple_options(int argc, char **argv, int *json)
 	int c;
 
 	optind = 0;
-	while ((c = getopt_long(argc, argv, json ? "jh" : "h", json ? opts : opts + 1,
-				NULL)) != -1) {
+	while ((c = cmd_getopt(argc, argv, json ? "jh" : "h", json ? opts : opts + 1)) != -1) {
 		if (c != 'j')
 			return option_end(c, argv[0]);
 		*json = 1;

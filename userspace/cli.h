@@ -6,6 +6,7 @@
 #ifndef FLEECECTL_CLI_H
 #define FLEECECTL_CLI_H
 
+#include <getopt.h>
 #include <stdio.h>
 #include <sys/types.h>
 
@@ -21,6 +22,22 @@ void command_usage(const char *cmd, FILE *f);
  */
 int usage_error(const char *cmd, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
+
+/*
+ * Short options mean one thing in every command that has them (fleecectl(8),
+ * OPTIONS): -b --bitmap, -c --chunk-size, -f --full, -j --json, -l
+ * --low-water, -m --meta, -n --dry-run, -p --port, -q --quiet, -s
+ * --scratch, -t --to, -w --writable; -h --help, -v --verbose everywhere.
+ * Other long options have none; their getopt values are not short options.
+ *
+ * getopt_long for a command's options: the same, plus -v/--verbose, which
+ * it takes itself (verbose++), so that they also work after the command
+ * ("fleecectl status -v"). @shortopts and @longopts are the command's own;
+ * a long option of the command may use 'v' as its value (it is told from
+ * -v by getopt's index). Returns as getopt_long does.
+ */
+int cmd_getopt(int argc, char **argv, const char *shortopts,
+	       const struct option *longopts);
 
 /*
  * What a command returns for an option getopt_long gave it and it does not

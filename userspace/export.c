@@ -450,7 +450,7 @@ int cmd_export(int argc, char **argv)
 	int c, rc = EXIT_ERR, ready_fd = -1;
 
 	optind = 0;
-	while ((c = getopt_long(argc, argv, "b:s:p:h", opts, NULL)) != -1) {
+	while ((c = cmd_getopt(argc, argv, "b:p:h", opts)) != -1) {
 		switch (c) {
 		case 'b':
 			e.bitmap = optarg;

@@ -71,6 +71,7 @@ static void usage(FILE *f)
 
 	fprintf(f,
 		"usage: fleecectl [-h|--help] [-V|--version] [-v|--verbose] COMMAND [ARGS]\n"
+		"       (-v|--verbose also after COMMAND)\n"
 		"\n"
 		"commands:\n");
 	for (i = 0; i < NR_COMMANDS; i++)

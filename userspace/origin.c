@@ -164,7 +164,7 @@ int origin_options(int argc, char **argv, struct origin_opts *o)
 	memset(o, 0, sizeof(*o));
 	o->chunk_sectors = DEFAULT_CHUNK_BYTES >> 9;
 	optind = 0;
-	while ((c = getopt_long(argc, argv, "m:c:h", opts, NULL)) != -1) {
+	while ((c = cmd_getopt(argc, argv, "m:c:h", opts)) != -1) {
 		switch (c) {
 		case 'm':
 			o->meta = optarg;

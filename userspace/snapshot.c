@@ -463,7 +463,7 @@ int cmd_snapshot(int argc, char **argv)
 	int c, rc;
 
 	optind = 0;
-	while ((c = getopt_long(argc, argv, "s:f:l:wn:h", opts, NULL)) != -1) {
+	while ((c = cmd_getopt(argc, argv, "s:b:l:wh", opts)) != -1) {
 		switch (c) {
 		case 's':
 			if (nscratch == MAX_GROUP)
@@ -620,7 +620,7 @@ int cmd_release(int argc, char **argv)
 	int c, r;
 
 	optind = 0;
-	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+	while ((c = cmd_getopt(argc, argv, "h", opts)) != -1) {
 		switch (c) {
 		case 'c':
 		case 'a':

@@ -312,7 +312,7 @@ static int tab_options(int argc, char **argv, struct tab_args *a)
 	int c, down = !strcmp(a->cmd, "down");
 
 	optind = 0;
-	while ((c = getopt_long(argc, argv, "t:nh", opts, NULL)) != -1) {
+	while ((c = cmd_getopt(argc, argv, "nh", opts)) != -1) {
 		switch (c) {
 		case 't':
 			a->tab = optarg;
