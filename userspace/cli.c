@@ -12,7 +12,14 @@
 #include "discover.h"
 #include "dm.h"
 #include "fleecectl.h"
+#include "json.h"
+#include "sha256.h"
 #include "util.h"
+
+int json_mode;
+static int json_written;
+/* What was wrong with the option cmd_getopt() refused last. */
+static char bad_option[160];
 
 const char *command_name(const char *argv0)
 {
@@ -25,15 +32,16 @@ const char *command_name(const char *argv0)
 
 int usage_error(const char *cmd, const char *fmt, ...)
 {
+	char text[1024];
 	va_list ap;
 
 	cmd = command_name(cmd);
-	fflush(stdout);
-	fprintf(stderr, "fleecectl: %s: ", cmd);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	vsnprintf(text, sizeof(text), fmt, ap);
 	va_end(ap);
-	fputc('\n', stderr);
+	msg_note(EXIT_USAGE, "%s: %s", cmd, text);
+	fflush(stdout);
+	fprintf(stderr, "fleecectl: %s: %s\n", cmd, text);
 	command_usage(cmd, stderr);
 	return EXIT_USAGE;
 }
@@ -44,6 +52,9 @@ int option_end(int c, const char *cmd)
 		command_usage(cmd, stdout);
 		return EXIT_OK;
 	}
+	/* getopt_long said why on stderr; this is for --json. */
+	msg_note(EXIT_USAGE, "%s: %s", command_name(cmd),
+		 bad_option[0] ? bad_option : "invalid option");
 	command_usage(cmd, stderr);
 	return EXIT_USAGE;
 }
@@ -70,10 +81,54 @@ int cmd_getopt(int argc, char **argv, const char *shortopts,
 	for (;;) {
 		idx = -1;
 		c = getopt_long(argc, argv, sopts, opts, &idx);
-		if (c != OPT_VERBOSE && (c != 'v' || idx >= 0))
-			return c;
-		verbose++;
+		if (c == OPT_VERBOSE || (c == 'v' && idx < 0)) {
+			verbose++;
+			continue;
+		}
+		if (c == '?') {
+			/* A long option as given, else the short option's letter. */
+			const char *w = optind > 0 && optind <= argc ? argv[optind - 1] : "";
+
+			if (!strncmp(w, "--", 2) || optopt <= 0 || optopt >= 0x100)
+				snprintf(bad_option, sizeof(bad_option),
+					 "invalid option, or no argument given: %s", w);
+			else
+				snprintf(bad_option, sizeof(bad_option),
+					 "invalid option, or no argument given: -%c", optopt);
+		}
+		return c;
 	}
+}
+
+void json_error(struct json *j, int rc)
+{
+	const char *m = msg_failure();
+
+	json_obj_begin(j, "error");
+	json_u64(j, "code", (uint64_t)rc);
+	json_str(j, "message", *m ? m : rc == EXIT_USAGE ? "usage error" : "failed");
+	json_obj_end(j);
+	json_written = 1;
+}
+
+int json_error_written(void)
+{
+	return json_written;
+}
+
+void dm_uuid(const char *kind, const char *name, char *uuid, size_t len)
+{
+	unsigned char d[SHA256_DIGEST_SIZE];
+	struct sha256 c;
+	char hex[65];
+
+	if ((size_t)snprintf(uuid, len, "%s%s-%s", UUID_PREFIX, kind, name) < len)
+		return;
+	sha256_init(&c);
+	sha256_update(&c, name, strlen(name));
+	sha256_final(&c, d);
+	sha256_hex(d, hex);
+	snprintf(uuid, len, "%s%s-sha256-%s", UUID_PREFIX, kind, hex);
 }
 
 int simple_options(int argc, char **argv, int *json)
@@ -90,6 +145,7 @@ int simple_options(int argc, char **argv, int *json)
 		if (c != 'j')
 			return option_end(c, argv[0]);
 		*json = 1;
+		json_mode = 1;
 	}
 	return -1;
 }
@@ -103,13 +159,13 @@ int resolve_dm_arg(const char *cmd, const char *arg, char *name, size_t len,
 	case 0:
 		return 0;
 	case -ENOENT:
-		msg_err("%s %s: no such device-mapper device", cmd, arg);
+		msg_fail(EXIT_NODEV, "%s %s: no such device-mapper device", cmd, arg);
 		break;
 	case -ENODEV:
-		msg_err("%s %s: not a device-mapper device", cmd, arg);
+		msg_fail(EXIT_NODEV, "%s %s: not a device-mapper device", cmd, arg);
 		break;
 	case -ENOTBLK:
-		msg_err("%s %s: not a block device", cmd, arg);
+		msg_fail(EXIT_NODEV, "%s %s: not a block device", cmd, arg);
 		break;
 	case -EIO:
 		msg_err("%s %s: cannot query device-mapper: %s", cmd, arg, fdm_error());
@@ -119,6 +175,18 @@ int resolve_dm_arg(const char *cmd, const char *arg, char *name, size_t len,
 		break;
 	}
 	return -1;
+}
+
+int dm_exit_code(void)
+{
+	const char *e = fdm_error();
+
+	/* dm-fleece-origin's ctr errors about metadata (the kernel's words). */
+	if (strstr(e, "Cannot read metadata") || strstr(e, "Cannot write metadata"))
+		return EXIT_IO;
+	if (strstr(e, ": Metadata "))
+		return EXIT_INVALID;
+	return errno_exit_code(fdm_errno());
 }
 
 int check_new_name(const char *cmd, const char *name)
@@ -146,9 +214,12 @@ int lookup_origin(const char *cmd, const char *arg, struct fl_origin *o)
 		return -1;
 	r = get_origin(name, o, what, sizeof(what));
 	if (r == -EMEDIUMTYPE)
-		msg_err("%s %s: not a %s device (%s)", cmd, name, TARGET_ORIGIN, what);
+		msg_fail(EXIT_NODEV, "%s %s: not a %s device (%s)", cmd, name, TARGET_ORIGIN,
+			 what);
+	else if (r == -ENOENT)
+		msg_fail(EXIT_NODEV, "%s %s: no such device", cmd, name);
 	else if (r)
-		msg_err("%s %s: %s", cmd, name, r == -ENOENT ? "no such device" : fdm_error());
+		msg_err("%s %s: %s", cmd, name, fdm_error());
 	return r ? -1 : 0;
 }
 
@@ -162,8 +233,10 @@ int lookup_view(const char *cmd, const char *arg, struct fl_view *v)
 		return -1;
 	r = get_view(name, v, what, sizeof(what));
 	if (r == -EMEDIUMTYPE)
-		msg_err("%s %s: not a %s view (%s)", cmd, name, TARGET_VIEW, what);
+		msg_fail(EXIT_NODEV, "%s %s: not a %s view (%s)", cmd, name, TARGET_VIEW, what);
+	else if (r == -ENOENT)
+		msg_fail(EXIT_NODEV, "%s %s: no such device", cmd, name);
 	else if (r)
-		msg_err("%s %s: %s", cmd, name, r == -ENOENT ? "no such device" : fdm_error());
+		msg_err("%s %s: %s", cmd, name, fdm_error());
 	return r ? -1 : 0;
 }

@@ -32,8 +32,8 @@ int origin_meta_arg(const char *cmd, const char *name, const char *meta,
 	}
 	r = bdev_devt(meta, &devt);
 	if (r) {
-		msg_err("%s %s: metadata device %s: %s", cmd, name, meta,
-			r == -ENOTBLK ? "not a block device" : strerror(-r));
+		msg_fail(errno_exit_code(r), "%s %s: metadata device %s: %s", cmd, name, meta,
+			 r == -ENOTBLK ? "not a block device" : strerror(-r));
 		return -1;
 	}
 	if (devt == origin_devt) {
@@ -43,8 +43,8 @@ int origin_meta_arg(const char *cmd, const char *name, const char *meta,
 	}
 	r = bdev_check_unused(meta, devt, why, sizeof(why));
 	if (r) {
-		msg_err("%s %s: metadata device %s is %s", cmd, name, meta,
-			r == -EBUSY ? why : strerror(-r));
+		msg_fail(errno_exit_code(r), "%s %s: metadata device %s is %s", cmd, name, meta,
+			 r == -EBUSY ? why : strerror(-r));
 		return -1;
 	}
 	snprintf(t->meta, sizeof(t->meta), "%u:%u", major(devt), minor(devt));
@@ -100,13 +100,13 @@ int origin_create(const char *name, const char *dev, const struct origin_opts *o
 	if (check_new_name("create", name))
 		return -1;
 	if (fdm_exists(name)) {
-		msg_err("create %s: a device-mapper device of that name exists", name);
+		msg_fail(EXIT_BUSY, "create %s: a device-mapper device of that name exists", name);
 		return -1;
 	}
 	r = bdev_devt(dev, &devt);
 	if (r) {
-		msg_err("create %s: origin device %s: %s", name, dev,
-			r == -ENOTBLK ? "not a block device" : strerror(-r));
+		msg_fail(errno_exit_code(r), "create %s: origin device %s: %s", name, dev,
+			 r == -ENOTBLK ? "not a block device" : strerror(-r));
 		return -1;
 	}
 	r = bdev_size(dev, &bytes);
@@ -117,10 +117,10 @@ int origin_create(const char *name, const char *dev, const struct origin_opts *o
 	}
 	r = bdev_check_unused(dev, devt, reason, sizeof(reason));
 	if (r) {
-		msg_err("create %s: origin device %s is %s%s", name, dev,
-			r == -EBUSY ? reason : strerror(-r),
-			r == -EBUSY ? "; to put fleece-origin under a device-mapper "
-				      "device that is in use, use 'fleecectl attach'" : "");
+		msg_fail(errno_exit_code(r), "create %s: origin device %s is %s%s", name, dev,
+			 r == -EBUSY ? reason : strerror(-r),
+			 r == -EBUSY ? "; to put fleece-origin under a device-mapper "
+				       "device that is in use, use 'fleecectl attach'" : "");
 		return -1;
 	}
 	if (origin_meta_arg("create", name, opts->meta, devt, &t))
@@ -142,8 +142,8 @@ int origin_create(const char *name, const char *dev, const struct origin_opts *o
 	fdm_udev_wait(&cookie);
 	fdm_table_free(&tbl);
 	if (r) {
-		msg_err("create %s: cannot create the %s device on %s: %s", name,
-			TARGET_ORIGIN, dev, fdm_error());
+		msg_fail(dm_exit_code(), "create %s: cannot create the %s device on %s: %s",
+			 name, TARGET_ORIGIN, dev, fdm_error());
 		return -1;
 	}
 	return 0;
@@ -236,11 +236,11 @@ int origin_remove(const char *arg, int dry_run, int shutdown)
 			views_on(&s, o.origin_devt, views, sizeof(views));
 			scan_free(&s);
 		}
-		msg_err("remove %s: %u session%s still use%s it%s%s%s; release %s first",
-			name, o.status.sessions, o.status.sessions == 1 ? "" : "s",
-			o.status.sessions == 1 ? "s" : "",
-			views[0] ? " (views: " : "", views, views[0] ? ")" : "",
-			o.status.sessions == 1 ? "it" : "them");
+		msg_fail(EXIT_BUSY, "remove %s: %u session%s still use%s it%s%s%s; release %s first",
+			 name, o.status.sessions, o.status.sessions == 1 ? "" : "s",
+			 o.status.sessions == 1 ? "s" : "",
+			 views[0] ? " (views: " : "", views, views[0] ? ")" : "",
+			 o.status.sessions == 1 ? "it" : "them");
 		return -1;
 	}
 	if (o.open_count)
@@ -250,8 +250,8 @@ int origin_remove(const char *arg, int dry_run, int shutdown)
 		return -1;
 	}
 	if (o.open_count) {
-		msg_err("remove %s: in use (open %d time%s: mounted, or a program has it open)",
-			name, o.open_count, o.open_count == 1 ? "" : "s");
+		msg_fail(EXIT_BUSY, "remove %s: in use (open %d time%s: mounted, or a program "
+			 "has it open)", name, o.open_count, o.open_count == 1 ? "" : "s");
 		return -1;
 	}
 	if (dry_run)
@@ -261,7 +261,7 @@ int origin_remove(const char *arg, int dry_run, int shutdown)
 	r = fdm_remove(name, &cookie);
 	fdm_udev_wait(&cookie);
 	if (r) {
-		msg_err("remove %s: %s", name, fdm_error());
+		msg_fail(dm_exit_code(), "remove %s: %s", name, fdm_error());
 		if (shutdown)
 			origin_clean_detach("remove", name, &o, 0);
 		return -1;

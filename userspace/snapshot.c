@@ -60,8 +60,8 @@ static int check_scratch(const char *name, const struct fl_origin *o,
 
 	r = bdev_devt(scratch, devt);
 	if (r) {
-		msg_err("snapshot %s: scratch device %s: %s", name, scratch,
-			r == -ENOTBLK ? "not a block device" : strerror(-r));
+		msg_fail(errno_exit_code(r), "snapshot %s: scratch device %s: %s", name, scratch,
+			 r == -ENOTBLK ? "not a block device" : strerror(-r));
 		return -1;
 	}
 	if (*devt == o->devt || *devt == o->origin_devt ||
@@ -73,8 +73,8 @@ static int check_scratch(const char *name, const struct fl_origin *o,
 	}
 	r = bdev_check_unused(scratch, *devt, why, sizeof(why));
 	if (r) {
-		msg_err("snapshot %s: scratch device %s is %s; its contents would be overwritten",
-			name, scratch, r == -EBUSY ? why : strerror(-r));
+		msg_fail(errno_exit_code(r), "snapshot %s: scratch device %s is %s; its contents "
+			 "would be overwritten", name, scratch, r == -EBUSY ? why : strerror(-r));
 		return -1;
 	}
 	/* Unused is not empty: what mkfs and wipefs would find is data. */
@@ -149,20 +149,20 @@ static int check_bitmap(const char *name, const struct fl_origin *o, const char 
 		char holder[NAME_LEN] = "";
 
 		bitmap_holder(o, bitmap, holder, sizeof(holder));
-		msg_err("snapshot %s: bitmap '%s' has a backup in progress%s%s%s: one backup "
-			"per bitmap at a time; release that view first", name, bitmap,
-			*holder ? " (view " : "", holder, *holder ? ")" : "");
+		msg_fail(EXIT_BUSY, "snapshot %s: bitmap '%s' has a backup in progress%s%s%s: one "
+			 "backup per bitmap at a time; release that view first", name, bitmap,
+			 *holder ? " (view " : "", holder, *holder ? ")" : "");
 		return -1;
 	}
 	if (o->status.lost && !full) {
 		if (o->status.gap)
-			msg_err("snapshot %s: attached after a time in which writes could "
-				"pass it (not attached at boot, or detached): bitmap '%s' may "
-				"miss changes; take a --full backup", name, bitmap);
+			msg_fail(EXIT_INVALID, "snapshot %s: attached after a time in which "
+				 "writes could pass it (not attached at boot, or detached): "
+				 "bitmap '%s' may miss changes; take a --full backup", name, bitmap);
 		else
-			msg_err("snapshot %s: tracking is lost (a metadata write failed): "
-				"bitmap '%s' may miss changes; take a --full backup", name,
-				bitmap);
+			msg_fail(EXIT_INVALID, "snapshot %s: tracking is lost (a metadata write "
+				 "failed): bitmap '%s' may miss changes; take a --full backup",
+				 name, bitmap);
 		return -1;
 	}
 	return 0;
@@ -196,7 +196,8 @@ static int pick_view_name(const char *name, const char *given, char *out, size_t
 		if (check_new_name("snapshot", given))
 			return -1;
 		if (fdm_exists(given)) {
-			msg_err("snapshot %s: a device named %s exists already", name, given);
+			msg_fail(EXIT_BUSY, "snapshot %s: a device named %s exists already", name,
+				 given);
 			return -1;
 		}
 		snprintf(out, len, "%s", given);
@@ -272,13 +273,13 @@ static int prepare_one(const struct snap_opts *so, struct snap_one *one)
 		return EXIT_ERR;
 	}
 	if (o->suspended) {
-		msg_err("snapshot %s: already suspended (by another program?); "
-			"it must be active to take a snapshot", name);
+		msg_fail(EXIT_BUSY, "snapshot %s: already suspended (by another program?); "
+			 "it must be active to take a snapshot", name);
 		return EXIT_ERR;
 	}
 	if (o->have_status && o->status.sessions >= MAX_SESSIONS) {
-		msg_err("snapshot %s: already has %u sessions, the most an origin can have",
-			name, o->status.sessions);
+		msg_fail(EXIT_BUSY, "snapshot %s: already has %u sessions, the most an origin "
+			 "can have", name, o->status.sessions);
 		return EXIT_ERR;
 	}
 	if (so->bitmap && check_bitmap(name, o, so->bitmap, so->full))
@@ -382,8 +383,8 @@ static int take_views(struct snap_one *s, unsigned int n, int lockfs)
 	sig = sig_caught();
 	if (sig) {
 		sig_restore();
-		msg_err("snapshot %s: interrupted by signal %d (%s) before suspending; "
-			"nothing done", first, sig, strsignal(sig));
+		msg_fail(EXIT_INTR, "snapshot %s: interrupted by signal %d (%s) before "
+			 "suspending; nothing done", first, sig, strsignal(sig));
 		return EXIT_ERR;
 	}
 	for (i = 0; i < n && !failed; i++) {
@@ -394,7 +395,8 @@ static int take_views(struct snap_one *s, unsigned int n, int lockfs)
 			/* A suspend interrupted half-way is undone by the kernel; check. */
 			if (!fdm_info(name, &info) && info.suspended)
 				s[i].suspended = 1;
-			msg_err("snapshot %s: cannot suspend %s: %s", name, name, err);
+			msg_fail(errno_exit_code(fdm_errno()), "snapshot %s: cannot suspend %s: %s",
+				 name, name, err);
 			failed = 1;
 			break;
 		}
@@ -404,12 +406,14 @@ static int take_views(struct snap_one *s, unsigned int n, int lockfs)
 	}
 	for (i = 0; i < n && !failed; i++) {
 		if (fdm_create(s[i].vname, &s[i].tbl, FDM_UDEV_VIEW, &cookie, 0)) {
+			int code = dm_exit_code();
+
 			snprintf(err, sizeof(err), "%s", fdm_error());
 			/* libdevmapper removes a device whose table failed; make sure. */
 			if (fdm_exists(s[i].vname))
 				fdm_remove(s[i].vname, &cookie);
-			msg_err("snapshot %s: cannot create the view %s: %s", s[i].o.name,
-				s[i].vname, err);
+			msg_fail(code, "snapshot %s: cannot create the view %s: %s", s[i].o.name,
+				 s[i].vname, err);
 			failed = 1;
 			break;
 		}
@@ -428,9 +432,9 @@ static int take_views(struct snap_one *s, unsigned int n, int lockfs)
 		fdm_udev_wait(&cookie);
 		sig_restore();
 		if (sig)
-			msg_err("snapshot %s: interrupted by signal %d (%s); %s resumed, no view "
-				"created", first, sig, strsignal(sig),
-				n == 1 ? first : "every origin");
+			msg_fail(EXIT_INTR, "snapshot %s: interrupted by signal %d (%s); %s "
+				 "resumed, no view created", first, sig, strsignal(sig),
+				 n == 1 ? first : "every origin");
 		return EXIT_ERR;
 	}
 	/* Done: a signal from now on comes after a complete snapshot. */
@@ -582,9 +586,9 @@ static int commit_view(const struct fl_view *v)
 			"--bitmap), there is nothing to commit; not removed", v->name);
 		return -1;
 	case TXN_ENDED:
-		msg_err("release %s: --commit: its backup transaction ended when its %s "
-			"was removed; the changes were kept for the next backup; not removed",
-			v->name, TARGET_ORIGIN);
+		msg_fail(EXIT_INVALID, "release %s: --commit: its backup transaction ended when "
+			 "its %s was removed; the changes were kept for the next backup; not "
+			 "removed", v->name, TARGET_ORIGIN);
 		return -1;
 	case TXN_COMMITTED:
 		return 0;
@@ -592,15 +596,16 @@ static int commit_view(const struct fl_view *v)
 		break;
 	}
 	if (!v->status.active) {
-		msg_err("release %s: --commit: the session is invalid, its reads cannot "
-			"count as a backup; not removed (release it without --commit)",
-			v->name);
+		msg_fail(EXIT_INVALID, "release %s: --commit: the session is invalid, its reads "
+			 "cannot count as a backup; not removed (release it without --commit)",
+			 v->name);
 		return -1;
 	}
 	if (fdm_message(v->name, 0, "commit", NULL) && fdm_errno() != EALREADY) {
-		msg_err("release %s: --commit failed: %s; not removed", v->name,
-			fdm_errno() == EIO ? "the session is invalid, or a metadata write "
-			"failed" : fdm_error());
+		msg_fail(fdm_errno() == EIO ? EXIT_INVALID : dm_exit_code(),
+			 "release %s: --commit failed: %s; not removed", v->name,
+			 fdm_errno() == EIO ? "the session is invalid, or a metadata write "
+			 "failed" : fdm_error());
 		return -1;
 	}
 	return 0;
@@ -653,11 +658,11 @@ int cmd_release(int argc, char **argv)
 	fdm_udev_wait(&cookie);
 	if (r) {
 		if (fdm_errno() == EBUSY)
-			msg_err("release %s: in use (mounted, or a program has it open); "
-				"the session goes on%s", v.name, mode == RELEASE_COMMIT ?
-				" (its backup is committed)" : "");
+			msg_fail(EXIT_BUSY, "release %s: in use (mounted, or a program has it "
+				 "open); the session goes on%s", v.name, mode == RELEASE_COMMIT ?
+				 " (its backup is committed)" : "");
 		else
-			msg_err("release %s: %s", v.name, fdm_error());
+			msg_fail(dm_exit_code(), "release %s: %s", v.name, fdm_error());
 		return EXIT_ERR;
 	}
 	if (v.have_status && v.status.txn == TXN_OPEN && mode != RELEASE_COMMIT)
