@@ -112,8 +112,8 @@ info "device target under concurrent overwrites: image = point in time, all rele
 # Refusals.
 expect_err 2 'backup: --to FILE\|DEV is required' $F backup $v2
 expect_err 2 "invalid --batch '1K'" $F backup $v2 --to $WORK/x --batch 1K
-expect_err 1 'backup t043: not a fleece view \(its table is fleece-origin\)' $F backup t043 --to $WORK/x
-expect_err 1 'backup nosuch: no such device-mapper device' $F backup nosuch --to $WORK/x
+expect_err 3 'backup t043: not a fleece view \(its table is fleece-origin\)' $F backup t043 --to $WORK/x
+expect_err 3 'backup nosuch: no such device-mapper device' $F backup nosuch --to $WORK/x
 expect_err 1 "is the view's own scratch device" $F backup $v2 --force --to $SCRATCH
 dmsetup create t043s --table "0 2048 linear $META 0"
 expect_err 1 'backup t043-snap0: /dev/mapper/t043s is smaller than the view' \

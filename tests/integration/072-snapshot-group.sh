@@ -109,7 +109,7 @@ done
 kill -INT $pid
 rc=0
 wait $pid || rc=$?
-[ $rc = 1 ] || { cat $WORK/stderr >&2; fail "interrupted group snapshot exited $rc"; }
+[ $rc = 7 ] || { cat $WORK/stderr >&2; fail "interrupted group snapshot exited $rc, expected 7"; }
 grep -q "interrupted by signal 2 (Interrupt); every origin resumed, no view created" $WORK/stderr ||
 	{ cat $WORK/stderr >&2; fail "the interrupted group snapshot did not say so"; }
 [ "$(dm_state t072a)" = ACTIVE ] && [ "$(dm_state t072b)" = ACTIVE ] || fail "an origin was left suspended"
