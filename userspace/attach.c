@@ -194,7 +194,7 @@ int origin_attach(const char *dmdev, const struct origin_opts *opts,
 	sig_catch();
 
 	/* 1. The device under fleece-origin: DMDEV's table, under a new name. */
-	if (fdm_create(real, &cur, FDM_UDEV_HIDDEN, &cookie, flags)) {
+	if (fdm_create(real, NULL, &cur, FDM_UDEV_HIDDEN, &cookie, flags)) {
 		msg_err("attach %s: cannot create %s with %s's table: %s", name, real,
 			name, fdm_error());
 		if (fdm_exists(real))

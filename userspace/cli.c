@@ -189,6 +189,17 @@ int dm_exit_code(void)
 	return errno_exit_code(fdm_errno());
 }
 
+int check_new_uuid(const char *cmd, const char *name, const char *uuid)
+{
+	char other[NAME_LEN];
+
+	if (fdm_name_of_uuid(uuid, other, sizeof(other)))
+		return 0;	/* none; a real failure shows at the create */
+	msg_fail(EXIT_BUSY, "%s %s: the device-mapper UUID %s is taken by %s (renamed "
+		 "from %s?)", cmd, name, uuid, other, name);
+	return -1;
+}
+
 int check_new_name(const char *cmd, const char *name)
 {
 	if (!*name || strchr(name, '/') || !strcmp(name, ".") || !strcmp(name, "..")) {

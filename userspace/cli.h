@@ -67,6 +67,12 @@ void dm_uuid(const char *kind, const char *name, char *uuid, size_t len);
 #define UUID_LEN 129			/* DM_UUID_LEN */
 
 /*
+ * Whether @uuid is free for the new device CMD NAME; else prints which
+ * device has it (one renamed after fleecectl made it) and returns -1.
+ */
+int check_new_uuid(const char *cmd, const char *name, const char *uuid);
+
+/*
  * What a command returns for an option getopt_long gave it and it does not
  * handle itself: -h/--help prints the synopsis on stdout (EXIT_OK),
  * anything else (getopt already said what) on stderr (EXIT_USAGE).

@@ -90,7 +90,7 @@ int origin_create(const char *name, const char *dev, const struct origin_opts *o
 {
 	struct origin_table t = { .chunk_sectors = opts->chunk_sectors,
 				  .no_gap = opts->no_gap };
-	char params[2 * PATH_MAX + 64], reason[512];
+	char params[2 * PATH_MAX + 64], reason[512], uuid[UUID_LEN];
 	struct fdm_table tbl;
 	uint32_t cookie = 0;
 	uint64_t bytes;
@@ -103,6 +103,9 @@ int origin_create(const char *name, const char *dev, const struct origin_opts *o
 		msg_fail(EXIT_BUSY, "create %s: a device-mapper device of that name exists", name);
 		return -1;
 	}
+	dm_uuid(UUID_ORIGIN, name, uuid, sizeof(uuid));
+	if (check_new_uuid("create", name, uuid))
+		return -1;
 	r = bdev_devt(dev, &devt);
 	if (r) {
 		msg_fail(errno_exit_code(r), "create %s: origin device %s: %s", name, dev,
@@ -138,7 +141,7 @@ int origin_create(const char *name, const char *dev, const struct origin_opts *o
 		msg_err("create %s: out of memory", name);
 		return -1;
 	}
-	r = fdm_create(name, &tbl, 0, &cookie, 0);
+	r = fdm_create(name, uuid, &tbl, 0, &cookie, 0);
 	fdm_udev_wait(&cookie);
 	fdm_table_free(&tbl);
 	if (r) {

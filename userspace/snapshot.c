@@ -188,7 +188,17 @@ static int other_origin(const struct fl_origin *o, char *other, size_t len)
 	return found;
 }
 
-static int pick_view_name(const char *name, const char *given, char *out, size_t len)
+/* Whether a view may be named @vname: no device has that name or its UUID. */
+static int view_name_free(const char *vname)
+{
+	char uuid[UUID_LEN], other[NAME_LEN];
+
+	dm_uuid(UUID_VIEW, vname, uuid, sizeof(uuid));
+	return !fdm_exists(vname) && fdm_name_of_uuid(uuid, other, sizeof(other));
+}
+
+static int pick_view_name(const char *name, const char *given, char *out, size_t len,
+			  char *uuid, size_t ulen)
 {
 	unsigned int n;
 
@@ -200,6 +210,9 @@ static int pick_view_name(const char *name, const char *given, char *out, size_t
 				 given);
 			return -1;
 		}
+		dm_uuid(UUID_VIEW, given, uuid, ulen);
+		if (check_new_uuid("snapshot", given, uuid))
+			return -1;
 		snprintf(out, len, "%s", given);
 		return 0;
 	}
@@ -210,8 +223,10 @@ static int pick_view_name(const char *name, const char *given, char *out, size_t
 				name);
 			return -1;
 		}
-		if (!fdm_exists(out))
+		if (view_name_free(out)) {
+			dm_uuid(UUID_VIEW, out, uuid, ulen);
 			return 0;
+		}
 	}
 	msg_err("snapshot %s: no free view name %s%s0..999; give one with --view",
 		name, name, SNAP_SUFFIX);
@@ -238,6 +253,7 @@ struct snap_one {
 	const char *view;		/* its --view, or NULL */
 	struct fl_origin o;
 	char vname[NAME_LEN];
+	char uuid[UUID_LEN];		/* the view's device-mapper UUID */
 	dev_t sdevt;
 	struct fdm_table tbl;
 	int have_tbl;
@@ -305,7 +321,8 @@ static int prepare_one(const struct snap_opts *so, struct snap_one *one)
 	}
 	if (check_scratch(name, o, one->scratch, so->force, &one->sdevt))
 		return EXIT_ERR;
-	if (pick_view_name(name, one->view, one->vname, sizeof(one->vname)))
+	if (pick_view_name(name, one->view, one->vname, sizeof(one->vname), one->uuid,
+			   sizeof(one->uuid)))
 		return EXIT_ERR;
 
 	snprintf(vt.origin, sizeof(vt.origin), "%u:%u", major(o->origin_devt),
@@ -405,7 +422,7 @@ static int take_views(struct snap_one *s, unsigned int n, int lockfs)
 		failed = !!sig_caught();
 	}
 	for (i = 0; i < n && !failed; i++) {
-		if (fdm_create(s[i].vname, &s[i].tbl, FDM_UDEV_VIEW, &cookie, 0)) {
+		if (fdm_create(s[i].vname, s[i].uuid, &s[i].tbl, FDM_UDEV_VIEW, &cookie, 0)) {
 			int code = dm_exit_code();
 
 			snprintf(err, sizeof(err), "%s", fdm_error());
