@@ -36,15 +36,23 @@ static void vmsg(const char *prefix, const char *fmt, va_list ap)
 	fputc('\n', stderr);
 }
 
+/* A failure of class @code: noted, and printed. */
+static void vfail(int code, const char *fmt, va_list ap)
+{
+	va_list aq;
+
+	va_copy(aq, ap);
+	note(code, fmt, aq);
+	va_end(aq);
+	vmsg("", fmt, ap);
+}
+
 void msg_err(const char *fmt, ...)
 {
 	va_list ap;
 
 	va_start(ap, fmt);
-	note(EXIT_ERR, fmt, ap);
-	va_end(ap);
-	va_start(ap, fmt);
-	vmsg("", fmt, ap);
+	vfail(EXIT_ERR, fmt, ap);
 	va_end(ap);
 }
 
@@ -53,10 +61,7 @@ void msg_fail(int code, const char *fmt, ...)
 	va_list ap;
 
 	va_start(ap, fmt);
-	note(code, fmt, ap);
-	va_end(ap);
-	va_start(ap, fmt);
-	vmsg("", fmt, ap);
+	vfail(code, fmt, ap);
 	va_end(ap);
 }
 
