@@ -192,7 +192,7 @@ udevadm settle
 disk=/dev/$(basename "$(readlink -f $META)")
 [ -b ${disk}1 ] && [ -b ${disk}2 ] || fail "no partitions ${disk}1, ${disk}2"
 expect_rc 0 $F create t041p ${disk}1
-expect_err 1 "snapshot t041p: cannot create the view t041p-snap0: .*\(kernel: fleece: Scratch device must not be on the origin's disk" \
+expect_err 4 "snapshot t041p: cannot create the view t041p-snap0: .*\(kernel: fleece: Scratch device must not be on the origin's disk" \
 	$F snapshot t041p --scratch ${disk}2
 ! dmsetup info t041p-snap0 >/dev/null 2>&1 || fail "a refused view was left behind"
 [ "$(dm_state t041p)" = ACTIVE ] || fail "t041p left $(dm_state t041p)"
