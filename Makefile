@@ -13,8 +13,8 @@
 #   make fuzz       hostile input: libFuzzer on the parsers, 10000 cases in the VM
 #   make stress     model-based random operations in the VM (STRESS_SECONDS=600)
 #   make bench      fio in the VM: dm-fleece vs dm-linear, dm-snapshot, dm-era (PROFILE=cpu|io)
-#   make install    module, fleecectl, man pages, docs, the fleecetab systemd
-#                   generator (DESTDIR=, PREFIX=/usr)
+#   make install    module, fleecectl, man pages, docs, bash completion, the
+#                   fleecetab systemd generator (DESTDIR=, PREFIX=/usr)
 #   make uninstall  remove what make install put (same DESTDIR/PREFIX/KVER)
 #   make check-install   build the .debs, test them and make install in a VM
 #   make debug-kernel    build the VM's debug kernel (KASAN, lockdep, kmemleak...)
@@ -51,6 +51,8 @@ SBINDIR ?= $(PREFIX)/sbin
 MANDIR ?= $(PREFIX)/share/man
 DOCDIR ?= $(PREFIX)/share/doc/dm-fleece
 MODDIR ?= /lib/modules/$(KVER)/updates
+# bash-completion's directory for completions loaded on demand.
+BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
 # systemd looks for generators here whatever PREFIX is.
 GENDIR ?= /lib/systemd/system-generators
 DOCS := $(notdir $(wildcard Documentation/*.rst)) fleecetab.example
@@ -143,6 +145,7 @@ install: module
 	install -D -m 0755 userspace/fleecectl "$(DESTDIR)$(SBINDIR)/fleecectl"
 	install -D -m 0644 Documentation/fleecectl.8 "$(DESTDIR)$(MANDIR)/man8/fleecectl.8"
 	install -D -m 0644 Documentation/fleecetab.5 "$(DESTDIR)$(MANDIR)/man5/fleecetab.5"
+	install -D -m 0644 userspace/fleecectl.bash-completion "$(DESTDIR)$(BASHCOMPDIR)/fleecectl"
 	install -d "$(DESTDIR)$(DOCDIR)"
 	install -m 0644 $(addprefix Documentation/,$(DOCS)) "$(DESTDIR)$(DOCDIR)/"
 	install -d "$(DESTDIR)$(GENDIR)"
@@ -158,12 +161,12 @@ uninstall:
 	@test -n "$(KVER)" || { echo "make uninstall: no KVER (give the one make install used)" >&2; exit 1; }
 	rm -f "$(DESTDIR)$(MODDIR)/dm-fleece.ko" "$(DESTDIR)$(SBINDIR)/fleecectl" \
 		"$(DESTDIR)$(MANDIR)/man8/fleecectl.8" "$(DESTDIR)$(MANDIR)/man5/fleecetab.5" \
-		"$(DESTDIR)$(GENDIR)/fleecetab-generator" \
+		"$(DESTDIR)$(BASHCOMPDIR)/fleecectl" "$(DESTDIR)$(GENDIR)/fleecetab-generator" \
 		$(foreach d,$(DOCS),"$(DESTDIR)$(DOCDIR)/$(d)")
 	@if [ -d "$(DESTDIR)$(DOCDIR)" ]; then rmdir --ignore-fail-on-non-empty "$(DESTDIR)$(DOCDIR)"; fi
 	@if [ -z "$(DESTDIR)" ]; then echo "depmod -a $(KVER)"; depmod -a "$(KVER)"; \
 	else for d in "$(MODDIR)" "$(SBINDIR)" "$(MANDIR)/man8" "$(MANDIR)/man5" "$(DOCDIR)" \
-			"$(GENDIR)"; do \
+			"$(BASHCOMPDIR)" "$(GENDIR)"; do \
 		while [ "$$d" != / ] && [ "$$d" != . ] && \
 			{ [ ! -d "$(DESTDIR)$$d" ] || rmdir "$(DESTDIR)$$d" 2>/dev/null; }; do \
 			d=$$(dirname "$$d"); done; \

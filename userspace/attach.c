@@ -51,7 +51,8 @@ static int swap_table(const char *cmd, const char *name,
 	if (sig_caught())
 		goto interrupted_early;
 	if (fdm_load(name, new_table, flags)) {
-		msg_err("%s %s: cannot load the new table: %s", cmd, name, fdm_error());
+		msg_fail(dm_exit_code(), "%s %s: cannot load the new table: %s", cmd, name,
+			 fdm_error());
 		return -1;
 	}
 	if (sig_caught())
@@ -63,7 +64,8 @@ static int swap_table(const char *cmd, const char *name,
 		fdm_clear(name);
 		if (!fdm_info(name, &info) && info.suspended)
 			fdm_resume(name, 0, cookie);
-		msg_err("%s %s: cannot suspend %s: %s", cmd, name, name, err);
+		msg_fail(errno_exit_code(fdm_errno()), "%s %s: cannot suspend %s: %s", cmd, name,
+			 name, err);
 		return -1;
 	}
 	test_pause_after_suspend(name);
@@ -88,7 +90,7 @@ interrupted:
 			cmd, name, name, fdm_error(), name);
 interrupted_early:
 	sig = sig_caught();
-	msg_err("%s %s: interrupted by signal %d (%s); %s keeps its old table",
+	msg_fail(EXIT_INTR, "%s %s: interrupted by signal %d (%s); %s keeps its old table",
 		cmd, name, sig, strsignal(sig), name);
 	return -1;
 }
@@ -101,12 +103,12 @@ static int device_table_checks(const char *cmd, const char *name,
 		return -1;
 	}
 	if (info->inactive_table) {
-		msg_err("%s %s: has an inactive table loaded by another program "
-			"('dmsetup clear %s' drops it)", cmd, name, name);
+		msg_fail(EXIT_BUSY, "%s %s: has an inactive table loaded by another program "
+			 "('dmsetup clear %s' drops it)", cmd, name, name);
 		return -1;
 	}
 	if (info->suspended) {
-		msg_err("%s %s: is suspended; resume it first", cmd, name);
+		msg_fail(EXIT_BUSY, "%s %s: is suspended; resume it first", cmd, name);
 		return -1;
 	}
 	return 0;
@@ -148,13 +150,13 @@ int origin_attach(const char *dmdev, const struct origin_opts *opts,
 	}
 	for (i = 0; i < cur.n; i++) {
 		if (!strcmp(cur.t[i].type, TARGET_ORIGIN)) {
-			msg_err("attach %s: already a %s device (attached, or made by "
-				"'fleecectl create')", name, TARGET_ORIGIN);
+			msg_fail(EXIT_BUSY, "attach %s: already a %s device (attached, or made by "
+				 "'fleecectl create')", name, TARGET_ORIGIN);
 			goto out_cur;
 		}
 		if (!strcmp(cur.t[i].type, TARGET_VIEW)) {
-			msg_err("attach %s: is a %s view; views cannot have views", name,
-				TARGET_VIEW);
+			msg_fail(EXIT_NODEV, "attach %s: is a %s view; views cannot have views",
+				 name, TARGET_VIEW);
 			goto out_cur;
 		}
 	}
@@ -163,8 +165,8 @@ int origin_attach(const char *dmdev, const struct origin_opts *opts,
 		goto out_cur;
 	}
 	if (fdm_exists(real)) {
-		msg_err("attach %s: %s exists already (left over from an earlier attach? "
-			"if nothing uses it, 'dmsetup remove %s')", name, real, real);
+		msg_fail(EXIT_BUSY, "attach %s: %s exists already (left over from an earlier "
+			 "attach? if nothing uses it, 'dmsetup remove %s')", name, real, real);
 		goto out_cur;
 	}
 	sectors = fdm_table_sectors(&cur);
@@ -192,7 +194,7 @@ int origin_attach(const char *dmdev, const struct origin_opts *opts,
 	sig_catch();
 
 	/* 1. The device under fleece-origin: DMDEV's table, under a new name. */
-	if (fdm_create(real, &cur, FDM_UDEV_HIDDEN, &cookie, flags)) {
+	if (fdm_create(real, NULL, &cur, FDM_UDEV_HIDDEN, &cookie, flags)) {
 		msg_err("attach %s: cannot create %s with %s's table: %s", name, real,
 			name, fdm_error());
 		if (fdm_exists(real))
@@ -267,15 +269,18 @@ int origin_detach(const char *dmdev, int dry_run, int shutdown)
 	r = get_origin(name, &o, what, sizeof(what));
 	if (r) {
 		if (r == -EMEDIUMTYPE)
-			msg_err("detach %s: not attached (%s)", name, what);
+			msg_fail(EXIT_NODEV, "detach %s: not attached (%s)", name, what);
+		else if (r == -ENOENT)
+			msg_fail(EXIT_NODEV, "detach %s: no such device", name);
 		else
-			msg_err("detach %s: %s", name, r == -ENOENT ? "no such device" : fdm_error());
+			msg_err("detach %s: %s", name, fdm_error());
 		return -1;
 	}
 	if (!o.attached || !o.single) {
-		msg_err("detach %s: not attached by fleecectl (its %s is on %s, not on %s%s); "
-			"use 'fleecectl remove' for devices made by 'fleecectl create'",
-			name, TARGET_ORIGIN, o.table.origin, name, REAL_SUFFIX);
+		msg_fail(EXIT_NODEV, "detach %s: not attached by fleecectl (its %s is on %s, "
+			 "not on %s%s); use 'fleecectl remove' for devices made by "
+			 "'fleecectl create'", name, TARGET_ORIGIN, o.table.origin, name,
+			 REAL_SUFFIX);
 		return -1;
 	}
 	if (!o.have_status) {
@@ -288,11 +293,11 @@ int origin_detach(const char *dmdev, int dry_run, int shutdown)
 			views_on(&s, o.origin_devt, views, sizeof(views));
 			scan_free(&s);
 		}
-		msg_err("detach %s: %u session%s still use%s it%s%s%s; release %s first",
-			name, o.status.sessions, o.status.sessions == 1 ? "" : "s",
-			o.status.sessions == 1 ? "s" : "",
-			views[0] ? " (views: " : "", views, views[0] ? ")" : "",
-			o.status.sessions == 1 ? "it" : "them");
+		msg_fail(EXIT_BUSY, "detach %s: %u session%s still use%s it%s%s%s; release %s first",
+			 name, o.status.sessions, o.status.sessions == 1 ? "" : "s",
+			 o.status.sessions == 1 ? "s" : "",
+			 views[0] ? " (views: " : "", views, views[0] ? ")" : "",
+			 o.status.sessions == 1 ? "it" : "them");
 		return -1;
 	}
 	if (fdm_info(name, &info) || fdm_info(o.real_name, &rinfo)) {
@@ -308,8 +313,8 @@ int origin_detach(const char *dmdev, int dry_run, int shutdown)
 		return -1;
 	}
 	if (rinfo.open_count > 1) {
-		msg_err("detach %s: %s is open %d times; only %s should use it", name,
-			o.real_name, rinfo.open_count, name);
+		msg_fail(EXIT_BUSY, "detach %s: %s is open %d times; only %s should use it", name,
+			 o.real_name, rinfo.open_count, name);
 		return -1;
 	}
 	if (fdm_table_get(o.real_name, &rt, 0, FDM_SECURE)) {

@@ -30,6 +30,7 @@
 
 #include "backup.h"
 #include "blockdev.h"
+#include "fleecectl.h"
 #include "fullio.h"
 #include "qcow2.h"
 #include "sha256.h"
@@ -320,9 +321,10 @@ static int open_partial(struct backup *b, const struct stat *old)
 			return -1;
 		}
 		if (flock(b->out_fd, LOCK_EX | LOCK_NB)) {
-			msg_err("backup %s: %s is %s", b->view, b->partial,
-				errno == EWOULDBLOCK ? "locked: another backup is writing "
-				"this image" : "cannot be locked");
+			msg_fail(errno == EWOULDBLOCK ? EXIT_BUSY : EXIT_ERR,
+				 "backup %s: %s is %s", b->view, b->partial,
+				 errno == EWOULDBLOCK ? "locked: another backup is writing "
+				 "this image" : "cannot be locked");
 			return -1;
 		}
 		if (fstat(b->out_fd, &fst)) {

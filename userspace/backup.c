@@ -96,18 +96,18 @@ static void explain_read_error(struct backup *b, uint64_t off, int r)
 	int known = !get_view(b->view, &v, what, sizeof(what)) && v.have_status;
 
 	if (known && !v.status.active)
-		msg_err("backup %s: read at byte %llu failed: the session was invalidated "
+		msg_fail(EXIT_INVALID, "backup %s: read at byte %llu failed: the session was invalidated "
 			"(scratch full, or a scratch write error: see the kernel log); "
 			"the backup cannot be completed, take a new snapshot",
 			b->view, (unsigned long long)off);
 	else if (known && v.status.unreadable)
-		msg_err("backup %s: read at byte %llu failed: the view lost %llu chunk(s): "
+		msg_fail(EXIT_IO, "backup %s: read at byte %llu failed: the view lost %llu chunk(s): "
 			"the origin could not be read when they were overwritten (bad "
 			"sectors, see the kernel log); this backup cannot be complete",
 			b->view, (unsigned long long)off,
 			(unsigned long long)v.status.unreadable);
 	else
-		msg_err("backup %s: read at byte %llu failed: %s", b->view,
+		msg_fail(EXIT_IO, "backup %s: read at byte %llu failed: %s", b->view,
 			(unsigned long long)off, strerror(-r));
 }
 
@@ -127,20 +127,21 @@ static int end_batch(struct backup *b, struct batch *t)
 		return 0;
 	r = backup_sync(b);
 	if (r) {
-		msg_err("backup %s: syncing %s failed: %s", b->view, b->out, strerror(-r));
+		msg_fail(EXIT_IO, "backup %s: syncing %s failed: %s", b->view, b->out,
+			 strerror(-r));
 		return -1;
 	}
 	for (i = 0; b->verify && i < t->n; i++) {
 		r = backup_read_back(b, t->p[i].off, t->p[i].len, got);
 		if (r) {
-			msg_err("backup %s: reading %s back at byte %llu failed: %s", b->view,
+			msg_fail(EXIT_IO, "backup %s: reading %s back at byte %llu failed: %s", b->view,
 				b->out, (unsigned long long)t->p[i].off, strerror(-r));
 			return -1;
 		}
 		if (memcmp(t->p[i].digest, got, sizeof(got))) {
 			sha256_hex(t->p[i].digest, hw);
 			sha256_hex(got, hg);
-			msg_err("backup %s: verify failed: bytes %llu-%llu of %s differ from "
+			msg_fail(EXIT_IO, "backup %s: verify failed: bytes %llu-%llu of %s differ from "
 				"the view (sha256 %s, view %s); not released", b->view,
 				(unsigned long long)t->p[i].off,
 				(unsigned long long)(t->p[i].off + t->p[i].len - 1), b->out, hg, hw);
@@ -225,7 +226,7 @@ static int copy_extents(struct backup *b, const struct copier_extent *e, unsigne
 		}
 		r = backup_write(b, p->buf, p->len, p->off);
 		if (r) {
-			msg_err("backup %s: writing %s at byte %llu failed: %s", b->view,
+			msg_fail(EXIT_IO, "backup %s: writing %s at byte %llu failed: %s", b->view,
 				b->out, (unsigned long long)p->off, strerror(-r));
 			r = -1;
 			break;
@@ -374,7 +375,7 @@ static int plan(struct backup *b, const struct fl_view *v, struct extents *x)
 	if (!r)
 		return 0;
 	if (r == -ENOENT)
-		msg_err("backup %s: its backup transaction has ended (the %s was removed): "
+		msg_fail(EXIT_INVALID, "backup %s: its backup transaction has ended (the %s was removed): "
 			"take a new snapshot", b->view, TARGET_ORIGIN);
 	else
 		msg_err("backup %s: cannot list its changes: %s", b->view,
@@ -398,7 +399,7 @@ static int check_transaction(struct backup *b, const struct fl_view *v)
 		return -1;
 	}
 	if (b->changed && st->txn != TXN_OPEN) {
-		msg_err("backup %s: its backup transaction is %s already: %s", b->view,
+		msg_fail(EXIT_INVALID, "backup %s: its backup transaction is %s already: %s", b->view,
 			txn_name(st->txn), st->txn == TXN_COMMITTED ?
 			"this backup was done; release the view" :
 			"the changes went back to the bitmap; take a new snapshot");
@@ -428,10 +429,11 @@ static int commit(struct backup *b)
 {
 	if (!fdm_message(b->view, 0, "commit", NULL) || fdm_errno() == EALREADY)
 		return 0;
-	msg_err("backup %s: the image is complete, but the commit failed: %s; the "
-		"changes stay in bitmap '%s' and the next backup copies them again",
-		b->view, fdm_errno() == EIO ? "the session is invalid, or a metadata "
-		"write failed" : fdm_error(), b->changed);
+	msg_fail(fdm_errno() == EIO ? EXIT_INVALID : EXIT_ERR,
+		 "backup %s: the image is complete, but the commit failed: %s; the "
+		 "changes stay in bitmap '%s' and the next backup copies them again",
+		 b->view, fdm_errno() == EIO ? "the session is invalid, or a metadata "
+		 "write failed" : fdm_error(), b->changed);
 	return -1;
 }
 
@@ -605,7 +607,7 @@ int cmd_backup(int argc, char **argv)
 	int rc = EXIT_ERR;
 
 	optind = 0;
-	while ((c = getopt_long(argc, argv, "t:fc:qh", opts, NULL)) != -1) {
+	while ((c = cmd_getopt(argc, argv, "t:fqh", opts)) != -1) {
 		switch (c) {
 		case 't':
 			b.to = optarg;
@@ -728,12 +730,12 @@ int cmd_backup(int argc, char **argv)
 		return EXIT_ERR;
 	}
 	if (!v.status.active) {
-		msg_err("backup %s: the session is invalid (scratch was full, or a "
+		msg_fail(EXIT_INVALID, "backup %s: the session is invalid (scratch was full, or a "
 			"device failed); take a new snapshot", v.name);
 		return EXIT_ERR;
 	}
 	if (v.status.released && !b.force && !b.resume) {
-		msg_err("backup %s: %llu chunks were released already (by an earlier "
+		msg_fail(EXIT_INVALID, "backup %s: %llu chunks were released already (by an earlier "
 			"backup?) and read as zeroes: the image would not be the point in "
 			"time; %s", v.name, (unsigned long long)v.status.released,
 			backup_resume_exists(&b) ? "continue the interrupted backup with "

@@ -54,10 +54,16 @@ static const char *bitmap_reason(const char *verb, int e)
 static int send_bitmap_msg(const char *origin, const char *verb, const char *msg,
 			   const char *what)
 {
+	int e, code = EXIT_ERR;
+
 	if (!fdm_message(origin, 0, msg, NULL))
 		return 0;
-	msg_err("bitmap %s %s: %s: %s", verb, origin, what,
-		bitmap_reason(verb, fdm_errno()));
+	e = fdm_errno();
+	if (e == EEXIST || e == EBUSY)
+		code = EXIT_BUSY;
+	else if (e == EIO)
+		code = !strcmp(verb, "add") || !strcmp(verb, "merge") ? EXIT_INVALID : EXIT_IO;
+	msg_fail(code, "bitmap %s %s: %s: %s", verb, origin, what, bitmap_reason(verb, e));
 	return -1;
 }
 
@@ -323,8 +329,8 @@ int cmd_changes(int argc, char **argv)
 		chunk = o.table.chunk_sectors << 9;
 		size = o.sectors << 9;
 	} else {
-		msg_err("changes %s: not a %s device or a %s view", name, TARGET_ORIGIN,
-			TARGET_VIEW);
+		msg_fail(EXIT_NODEV, "changes %s: not a %s device or a %s view", name,
+			 TARGET_ORIGIN, TARGET_VIEW);
 		return EXIT_ERR;
 	}
 
@@ -340,24 +346,26 @@ int cmd_changes(int argc, char **argv)
 		pc.j = &j;
 	}
 	r = changes_foreach(name, bitmap, chunk, size, print_range, &pc);
-	if (json) {
-		json_arr_end(&j);
-		json_u64(&j, "nr_ranges", pc.ranges);
-		json_u64(&j, "changed_bytes", pc.bytes);
-		json_obj_end(&j);
-	}
 	if (r) {
 		fflush(stdout);
 		if (r == -ENOENT && bitmap)
 			msg_err("changes %s: no bitmap '%s'", name, bitmap);
 		else if (r == -ENOENT)
-			msg_err("changes %s: the view's backup transaction has ended "
-				"(its %s was removed)", name, TARGET_ORIGIN);
+			msg_fail(EXIT_INVALID, "changes %s: the view's backup transaction has "
+				 "ended (its %s was removed)", name, TARGET_ORIGIN);
 		else if (r == -EBADMSG || r == -ERANGE)
 			msg_err("changes %s: the kernel's answer is not understood", name);
 		else
-			msg_err("changes %s: %s", name, strerror(-r));
-		return EXIT_ERR;
+			msg_fail(errno_exit_code(r), "changes %s: %s", name, strerror(-r));
 	}
-	return EXIT_OK;
+	if (json) {
+		json_arr_end(&j);
+		json_u64(&j, "nr_ranges", pc.ranges);
+		json_u64(&j, "changed_bytes", pc.bytes);
+		/* The ranges listed before the failure, and why they stop. */
+		if (r)
+			json_error(&j, msg_exit_code(EXIT_ERR));
+		json_obj_end(&j);
+	}
+	return r ? EXIT_ERR : EXIT_OK;
 }

@@ -162,6 +162,30 @@ int fdm_exists(const char *name)
 	return !fdm_info(name, &info) && info.exists;
 }
 
+int fdm_name_of_uuid(const char *uuid, char *name, size_t len)
+{
+	struct dm_task *dmt = task(DM_DEVICE_INFO, NULL);
+	struct dm_info info;
+	int r = -1;
+
+	if (!dmt)
+		return -1;
+	if (!dm_task_set_uuid(dmt, uuid))
+		set_error(EINVAL, -1);
+	else if (run(dmt, 0))
+		;	/* set_error() done */
+	else if (!dm_task_get_info(dmt, &info))
+		set_error(EIO, -1);
+	else if (!info.exists)
+		set_error(ENOENT, -1);
+	else
+		r = 0;
+	if (!r)
+		str_copy(name, len, dm_task_get_name(dmt));
+	dm_task_destroy(dmt);
+	return r;
+}
+
 int fdm_name_of(dev_t devt, char *name, size_t len)
 {
 	struct dm_task *dmt;
@@ -324,7 +348,7 @@ static int add_targets(struct dm_task *dmt, const struct fdm_table *t,
 	return 0;
 }
 
-int fdm_create(const char *name, const struct fdm_table *t,
+int fdm_create(const char *name, const char *uuid, const struct fdm_table *t,
 	       uint16_t udev_flags, uint32_t *cookie, unsigned int flags)
 {
 	struct dm_task *dmt = task(DM_DEVICE_CREATE, name);
@@ -332,6 +356,10 @@ int fdm_create(const char *name, const struct fdm_table *t,
 
 	if (!dmt)
 		return -1;
+	if (uuid && !dm_task_set_uuid(dmt, uuid)) {
+		set_error(EINVAL, -1);
+		goto out;
+	}
 	if (add_targets(dmt, t, flags) ||
 	    !dm_task_set_cookie(dmt, cookie, udev_flags)) {
 		set_error(ENOMEM, -1);

@@ -67,6 +67,12 @@ int fdm_open_count_settled(const char *name, int allowed);
  */
 int fdm_resolve(const char *arg, char *name, size_t len, dev_t *devt);
 
+/*
+ * The name of the device whose UUID is @uuid: 0, or -1 with fdm_errno()
+ * ENOENT when there is none (else why device-mapper failed).
+ */
+int fdm_name_of_uuid(const char *uuid, char *name, size_t len);
+
 /* The dm name of a device number, if it is a device-mapper device. */
 int fdm_name_of(dev_t devt, char *name, size_t len);
 
@@ -80,8 +86,8 @@ uint64_t fdm_table_sectors(const struct fdm_table *t);
 int fdm_table_one(struct fdm_table *t, uint64_t len, const char *type,
 		  const char *params);
 
-/* Create NAME with table @t and make it live (load + resume). */
-int fdm_create(const char *name, const struct fdm_table *t,
+/* Create NAME (UUID @uuid, NULL: none) with table @t and make it live. */
+int fdm_create(const char *name, const char *uuid, const struct fdm_table *t,
 	       uint16_t udev_flags, uint32_t *cookie, unsigned int flags);
 /* Load @t as NAME's inactive table. */
 int fdm_load(const char *name, const struct fdm_table *t, unsigned int flags);

@@ -115,14 +115,14 @@ static int check_view(struct export *e, const struct fl_view *v)
 		return -1;
 	}
 	if (!st->active) {
-		msg_err("export %s: the session is invalid (scratch was full, or a device "
-			"failed); take a new snapshot", v->name);
+		msg_fail(EXIT_INVALID, "export %s: the session is invalid (scratch was full, "
+			 "or a device failed); take a new snapshot", v->name);
 		return -1;
 	}
 	if (st->released) {
-		msg_err("export %s: %llu chunks were released already (by a backup?) and "
-			"read as zeroes: a pull would not get the point in time; take a "
-			"new snapshot", v->name, (unsigned long long)st->released);
+		msg_fail(EXIT_INVALID, "export %s: %llu chunks were released already (by a "
+			 "backup?) and read as zeroes: a pull would not get the point in time; "
+			 "take a new snapshot", v->name, (unsigned long long)st->released);
 		return -1;
 	}
 	if (!e->bitmap)
@@ -138,10 +138,10 @@ static int check_view(struct export *e, const struct fl_view *v)
 		return -1;
 	}
 	if (st->txn != TXN_OPEN) {
-		msg_err("export %s: its backup transaction is %s already: %s", v->name,
-			txn_name(st->txn), st->txn == TXN_COMMITTED ?
-			"this backup was done; release the view" :
-			"the changes went back to the bitmap; take a new snapshot");
+		msg_fail(EXIT_INVALID, "export %s: its backup transaction is %s already: %s",
+			 v->name, txn_name(st->txn), st->txn == TXN_COMMITTED ?
+			 "this backup was done; release the view" :
+			 "the changes went back to the bitmap; take a new snapshot");
 		return -1;
 	}
 	return 0;
@@ -299,8 +299,8 @@ static int start_server(struct export *e)
 			goto failed;
 		if (sig_caught()) {
 			nbd_probe_close(&p);
-			msg_err("export %s: interrupted by signal %d while qemu-nbd started",
-				e->view, sig_caught());
+			msg_fail(EXIT_INTR, "export %s: interrupted by signal %d while qemu-nbd "
+				 "started", e->view, sig_caught());
 			return -1;
 		}
 		if (now_seconds() > deadline) {
@@ -450,7 +450,7 @@ int cmd_export(int argc, char **argv)
 	int c, rc = EXIT_ERR, ready_fd = -1;
 
 	optind = 0;
-	while ((c = getopt_long(argc, argv, "b:s:p:h", opts, NULL)) != -1) {
+	while ((c = cmd_getopt(argc, argv, "b:p:h", opts)) != -1) {
 		switch (c) {
 		case 'b':
 			e.bitmap = optarg;

@@ -32,8 +32,8 @@ int origin_meta_arg(const char *cmd, const char *name, const char *meta,
 	}
 	r = bdev_devt(meta, &devt);
 	if (r) {
-		msg_err("%s %s: metadata device %s: %s", cmd, name, meta,
-			r == -ENOTBLK ? "not a block device" : strerror(-r));
+		msg_fail(errno_exit_code(r), "%s %s: metadata device %s: %s", cmd, name, meta,
+			 r == -ENOTBLK ? "not a block device" : strerror(-r));
 		return -1;
 	}
 	if (devt == origin_devt) {
@@ -43,8 +43,8 @@ int origin_meta_arg(const char *cmd, const char *name, const char *meta,
 	}
 	r = bdev_check_unused(meta, devt, why, sizeof(why));
 	if (r) {
-		msg_err("%s %s: metadata device %s is %s", cmd, name, meta,
-			r == -EBUSY ? why : strerror(-r));
+		msg_fail(errno_exit_code(r), "%s %s: metadata device %s is %s", cmd, name, meta,
+			 r == -EBUSY ? why : strerror(-r));
 		return -1;
 	}
 	snprintf(t->meta, sizeof(t->meta), "%u:%u", major(devt), minor(devt));
@@ -90,7 +90,7 @@ int origin_create(const char *name, const char *dev, const struct origin_opts *o
 {
 	struct origin_table t = { .chunk_sectors = opts->chunk_sectors,
 				  .no_gap = opts->no_gap };
-	char params[2 * PATH_MAX + 64], reason[512];
+	char params[2 * PATH_MAX + 64], reason[512], uuid[UUID_LEN];
 	struct fdm_table tbl;
 	uint32_t cookie = 0;
 	uint64_t bytes;
@@ -100,13 +100,16 @@ int origin_create(const char *name, const char *dev, const struct origin_opts *o
 	if (check_new_name("create", name))
 		return -1;
 	if (fdm_exists(name)) {
-		msg_err("create %s: a device-mapper device of that name exists", name);
+		msg_fail(EXIT_BUSY, "create %s: a device-mapper device of that name exists", name);
 		return -1;
 	}
+	dm_uuid(UUID_ORIGIN, name, uuid, sizeof(uuid));
+	if (check_new_uuid("create", name, uuid))
+		return -1;
 	r = bdev_devt(dev, &devt);
 	if (r) {
-		msg_err("create %s: origin device %s: %s", name, dev,
-			r == -ENOTBLK ? "not a block device" : strerror(-r));
+		msg_fail(errno_exit_code(r), "create %s: origin device %s: %s", name, dev,
+			 r == -ENOTBLK ? "not a block device" : strerror(-r));
 		return -1;
 	}
 	r = bdev_size(dev, &bytes);
@@ -117,10 +120,10 @@ int origin_create(const char *name, const char *dev, const struct origin_opts *o
 	}
 	r = bdev_check_unused(dev, devt, reason, sizeof(reason));
 	if (r) {
-		msg_err("create %s: origin device %s is %s%s", name, dev,
-			r == -EBUSY ? reason : strerror(-r),
-			r == -EBUSY ? "; to put fleece-origin under a device-mapper "
-				      "device that is in use, use 'fleecectl attach'" : "");
+		msg_fail(errno_exit_code(r), "create %s: origin device %s is %s%s", name, dev,
+			 r == -EBUSY ? reason : strerror(-r),
+			 r == -EBUSY ? "; to put fleece-origin under a device-mapper "
+				       "device that is in use, use 'fleecectl attach'" : "");
 		return -1;
 	}
 	if (origin_meta_arg("create", name, opts->meta, devt, &t))
@@ -138,12 +141,12 @@ int origin_create(const char *name, const char *dev, const struct origin_opts *o
 		msg_err("create %s: out of memory", name);
 		return -1;
 	}
-	r = fdm_create(name, &tbl, 0, &cookie, 0);
+	r = fdm_create(name, uuid, &tbl, 0, &cookie, 0);
 	fdm_udev_wait(&cookie);
 	fdm_table_free(&tbl);
 	if (r) {
-		msg_err("create %s: cannot create the %s device on %s: %s", name,
-			TARGET_ORIGIN, dev, fdm_error());
+		msg_fail(dm_exit_code(), "create %s: cannot create the %s device on %s: %s",
+			 name, TARGET_ORIGIN, dev, fdm_error());
 		return -1;
 	}
 	return 0;
@@ -164,7 +167,7 @@ int origin_options(int argc, char **argv, struct origin_opts *o)
 	memset(o, 0, sizeof(*o));
 	o->chunk_sectors = DEFAULT_CHUNK_BYTES >> 9;
 	optind = 0;
-	while ((c = getopt_long(argc, argv, "m:c:h", opts, NULL)) != -1) {
+	while ((c = cmd_getopt(argc, argv, "m:c:h", opts)) != -1) {
 		switch (c) {
 		case 'm':
 			o->meta = optarg;
@@ -236,11 +239,11 @@ int origin_remove(const char *arg, int dry_run, int shutdown)
 			views_on(&s, o.origin_devt, views, sizeof(views));
 			scan_free(&s);
 		}
-		msg_err("remove %s: %u session%s still use%s it%s%s%s; release %s first",
-			name, o.status.sessions, o.status.sessions == 1 ? "" : "s",
-			o.status.sessions == 1 ? "s" : "",
-			views[0] ? " (views: " : "", views, views[0] ? ")" : "",
-			o.status.sessions == 1 ? "it" : "them");
+		msg_fail(EXIT_BUSY, "remove %s: %u session%s still use%s it%s%s%s; release %s first",
+			 name, o.status.sessions, o.status.sessions == 1 ? "" : "s",
+			 o.status.sessions == 1 ? "s" : "",
+			 views[0] ? " (views: " : "", views, views[0] ? ")" : "",
+			 o.status.sessions == 1 ? "it" : "them");
 		return -1;
 	}
 	if (o.open_count)
@@ -250,8 +253,8 @@ int origin_remove(const char *arg, int dry_run, int shutdown)
 		return -1;
 	}
 	if (o.open_count) {
-		msg_err("remove %s: in use (open %d time%s: mounted, or a program has it open)",
-			name, o.open_count, o.open_count == 1 ? "" : "s");
+		msg_fail(EXIT_BUSY, "remove %s: in use (open %d time%s: mounted, or a program "
+			 "has it open)", name, o.open_count, o.open_count == 1 ? "" : "s");
 		return -1;
 	}
 	if (dry_run)
@@ -261,7 +264,7 @@ int origin_remove(const char *arg, int dry_run, int shutdown)
 	r = fdm_remove(name, &cookie);
 	fdm_udev_wait(&cookie);
 	if (r) {
-		msg_err("remove %s: %s", name, fdm_error());
+		msg_fail(dm_exit_code(), "remove %s: %s", name, fdm_error());
 		if (shutdown)
 			origin_clean_detach("remove", name, &o, 0);
 		return -1;

@@ -60,8 +60,8 @@ static int check_scratch(const char *name, const struct fl_origin *o,
 
 	r = bdev_devt(scratch, devt);
 	if (r) {
-		msg_err("snapshot %s: scratch device %s: %s", name, scratch,
-			r == -ENOTBLK ? "not a block device" : strerror(-r));
+		msg_fail(errno_exit_code(r), "snapshot %s: scratch device %s: %s", name, scratch,
+			 r == -ENOTBLK ? "not a block device" : strerror(-r));
 		return -1;
 	}
 	if (*devt == o->devt || *devt == o->origin_devt ||
@@ -73,8 +73,8 @@ static int check_scratch(const char *name, const struct fl_origin *o,
 	}
 	r = bdev_check_unused(scratch, *devt, why, sizeof(why));
 	if (r) {
-		msg_err("snapshot %s: scratch device %s is %s; its contents would be overwritten",
-			name, scratch, r == -EBUSY ? why : strerror(-r));
+		msg_fail(errno_exit_code(r), "snapshot %s: scratch device %s is %s; its contents "
+			 "would be overwritten", name, scratch, r == -EBUSY ? why : strerror(-r));
 		return -1;
 	}
 	/* Unused is not empty: what mkfs and wipefs would find is data. */
@@ -149,20 +149,20 @@ static int check_bitmap(const char *name, const struct fl_origin *o, const char 
 		char holder[NAME_LEN] = "";
 
 		bitmap_holder(o, bitmap, holder, sizeof(holder));
-		msg_err("snapshot %s: bitmap '%s' has a backup in progress%s%s%s: one backup "
-			"per bitmap at a time; release that view first", name, bitmap,
-			*holder ? " (view " : "", holder, *holder ? ")" : "");
+		msg_fail(EXIT_BUSY, "snapshot %s: bitmap '%s' has a backup in progress%s%s%s: one "
+			 "backup per bitmap at a time; release that view first", name, bitmap,
+			 *holder ? " (view " : "", holder, *holder ? ")" : "");
 		return -1;
 	}
 	if (o->status.lost && !full) {
 		if (o->status.gap)
-			msg_err("snapshot %s: attached after a time in which writes could "
-				"pass it (not attached at boot, or detached): bitmap '%s' may "
-				"miss changes; take a --full backup", name, bitmap);
+			msg_fail(EXIT_INVALID, "snapshot %s: attached after a time in which "
+				 "writes could pass it (not attached at boot, or detached): "
+				 "bitmap '%s' may miss changes; take a --full backup", name, bitmap);
 		else
-			msg_err("snapshot %s: tracking is lost (a metadata write failed): "
-				"bitmap '%s' may miss changes; take a --full backup", name,
-				bitmap);
+			msg_fail(EXIT_INVALID, "snapshot %s: tracking is lost (a metadata write "
+				 "failed): bitmap '%s' may miss changes; take a --full backup",
+				 name, bitmap);
 		return -1;
 	}
 	return 0;
@@ -188,7 +188,17 @@ static int other_origin(const struct fl_origin *o, char *other, size_t len)
 	return found;
 }
 
-static int pick_view_name(const char *name, const char *given, char *out, size_t len)
+/* Whether a view may be named @vname: no device has that name or its UUID. */
+static int view_name_free(const char *vname)
+{
+	char uuid[UUID_LEN], other[NAME_LEN];
+
+	dm_uuid(UUID_VIEW, vname, uuid, sizeof(uuid));
+	return !fdm_exists(vname) && fdm_name_of_uuid(uuid, other, sizeof(other));
+}
+
+static int pick_view_name(const char *name, const char *given, char *out, size_t len,
+			  char *uuid, size_t ulen)
 {
 	unsigned int n;
 
@@ -196,9 +206,13 @@ static int pick_view_name(const char *name, const char *given, char *out, size_t
 		if (check_new_name("snapshot", given))
 			return -1;
 		if (fdm_exists(given)) {
-			msg_err("snapshot %s: a device named %s exists already", name, given);
+			msg_fail(EXIT_BUSY, "snapshot %s: a device named %s exists already", name,
+				 given);
 			return -1;
 		}
+		dm_uuid(UUID_VIEW, given, uuid, ulen);
+		if (check_new_uuid("snapshot", given, uuid))
+			return -1;
 		snprintf(out, len, "%s", given);
 		return 0;
 	}
@@ -209,8 +223,10 @@ static int pick_view_name(const char *name, const char *given, char *out, size_t
 				name);
 			return -1;
 		}
-		if (!fdm_exists(out))
+		if (view_name_free(out)) {
+			dm_uuid(UUID_VIEW, out, uuid, ulen);
 			return 0;
+		}
 	}
 	msg_err("snapshot %s: no free view name %s%s0..999; give one with --view",
 		name, name, SNAP_SUFFIX);
@@ -237,6 +253,7 @@ struct snap_one {
 	const char *view;		/* its --view, or NULL */
 	struct fl_origin o;
 	char vname[NAME_LEN];
+	char uuid[UUID_LEN];		/* the view's device-mapper UUID */
 	dev_t sdevt;
 	struct fdm_table tbl;
 	int have_tbl;
@@ -272,13 +289,13 @@ static int prepare_one(const struct snap_opts *so, struct snap_one *one)
 		return EXIT_ERR;
 	}
 	if (o->suspended) {
-		msg_err("snapshot %s: already suspended (by another program?); "
-			"it must be active to take a snapshot", name);
+		msg_fail(EXIT_BUSY, "snapshot %s: already suspended (by another program?); "
+			 "it must be active to take a snapshot", name);
 		return EXIT_ERR;
 	}
 	if (o->have_status && o->status.sessions >= MAX_SESSIONS) {
-		msg_err("snapshot %s: already has %u sessions, the most an origin can have",
-			name, o->status.sessions);
+		msg_fail(EXIT_BUSY, "snapshot %s: already has %u sessions, the most an origin "
+			 "can have", name, o->status.sessions);
 		return EXIT_ERR;
 	}
 	if (so->bitmap && check_bitmap(name, o, so->bitmap, so->full))
@@ -304,7 +321,8 @@ static int prepare_one(const struct snap_opts *so, struct snap_one *one)
 	}
 	if (check_scratch(name, o, one->scratch, so->force, &one->sdevt))
 		return EXIT_ERR;
-	if (pick_view_name(name, one->view, one->vname, sizeof(one->vname)))
+	if (pick_view_name(name, one->view, one->vname, sizeof(one->vname), one->uuid,
+			   sizeof(one->uuid)))
 		return EXIT_ERR;
 
 	snprintf(vt.origin, sizeof(vt.origin), "%u:%u", major(o->origin_devt),
@@ -382,8 +400,8 @@ static int take_views(struct snap_one *s, unsigned int n, int lockfs)
 	sig = sig_caught();
 	if (sig) {
 		sig_restore();
-		msg_err("snapshot %s: interrupted by signal %d (%s) before suspending; "
-			"nothing done", first, sig, strsignal(sig));
+		msg_fail(EXIT_INTR, "snapshot %s: interrupted by signal %d (%s) before "
+			 "suspending; nothing done", first, sig, strsignal(sig));
 		return EXIT_ERR;
 	}
 	for (i = 0; i < n && !failed; i++) {
@@ -394,7 +412,8 @@ static int take_views(struct snap_one *s, unsigned int n, int lockfs)
 			/* A suspend interrupted half-way is undone by the kernel; check. */
 			if (!fdm_info(name, &info) && info.suspended)
 				s[i].suspended = 1;
-			msg_err("snapshot %s: cannot suspend %s: %s", name, name, err);
+			msg_fail(errno_exit_code(fdm_errno()), "snapshot %s: cannot suspend %s: %s",
+				 name, name, err);
 			failed = 1;
 			break;
 		}
@@ -403,13 +422,15 @@ static int take_views(struct snap_one *s, unsigned int n, int lockfs)
 		failed = !!sig_caught();
 	}
 	for (i = 0; i < n && !failed; i++) {
-		if (fdm_create(s[i].vname, &s[i].tbl, FDM_UDEV_VIEW, &cookie, 0)) {
+		if (fdm_create(s[i].vname, s[i].uuid, &s[i].tbl, FDM_UDEV_VIEW, &cookie, 0)) {
+			int code = dm_exit_code();
+
 			snprintf(err, sizeof(err), "%s", fdm_error());
 			/* libdevmapper removes a device whose table failed; make sure. */
 			if (fdm_exists(s[i].vname))
 				fdm_remove(s[i].vname, &cookie);
-			msg_err("snapshot %s: cannot create the view %s: %s", s[i].o.name,
-				s[i].vname, err);
+			msg_fail(code, "snapshot %s: cannot create the view %s: %s", s[i].o.name,
+				 s[i].vname, err);
 			failed = 1;
 			break;
 		}
@@ -428,9 +449,9 @@ static int take_views(struct snap_one *s, unsigned int n, int lockfs)
 		fdm_udev_wait(&cookie);
 		sig_restore();
 		if (sig)
-			msg_err("snapshot %s: interrupted by signal %d (%s); %s resumed, no view "
-				"created", first, sig, strsignal(sig),
-				n == 1 ? first : "every origin");
+			msg_fail(EXIT_INTR, "snapshot %s: interrupted by signal %d (%s); %s "
+				 "resumed, no view created", first, sig, strsignal(sig),
+				 n == 1 ? first : "every origin");
 		return EXIT_ERR;
 	}
 	/* Done: a signal from now on comes after a complete snapshot. */
@@ -463,7 +484,7 @@ int cmd_snapshot(int argc, char **argv)
 	int c, rc;
 
 	optind = 0;
-	while ((c = getopt_long(argc, argv, "s:f:l:wn:h", opts, NULL)) != -1) {
+	while ((c = cmd_getopt(argc, argv, "s:b:l:wh", opts)) != -1) {
 		switch (c) {
 		case 's':
 			if (nscratch == MAX_GROUP)
@@ -582,9 +603,9 @@ static int commit_view(const struct fl_view *v)
 			"--bitmap), there is nothing to commit; not removed", v->name);
 		return -1;
 	case TXN_ENDED:
-		msg_err("release %s: --commit: its backup transaction ended when its %s "
-			"was removed; the changes were kept for the next backup; not removed",
-			v->name, TARGET_ORIGIN);
+		msg_fail(EXIT_INVALID, "release %s: --commit: its backup transaction ended when "
+			 "its %s was removed; the changes were kept for the next backup; not "
+			 "removed", v->name, TARGET_ORIGIN);
 		return -1;
 	case TXN_COMMITTED:
 		return 0;
@@ -592,15 +613,16 @@ static int commit_view(const struct fl_view *v)
 		break;
 	}
 	if (!v->status.active) {
-		msg_err("release %s: --commit: the session is invalid, its reads cannot "
-			"count as a backup; not removed (release it without --commit)",
-			v->name);
+		msg_fail(EXIT_INVALID, "release %s: --commit: the session is invalid, its reads "
+			 "cannot count as a backup; not removed (release it without --commit)",
+			 v->name);
 		return -1;
 	}
 	if (fdm_message(v->name, 0, "commit", NULL) && fdm_errno() != EALREADY) {
-		msg_err("release %s: --commit failed: %s; not removed", v->name,
-			fdm_errno() == EIO ? "the session is invalid, or a metadata write "
-			"failed" : fdm_error());
+		msg_fail(fdm_errno() == EIO ? EXIT_INVALID : dm_exit_code(),
+			 "release %s: --commit failed: %s; not removed", v->name,
+			 fdm_errno() == EIO ? "the session is invalid, or a metadata write "
+			 "failed" : fdm_error());
 		return -1;
 	}
 	return 0;
@@ -620,7 +642,7 @@ int cmd_release(int argc, char **argv)
 	int c, r;
 
 	optind = 0;
-	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+	while ((c = cmd_getopt(argc, argv, "h", opts)) != -1) {
 		switch (c) {
 		case 'c':
 		case 'a':
@@ -653,11 +675,11 @@ int cmd_release(int argc, char **argv)
 	fdm_udev_wait(&cookie);
 	if (r) {
 		if (fdm_errno() == EBUSY)
-			msg_err("release %s: in use (mounted, or a program has it open); "
-				"the session goes on%s", v.name, mode == RELEASE_COMMIT ?
-				" (its backup is committed)" : "");
+			msg_fail(EXIT_BUSY, "release %s: in use (mounted, or a program has it "
+				 "open); the session goes on%s", v.name, mode == RELEASE_COMMIT ?
+				 " (its backup is committed)" : "");
 		else
-			msg_err("release %s: %s", v.name, fdm_error());
+			msg_fail(dm_exit_code(), "release %s: %s", v.name, fdm_error());
 		return EXIT_ERR;
 	}
 	if (v.have_status && v.status.txn == TXN_OPEN && mode != RELEASE_COMMIT)

@@ -406,8 +406,8 @@ int cmd_status(int argc, char **argv)
 				f.origin = s.views[i].origin >= 0 ? s.views[i].origin : -2;
 			}
 		if (f.origin == -1 && f.view < 0) {
-			msg_err("status %s: not a %s device or a %s view", name,
-				TARGET_ORIGIN, TARGET_VIEW);
+			msg_fail(EXIT_NODEV, "status %s: not a %s device or a %s view", name,
+				 TARGET_ORIGIN, TARGET_VIEW);
 			scan_free(&s);
 			return EXIT_ERR;
 		}

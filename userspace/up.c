@@ -286,10 +286,10 @@ static int entry_down(const struct tab_entry *e, const struct tab_args *a)
 		return -1;
 	}
 	if (open && !a->force) {
-		msg_err("down %s: %s is in use (open %d time%s: mounted?): what is written after "
-			"a detach goes into no bitmap, and the next 'fleecectl up' vouches that "
-			"nothing was; unmount it first, or give --force", e->name, dm, open,
-			open == 1 ? "" : "s");
+		msg_fail(EXIT_BUSY, "down %s: %s is in use (open %d time%s: mounted?): what is "
+			 "written after a detach goes into no bitmap, and the next 'fleecectl up' "
+			 "vouches that nothing was; unmount it first, or give --force", e->name,
+			 dm, open, open == 1 ? "" : "s");
 		return -1;
 	}
 	if (origin_detach(dm, a->dry_run, a->shutdown))
@@ -312,7 +312,7 @@ static int tab_options(int argc, char **argv, struct tab_args *a)
 	int c, down = !strcmp(a->cmd, "down");
 
 	optind = 0;
-	while ((c = getopt_long(argc, argv, "t:nh", opts, NULL)) != -1) {
+	while ((c = cmd_getopt(argc, argv, "nh", opts)) != -1) {
 		switch (c) {
 		case 't':
 			a->tab = optarg;

@@ -11,9 +11,22 @@
 #include <sys/sysmacros.h>
 #include <time.h>
 
+#include "fleecectl.h"
 #include "util.h"
 
 int verbose;
+
+/* The failure msg_exit_code() and msg_failure() report. */
+static int fail_code;
+static char fail_text[1024];
+
+static void note(int code, const char *fmt, va_list ap)
+{
+	if (fail_text[0] && (fail_code != EXIT_ERR || code == EXIT_ERR))
+		return;
+	vsnprintf(fail_text, sizeof(fail_text), fmt, ap);
+	fail_code = code;
+}
 
 static void vmsg(const char *prefix, const char *fmt, va_list ap)
 {
@@ -23,13 +36,73 @@ static void vmsg(const char *prefix, const char *fmt, va_list ap)
 	fputc('\n', stderr);
 }
 
+/* A failure of class @code: noted, and printed. */
+static void vfail(int code, const char *fmt, va_list ap)
+{
+	va_list aq;
+
+	va_copy(aq, ap);
+	note(code, fmt, aq);
+	va_end(aq);
+	vmsg("", fmt, ap);
+}
+
 void msg_err(const char *fmt, ...)
 {
 	va_list ap;
 
 	va_start(ap, fmt);
-	vmsg("", fmt, ap);
+	vfail(EXIT_ERR, fmt, ap);
 	va_end(ap);
+}
+
+void msg_fail(int code, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vfail(code, fmt, ap);
+	va_end(ap);
+}
+
+void msg_note(int code, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	note(code, fmt, ap);
+	va_end(ap);
+}
+
+int msg_exit_code(int rc)
+{
+	if (rc != EXIT_ERR || !fail_text[0] || fail_code <= EXIT_USAGE)
+		return rc;
+	return fail_code;
+}
+
+const char *msg_failure(void)
+{
+	return fail_text;
+}
+
+int errno_exit_code(int e)
+{
+	switch (e < 0 ? -e : e) {
+	case ENOENT:
+	case ENXIO:
+	case ENODEV:
+	case ENOTBLK:
+	case EMEDIUMTYPE:
+		return EXIT_NODEV;
+	case EBUSY:
+	case EEXIST:
+		return EXIT_BUSY;
+	case EIO:
+		return EXIT_IO;
+	default:
+		return EXIT_ERR;
+	}
 }
 
 void msg_warn(const char *fmt, ...)

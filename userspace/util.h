@@ -14,6 +14,29 @@ extern int verbose;
 
 /* "fleecectl: " + message + newline, on stderr. */
 void msg_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/*
+ * msg_err for a failure of a class a script tells apart: @code is its exit
+ * code (EXIT_NODEV, EXIT_BUSY, ... in fleecectl.h).
+ */
+void msg_fail(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Only note a failure (its message printed otherwise), as msg_fail would. */
+void msg_note(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/*
+ * The failure the messages so far reported. Of msg_err's and msg_fail's,
+ * the first classed one (a code other than EXIT_ERR), else the first:
+ * what went wrong rather than what was undone after it.
+ *   msg_exit_code(rc): @rc, except that EXIT_ERR becomes that failure's
+ *   code (a class from EXIT_NODEV up; EXIT_USAGE is never made up here);
+ *   msg_failure(): its message, without "fleecectl: "; "" if none.
+ */
+int msg_exit_code(int rc);
+const char *msg_failure(void);
+/*
+ * The exit code for a failure with errno @e: EXIT_NODEV (ENOENT, ENXIO,
+ * ENODEV, ENOTBLK, EMEDIUMTYPE), EXIT_BUSY (EBUSY, EEXIST), EXIT_IO (EIO),
+ * else EXIT_ERR. @e may be negative.
+ */
+int errno_exit_code(int e);
 /* "fleecectl: warning: " + message + newline, on stderr. */
 void msg_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Like msg_err, only with -v. */

@@ -39,7 +39,7 @@ int cmd_verify(int argc, char **argv)
 	int c, fd, r;
 
 	optind = 0;
-	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+	while ((c = cmd_getopt(argc, argv, "h", opts)) != -1) {
 		switch (c) {
 		case 'm':
 			manifest = optarg;

@@ -1,6 +1,7 @@
 #!/bin/bash
 # fleecectl create, status (table and JSON) and remove, and their refusals:
-# every refusal exits 1 (or 2 for usage errors), names the device and the
+# every refusal exits non-zero with its class (fleecectl(8), EXIT STATUS:
+# 2 usage, 3 no such device, 4 busy, else 1), names the device and the
 # reason, and creates nothing.
 . "$(dirname "$0")/lib.sh"
 F=$FLEECECTL
@@ -67,30 +68,30 @@ for cs in 3K 24K abc 2G 512 0 1.5M ""; do
 	expect_err 2 "invalid --chunk-size '$cs'" $F create t040x $META --chunk-size "$cs"
 	no_device t040x
 done
-expect_err 1 "create t040x: origin device /dev/nonexistent: No such file or directory" \
+expect_err 3 "create t040x: origin device /dev/nonexistent: No such file or directory" \
 	$F create t040x /dev/nonexistent
-expect_err 1 'create t040x: origin device /etc/hostname: not a block device' \
+expect_err 3 'create t040x: origin device /etc/hostname: not a block device' \
 	$F create t040x /etc/hostname
-expect_err 1 'create t040: a device-mapper device of that name exists' $F create t040 $META
-expect_err 1 "create t040x: origin device $ORIGIN is in use by device-mapper device t040" \
+expect_err 4 'create t040: a device-mapper device of that name exists' $F create t040 $META
+expect_err 4 "create t040x: origin device $ORIGIN is in use by device-mapper device t040" \
 	$F create t040x $ORIGIN
 expect_err 1 'metadata device .* must not be the origin device' $F create t040x $META --meta $META
-expect_err 1 'metadata device /dev/nonexistent: No such file' $F create t040x $META --meta /dev/nonexistent
+expect_err 3 'metadata device /dev/nonexistent: No such file' $F create t040x $META --meta /dev/nonexistent
 expect_err 2 'not a valid device-mapper name' $F create a/b $META
 no_device t040x
 
 # Refusals of remove.
-expect_err 1 'remove nosuch: no such device-mapper device' $F remove nosuch
+expect_err 3 'remove nosuch: no such device-mapper device' $F remove nosuch
 dmsetup create t040lin --table "0 2048 linear $META 0"
-expect_err 1 'remove t040lin: not a fleece-origin device \(its table is linear\)' $F remove t040lin
+expect_err 3 'remove t040lin: not a fleece-origin device \(its table is linear\)' $F remove t040lin
 dmsetup info t040lin >/dev/null || fail "t040lin was removed"
 dmsetup remove t040lin
-expect_err 1 "remove $META: not a device-mapper device" $F remove $META
+expect_err 3 "remove $META: not a device-mapper device" $F remove $META
 
 # A device with a view cannot be removed.
 expect_rc 0 $F snapshot t040 --scratch $SCRATCH
 [ "$(cat $WORK/stdout)" = /dev/mapper/t040-snap0 ] || fail "snapshot printed '$(cat $WORK/stdout)'"
-expect_err 1 'remove t040: 1 session still uses it \(views: t040-snap0\); release it first' $F remove t040
+expect_err 4 'remove t040: 1 session still uses it \(views: t040-snap0\); release it first' $F remove t040
 [ "$(dm_state t040)" = ACTIVE ] || fail "t040 is $(dm_state t040) after a refused remove"
 expect_rc 0 $F status --json
 json_assert $WORK/stdout "d['origins'][0]['sessions'] == 1 and [v['name'] for v in d['origins'][0]['views']] == ['t040-snap0']"
@@ -105,7 +106,7 @@ no_device t040-snap0
 sleep 30 3</dev/mapper/t040 &
 holder=$!
 until [ "$(dmsetup info -c --noheadings -o open t040)" -ge 1 ]; do sleep 0.1; done
-expect_err 1 'remove t040: in use \(open 1 time' $F remove t040
+expect_err 4 'remove t040: in use \(open 1 time' $F remove t040
 kill $holder
 wait $holder 2>/dev/null || true
 # An open that ends within a second (as udev's probe after a write) is

@@ -105,7 +105,7 @@ expect_rc 0 $F snapshot t041 --scratch $SCRATCH --view t041-opts --on-full fail-
 [ "$(cat $WORK/stdout)" = /dev/mapper/t041-opts ] || fail "--view: printed '$(cat $WORK/stdout)'"
 dmsetup table t041-opts | grep -q ' 5 on_full fail_writes low_water 16 writable$' ||
 	fail "options table: $(dmsetup table t041-opts)"
-expect_err 1 'snapshot t041: a device named t041-opts exists already' \
+expect_err 4 'snapshot t041: a device named t041-opts exists already' \
 	$F snapshot t041 --scratch $META --view t041-opts
 expect_err 2 'exclude each other' $F release t041-opts --commit --abort
 expect_rc 0 $F release t041-opts --abort
@@ -117,7 +117,7 @@ expect_err 2 "invalid --low-water 'lots'" $F snapshot t041 --scratch $SCRATCH --
 no_view
 
 # Refusals: the scratch device.
-expect_err 1 'snapshot t041: scratch device /dev/nonexistent: No such file or directory' \
+expect_err 3 'snapshot t041: scratch device /dev/nonexistent: No such file or directory' \
 	$F snapshot t041 --scratch /dev/nonexistent
 expect_err 1 'snapshot t041: scratch device .* is the origin device' $F snapshot t041 --scratch $ORIGIN
 expect_err 1 'snapshot t041: scratch device .* is the fleece-origin device itself' \
@@ -128,7 +128,7 @@ sleep 60 3<$SCRATCH &
 holder=$!
 # Open and exec'ed: the message names the process by its command.
 until [ "$(cat /proc/$holder/comm 2>/dev/null)" = sleep ]; do sleep 0.1; done
-expect_err 1 "snapshot t041: scratch device $SCRATCH is open in process $holder \(sleep\)" \
+expect_err 4 "snapshot t041: scratch device $SCRATCH is open in process $holder \(sleep\)" \
 	$F snapshot t041 --scratch $SCRATCH
 kill $holder
 wait $holder 2>/dev/null || true
@@ -142,14 +142,14 @@ time.sleep(60)
 ' $SCRATCH $WORK/held &
 holder=$!
 for _ in $(seq 50); do [ -e $WORK/held ] && break; sleep 0.1; done
-expect_err 1 "snapshot t041: scratch device $SCRATCH is in use" $F snapshot t041 --scratch $SCRATCH
+expect_err 4 "snapshot t041: scratch device $SCRATCH is in use" $F snapshot t041 --scratch $SCRATCH
 kill $holder
 wait $holder 2>/dev/null || true
 no_view
 
 mkfs.ext4 -q -F $SCRATCH
 mount $SCRATCH $smnt
-expect_err 1 "snapshot t041: scratch device $SCRATCH is mounted on $smnt" \
+expect_err 4 "snapshot t041: scratch device $SCRATCH is mounted on $smnt" \
 	$F snapshot t041 --scratch $SCRATCH
 umount $smnt
 no_view
@@ -158,14 +158,14 @@ wipefs -q -a $SCRATCH
 
 # Refusals: what is snapshotted, what is released.
 dmsetup create t041lin --table "0 2048 linear $META 0"
-expect_err 1 'snapshot t041lin: not a fleece-origin device \(its table is linear\)' \
+expect_err 3 'snapshot t041lin: not a fleece-origin device \(its table is linear\)' \
 	$F snapshot t041lin --scratch $SCRATCH
-expect_err 1 'snapshot nosuch: no such device-mapper device' $F snapshot nosuch --scratch $SCRATCH
-expect_err 1 'release t041lin: not a fleece view \(its table is linear\)' $F release t041lin
+expect_err 3 'snapshot nosuch: no such device-mapper device' $F snapshot nosuch --scratch $SCRATCH
+expect_err 3 'release t041lin: not a fleece view \(its table is linear\)' $F release t041lin
 dmsetup info t041lin >/dev/null || fail "release removed the linear device"
-expect_err 1 'release t041: not a fleece view \(its table is fleece-origin\)' $F release t041
+expect_err 3 'release t041: not a fleece view \(its table is fleece-origin\)' $F release t041
 [ "$(dm_state t041)" = ACTIVE ] || fail "release touched the origin"
-expect_err 1 'release nosuch: no such device-mapper device' $F release nosuch
+expect_err 3 'release nosuch: no such device-mapper device' $F release nosuch
 dmsetup remove t041lin
 no_view
 
@@ -192,7 +192,7 @@ udevadm settle
 disk=/dev/$(basename "$(readlink -f $META)")
 [ -b ${disk}1 ] && [ -b ${disk}2 ] || fail "no partitions ${disk}1, ${disk}2"
 expect_rc 0 $F create t041p ${disk}1
-expect_err 1 "snapshot t041p: cannot create the view t041p-snap0: .*\(kernel: fleece: Scratch device must not be on the origin's disk" \
+expect_err 4 "snapshot t041p: cannot create the view t041p-snap0: .*\(kernel: fleece: Scratch device must not be on the origin's disk" \
 	$F snapshot t041p --scratch ${disk}2
 ! dmsetup info t041p-snap0 >/dev/null 2>&1 || fail "a refused view was left behind"
 [ "$(dm_state t041p)" = ACTIVE ] || fail "t041p left $(dm_state t041p)"

@@ -48,9 +48,9 @@ sync
 mark=$(dmesg_mark)
 
 # Refusals first: not device-mapper, no such device, not attached.
-expect_err 1 "attach $META: not a device-mapper device" $F attach $META
-expect_err 1 'attach nosuch: no such device-mapper device' $F attach nosuch
-expect_err 1 'detach t042: not attached \(its table is linear\)' $F detach t042
+expect_err 3 "attach $META: not a device-mapper device" $F attach $META
+expect_err 3 'attach nosuch: no such device-mapper device' $F attach nosuch
+expect_err 3 'detach t042: not attached \(its table is linear\)' $F detach t042
 expect_err 2 "invalid --chunk-size '5K'" $F attach t042 --chunk-size 5K
 [ "$(dmsetup table t042)" = "$orig" ] || fail "a refusal changed the table"
 
@@ -66,7 +66,7 @@ real=$(majmin /dev/mapper/t042-fleece-real)
 [ "$(dm_state t042)" = ACTIVE ] || fail "t042 left $(dm_state t042)"
 info "attached under the mounted fs while fio ran: fleece-origin on t042-fleece-real ($real)"
 
-expect_err 1 'attach t042: already a fleece-origin device' $F attach t042
+expect_err 4 'attach t042: already a fleece-origin device' $F attach t042
 expect_err 1 'remove t042: attached over t042-fleece-real; use .fleecectl detach t042.' $F remove t042
 expect_rc 0 $F status --json
 json_assert $WORK/stdout "[(o['name'], o['attached'], o['real_device']) for o in d['origins']] == [('t042', True, 't042-fleece-real')]"
@@ -85,7 +85,7 @@ mount -o ro,noload $view $vmnt
 umount $vmnt
 e2fsck -fn $view >/dev/null 2>&1 || fail "e2fsck finds errors in the view"
 info "snapshot through the attached device: files of the point in time, e2fsck clean"
-expect_err 1 'detach t042: 1 session still uses it \(views: t042-snap0\)' $F detach t042
+expect_err 4 'detach t042: 1 session still uses it \(views: t042-snap0\)' $F detach t042
 expect_rc 0 $F release t042-snap0
 
 wait_fio attach

@@ -19,7 +19,7 @@ cleanup() {
 trap cleanup EXIT
 
 # run_interrupted SIG DEV CMD...: start CMD with the pause, wait until DEV is
-# suspended, send SIG; CMD must exit 1 saying it was interrupted.
+# suspended, send SIG; CMD must exit 7 (interrupted) saying so.
 run_interrupted() {
 	local sig=$1 dev=$2 rc=0 i
 	shift 2
@@ -34,7 +34,7 @@ run_interrupted() {
 	kill -$sig $pid
 	wait $pid || rc=$?
 	pid=
-	[ $rc = 1 ] || { cat $WORK/stderr >&2; fail "'$*' exited $rc after SIG$sig, expected 1"; }
+	[ $rc = 7 ] || { cat $WORK/stderr >&2; fail "'$*' exited $rc after SIG$sig, expected 7"; }
 	grep -q 'interrupted by signal' $WORK/stderr || { cat $WORK/stderr >&2; fail "'$*' did not say it was interrupted"; }
 	[ "$(dm_state $dev)" = ACTIVE ] || fail "$dev left $(dm_state $dev) after SIG$sig"
 	info "SIG$sig while $dev was suspended: $dev ACTIVE, $(grep interrupted $WORK/stderr)"
@@ -83,7 +83,7 @@ kill -INT $pid
 rc=0
 wait $pid || rc=$?
 pid=
-[ $rc = 1 ] || { cat $WORK/stderr >&2; fail "interrupted backup exited $rc, expected 1"; }
+[ $rc = 7 ] || { cat $WORK/stderr >&2; fail "interrupted backup exited $rc, expected 7"; }
 grep -q 'backup t044-snap0: interrupted by signal 2' $WORK/stderr || { cat $WORK/stderr >&2; fail "backup did not say it was interrupted"; }
 grep -q 'kept the incomplete image .*--resume' $WORK/stderr || { cat $WORK/stderr >&2; fail "backup did not keep its image for --resume"; }
 [ ! -e $WORK/img ] && [ -e $WORK/img.fleece-partial ] || fail "the interrupted backup made img, or removed img.fleece-partial"
@@ -92,7 +92,7 @@ released=$(view_stat t044-snap0 released)
 [ "$released" -gt 0 ] && [ "$released" -lt $((sz / 128)) ] ||
 	fail "$released chunks released by a backup interrupted after 2 s"
 info "SIGINT during backup: $(grep 'interrupted by' $WORK/stderr); partial kept, $released chunks released"
-expect_err 1 "chunks were released already .*continue the interrupted backup with --resume" \
+expect_err 5 "chunks were released already .*continue the interrupted backup with --resume" \
 	$F backup t044-snap0 --to $WORK/img
 rm -f $WORK/img.fleece-partial
 expect_rc 0 $F release t044-snap0

@@ -6,7 +6,8 @@
 # nbdinfo --map lists exactly the ranges "fleecectl changes" prints, and
 # pulling only those onto a copy of the full image gives the view. Over a
 # unix socket (foreground and --daemon) and TCP on 127.0.0.1. Refusals name
-# the device and the reason, exit 1 and change nothing.
+# the device and the reason, exit non-zero (3 no such view, 5 invalid
+# session, else 1) and change nothing.
 . "$(dirname "$0")/lib.sh"
 F=$FLEECECTL
 mib=$((1024 * 1024))
@@ -164,15 +165,15 @@ pulled=$(pull_changes $WORK/inc1.img "file.server.type=unix,file.server.path=$S"
 [ "$(sha $WORK/inc1.img)" = "$ref1" ] || fail "full.img + the pulled changes differs from the view"
 info "T1: nbdinfo --map == fleecectl changes ($nr ranges, $bytes bytes); pulled $pulled bytes onto full.img: sha256 == view ($ref1)"
 
-# Refusals while the daemon serves: each exits 1, says why, changes nothing.
+# Refusals while the daemon serves: each exits non-zero, says why, changes nothing.
 state=$(bitmap_state t047)
 vstatus=$(dmsetup status t047v)
 expect_err 1 "export t047v: socket $S is busy: a server listens on it" $F export t047v --socket $S
 touch $WORK/plain
 expect_err 1 "export t047v: $WORK/plain exists and is not a socket" $F export t047v --socket $WORK/plain
 [ -f $WORK/plain ] || fail "a refused export removed a file"
-expect_err 1 "export nosuch: no such device-mapper device" $F export nosuch --socket $WORK/x.sock
-expect_err 1 "export t047: not a fleece view" $F export t047 --socket $WORK/x.sock
+expect_err 3 "export nosuch: no such device-mapper device" $F export nosuch --socket $WORK/x.sock
+expect_err 3 "export t047: not a fleece view" $F export t047 --socket $WORK/x.sock
 expect_err 1 "export t047v: --bitmap weekly: the view's bitmap is 'nightly'" \
 	$F export t047v --bitmap weekly --socket $WORK/x.sock
 mkdir -p $WORK/nobin
@@ -232,7 +233,7 @@ expect_rc 0 $F snapshot t047 --scratch /dev/mapper/t047s --bitmap nightly --full
 stamp $D $((50 * mib)) 4096 i >/dev/null
 stamp $D $((60 * mib)) 4096 j >/dev/null
 [ "$(view_stat t047v state)" = Invalid ] || fail "the view is $(view_stat t047v state) with scratch full"
-expect_err 1 "export t047v: the session is invalid" $F export t047v --socket $S
+expect_err 5 "export t047v: the session is invalid" $F export t047v --socket $S
 no_leftovers "after the refusals"
 expect_rc 0 $F release t047v
 dmsetup remove t047s

@@ -84,7 +84,7 @@ new_dmesg "$mark" | grep -qF "Bitmap has a backup in progress" ||
 	{ new_dmesg "$mark" >&2; fail "the refusal did not say why"; }
 [ "$(bitmap_state t055)" = "$before" ] || fail "the refused view changed the bitmaps"
 # fleecectl says which view holds the bitmap, and creates nothing.
-expect_err 1 "bitmap 'b' has a backup in progress \(view t055v1\)" \
+expect_err 4 "bitmap 'b' has a backup in progress \(view t055v1\)" \
 	"$FLEECECTL" snapshot t055 --scratch /dev/mapper/t055c --bitmap b --view t055v2
 dmsetup info t055v2 >/dev/null 2>&1 && fail "fleecectl left view t055v2 behind"
 [ "$(bitmap_state t055)" = "$before" ] || fail "the refused snapshot changed the bitmaps"

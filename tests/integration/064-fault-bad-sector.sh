@@ -149,6 +149,6 @@ chunk_reads /dev/mapper/t064w 32 "$WORK/pit3"
 info "a writable view's own writes fail over unreadable chunks, work elsewhere"
 
 # The backup agent stops at the lost chunk and says why.
-expect_err 1 "failed: the view lost 1 chunk\\(s\\): the origin could not be read" \
+expect_err 6 "failed: the view lost 1 chunk\\(s\\): the origin could not be read" \
 	"$FLEECECTL" backup t064w --to "$WORK/img"
 info "fleecectl backup stops at the lost chunk, naming the cause"

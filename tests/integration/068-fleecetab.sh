@@ -141,10 +141,10 @@ info "written through both; the bitmaps list exactly those ranges"
 
 # down refuses an origin with a session (naming the view) and an open one.
 expect_rc 0 $F snapshot t068lv --scratch /dev/mapper/t068sc --view t068v
-expect_err 1 "detach t068lv: 1 session still uses it \(views: t068v\)" $F down --tab $tab t068b
+expect_err 4 "detach t068lv: 1 session still uses it \(views: t068v\)" $F down --tab $tab t068b
 expect_rc 0 $F release t068v
 exec 3</dev/mapper/t068lv
-expect_err 1 "down t068b: t068lv is in use \(open 1 time" $F down --tab $tab t068b
+expect_err 4 "down t068b: t068lv is in use \(open 1 time" $F down --tab $tab t068b
 exec 3<&-
 [ "$(dmsetup table t068lv)" = "$tb" ] || fail "a refused down changed t068lv"
 info "down refused with a session (names the view) and while open"

@@ -176,7 +176,7 @@ expect_rc 0 $F bitmap add t069 b
 expect_rc 0 $F remove t069
 expect_rc 0 $F create t069 /dev/mapper/t069c --meta $MD --chunk-size 4K --no-gap
 [ "$(tracking)" = gap ] || fail "fleecectl remove, create --no-gap: tracking $(tracking)"
-expect_err 1 "attached after a time in which writes could pass it" \
+expect_err 5 "attached after a time in which writes could pass it" \
 	$F snapshot t069 --scratch /dev/mapper/t069a --bitmap b
 $F status --json > "$WORK/status.json"
 json_assert "$WORK/status.json" "[o['tracking'] for o in d['origins'] if o['name'] == 't069'] == ['gap']"

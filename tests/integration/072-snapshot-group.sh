@@ -45,8 +45,10 @@ while True:
     os.pwrite(a, buf, 0)
     os.pwrite(b, buf, 0)
     if k % 64 == 0:
-        with open(sys.argv[1], "w") as f:
+        # Renamed into place: a reader never sees the file empty.
+        with open(sys.argv[1] + ".new", "w") as f:
             f.write("%d\n" % k)
+        os.rename(sys.argv[1] + ".new", sys.argv[1])
 PY
 # stamp_of DEV: the k of block 0, checking the whole block is the stamp.
 stamp_of() {
@@ -109,7 +111,7 @@ done
 kill -INT $pid
 rc=0
 wait $pid || rc=$?
-[ $rc = 1 ] || { cat $WORK/stderr >&2; fail "interrupted group snapshot exited $rc"; }
+[ $rc = 7 ] || { cat $WORK/stderr >&2; fail "interrupted group snapshot exited $rc, expected 7"; }
 grep -q "interrupted by signal 2 (Interrupt); every origin resumed, no view created" $WORK/stderr ||
 	{ cat $WORK/stderr >&2; fail "the interrupted group snapshot did not say so"; }
 [ "$(dm_state t072a)" = ACTIVE ] && [ "$(dm_state t072b)" = ACTIVE ] || fail "an origin was left suspended"

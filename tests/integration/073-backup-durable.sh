@@ -126,10 +126,10 @@ stamp $D $((20 * mib)) $((4 * mib)) c >/dev/null
 expect_rc 0 $F snapshot t073 --scratch $SCRATCH --view t073p
 start_backup t073p --full --to $img --rate-limit 16M --batch 4M
 wait_data $img$P
-expect_err 1 "$img$P is locked: another backup is writing this image" \
+expect_err 4 "$img$P is locked: another backup is writing this image" \
 	$F backup t073p --full --force --to $img
 kill_backup INT $img$P
-[ $rc = 1 ] || { cat $WORK/bg.err >&2; fail "the backup exited $rc after SIGINT, expected 1"; }
+[ $rc = 7 ] || { cat $WORK/bg.err >&2; fail "the backup exited $rc after SIGINT, expected 7"; }
 grep -q "interrupted by signal 2" $WORK/bg.err || { cat $WORK/bg.err >&2; fail "no 'interrupted' message"; }
 interrupted_partial t073p $img
 [ "$(sha $img)" = "$ref0" ] || fail "an interrupted full backup changed the image it was to replace"
@@ -173,7 +173,7 @@ expect_rc 0 $F snapshot t073 --scratch $SCRATCH --bitmap nightly --view t073v
 c1=$(changes)
 start_backup t073v --changed nightly --to $inc --rate-limit 8M --batch 4M
 kill_backup TERM $inc$P
-[ $rc = 1 ] || { cat $WORK/bg.err >&2; fail "the incremental exited $rc after SIGTERM, expected 1"; }
+[ $rc = 7 ] || { cat $WORK/bg.err >&2; fail "the incremental exited $rc after SIGTERM, expected 7"; }
 grep -q "interrupted by signal 15" $WORK/bg.err || { cat $WORK/bg.err >&2; fail "no 'interrupted' message"; }
 interrupted_partial t073v $inc
 [ "$(sha $inc)" = "$ref1" ] || fail "an interrupted in-place incremental changed the image"

@@ -68,7 +68,7 @@ interrupt KILL --full --to $img --verify
 [ $rc = 137 ] || { cat $WORK/bg.err >&2; fail "the backup exited $rc before SIGKILL"; }
 [ ! -e $img ] && [ -e $img$P ] || fail "SIGKILL left $img, or no $img$P"
 overwrite 0 $((size / mib))
-expect_err 1 "released already .*continue the interrupted backup with --resume" \
+expect_err 5 "released already .*continue the interrupted backup with --resume" \
 	$F backup $V --full --to $img
 expect_rc 0 $F backup $V --full --to $img --resume --verify
 grep -q "resumed: " $WORK/stdout || fail "no 'resumed' in the summary: $(cat $WORK/stdout)"
@@ -88,7 +88,7 @@ ref=$(dev_sha /dev/mapper/$V)
 base=$(sha $img)
 inc=$WORK/inc.img
 interrupt TERM --changed nightly --base $img --to $inc
-[ $rc = 1 ] || { cat $WORK/bg.err >&2; fail "the incremental exited $rc after SIGTERM"; }
+[ $rc = 7 ] || { cat $WORK/bg.err >&2; fail "the incremental exited $rc after SIGTERM"; }
 grep -q "kept the incomplete image $inc$P" $WORK/bg.err || { cat $WORK/bg.err >&2; fail "no 'kept' message"; }
 overwrite 16 96
 expect_rc 0 $F backup $V --changed nightly --base $img --to $inc --resume
@@ -123,7 +123,7 @@ mkdir -p $WORK/small
 mount -t tmpfs -o size=48m tmpfs $WORK/small
 expect_rc 0 $F snapshot t076 --scratch $SCRATCH --view $V
 ref=$(dev_sha /dev/mapper/$V)
-expect_err 1 "writing $WORK/small/img$P at byte [0-9]+ failed: No space left on device" \
+expect_err 6 "writing $WORK/small/img$P at byte [0-9]+ failed: No space left on device" \
 	$F backup $V --full --to $WORK/small/img --batch 4M
 grep -q "kept the incomplete image $WORK/small/img$P" $WORK/stderr || fail "ENOSPC: the partial was not kept"
 released=$(view_stat $V released)

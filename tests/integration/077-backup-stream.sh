@@ -109,7 +109,7 @@ expect_err 2 "a stream cannot be resumed" $F backup $V --full --to - --resume
 # A stream that nobody reads to the end: an error, nothing committed.
 rc=0
 $F backup $V --full --to - --commit 2>$WORK/stream.err | head -c 1M > /dev/null || rc=$?
-[ $rc = 1 ] || fail "a broken stream: the pipeline exited $rc, expected 1 (fleecectl's)"
+[ $rc = 6 ] || fail "a broken stream: the pipeline exited $rc, expected 6 (fleecectl's: an I/O error)"
 [ "$(txn)" = open ] || fail "a broken stream left the transaction '$(txn)'"
 grep -q "writing standard output at byte [0-9]* failed: Broken pipe" $WORK/stream.err ||
 	fail "a broken stream: $(cat $WORK/stream.err)"

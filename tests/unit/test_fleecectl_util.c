@@ -12,6 +12,7 @@
 #include <sys/sysmacros.h>
 #include <cmocka.h>
 
+#include "fleecectl.h"
 #include "util.h"
 
 static void test_parse_u64(void **state)
@@ -170,6 +171,46 @@ static void test_format(void **state)
 	assert_string_equal(b, "abc");
 }
 
+/*
+ * The exit code and the message of a failure: the first classed failure
+ * wins over unclassed ones, the first of a kind over later ones; a code
+ * other than EXIT_ERR is kept. (One test: the record is per process.)
+ */
+static void test_failure_record(void **state)
+{
+	(void)state;
+	assert_int_equal(msg_exit_code(EXIT_ERR), EXIT_ERR);
+	assert_string_equal(msg_failure(), "");
+	msg_err("first %d", 1);
+	assert_int_equal(msg_exit_code(EXIT_ERR), EXIT_ERR);
+	assert_string_equal(msg_failure(), "first 1");
+	msg_err("second");
+	assert_string_equal(msg_failure(), "first 1");
+	msg_fail(EXIT_BUSY, "busy %s", "x");
+	assert_int_equal(msg_exit_code(EXIT_ERR), EXIT_BUSY);
+	assert_string_equal(msg_failure(), "busy x");
+	msg_fail(EXIT_NODEV, "gone");
+	msg_err("undone");
+	assert_int_equal(msg_exit_code(EXIT_ERR), EXIT_BUSY);
+	assert_string_equal(msg_failure(), "busy x");
+	assert_int_equal(msg_exit_code(EXIT_OK), EXIT_OK);
+	assert_int_equal(msg_exit_code(EXIT_USAGE), EXIT_USAGE);
+	assert_int_equal(msg_exit_code(EXIT_INTR), EXIT_INTR);
+}
+
+static void test_errno_exit_code(void **state)
+{
+	(void)state;
+	assert_int_equal(errno_exit_code(-ENOENT), EXIT_NODEV);
+	assert_int_equal(errno_exit_code(ENXIO), EXIT_NODEV);
+	assert_int_equal(errno_exit_code(-ENOTBLK), EXIT_NODEV);
+	assert_int_equal(errno_exit_code(EBUSY), EXIT_BUSY);
+	assert_int_equal(errno_exit_code(-EEXIST), EXIT_BUSY);
+	assert_int_equal(errno_exit_code(-EIO), EXIT_IO);
+	assert_int_equal(errno_exit_code(EINVAL), EXIT_ERR);
+	assert_int_equal(errno_exit_code(0), EXIT_ERR);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -178,6 +219,8 @@ int main(void)
 		cmocka_unit_test(test_chunk_size),
 		cmocka_unit_test(test_parse_devt),
 		cmocka_unit_test(test_format),
+		cmocka_unit_test(test_failure_record),
+		cmocka_unit_test(test_errno_exit_code),
 	};
 
 	return cmocka_run_group_tests_name("fleecectl_util", tests, NULL, NULL);
