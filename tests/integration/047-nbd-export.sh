@@ -5,8 +5,10 @@
 # view's changed ranges are the metadata context qemu:dirty-bitmap:BITMAP,
 # nbdinfo --map lists exactly the ranges "fleecectl changes" prints, and
 # pulling only those onto a copy of the full image gives the view. Over a
-# unix socket (foreground and --daemon) and TCP on 127.0.0.1. Refusals name
-# the device and the reason, exit 1 and change nothing.
+# unix socket (foreground and --daemon) and TCP on 127.0.0.1, under the
+# default (empty) export name; qemu-nbd reads the view with O_DIRECT.
+# Refusals name the device and the reason, exit 1 and change nothing.
+# (--name: also 049.)
 . "$(dirname "$0")/lib.sh"
 F=$FLEECECTL
 mib=$((1024 * 1024))
@@ -40,6 +42,13 @@ grep -q "^export t047v: serving /dev/mapper/t047v read-only over NBD ($size byte
 	fail "export said: $(cat $WORK/full.out)"
 grep -qx "  uri:      $U" $WORK/full.out || fail "export gave another URI: $(cat $WORK/full.out)"
 [ "$(stat -c %a $S)" = 600 ] || fail "the socket is mode $(stat -c %a $S), not 600"
+# Without --name the export name is empty, as before --name: a client
+# that asks for another name is refused.
+grep -qx "  name:     '' (the default export name: empty)" $WORK/full.out ||
+	fail "export named another export: $(cat $WORK/full.out)"
+! nbdinfo "nbd+unix:///other?socket=$S" >$WORK/other.out 2>&1 ||
+	fail "a client asking for export 'other' was served: $(cat $WORK/other.out)"
+server_reads_direct /dev/mapper/t047v
 # Writes while the export runs are copied before they land: the pull is T0.
 stamp $D $mib $mib c >/dev/null
 nbdinfo --json "$U" > $WORK/info.json
@@ -80,6 +89,8 @@ grep -q "changes:  meta context qemu:dirty-bitmap:nightly, $nr ranges, $bytes by
 	fail "export --bitmap said: $(cat $WORK/stdout)"
 dpid=$(cat $WORK/export.pid)
 kill -0 "$dpid" || fail "the daemon's pid file names no process"
+# The overlay is qemu-nbd's image; the view under it is still read with O_DIRECT.
+server_reads_direct /dev/mapper/t047v
 # A client that ignores the bitmap gets a correct full copy, as long as
 # nothing outside the changed ranges has been overwritten since the point
 # in time (an incremental view does not preserve those chunks: their reads

@@ -635,3 +635,16 @@ no_leftovers() {
 	[ -z "$(ls -A /run/fleecectl 2>/dev/null)" ] || fail "/run/fleecectl not empty ($1): $(ls /run/fleecectl)"
 }
 
+# server_reads_direct DEV: the running qemu-nbd has DEV open with O_DIRECT
+# (it reads the view past the page cache).
+server_reads_direct() {
+	local p fd flags
+	p=$(pgrep -x qemu-nbd) || fail "no qemu-nbd running"
+	for fd in /proc/$p/fd/*; do
+		[ -b "$fd" ] && [ "$(majmin "$fd")" = "$(majmin "$1")" ] || continue
+		flags=$(awk '/^flags:/ { print $2 }' /proc/$p/fdinfo/${fd##*/})
+		(( 0$flags & 040000 )) || fail "qemu-nbd reads $1 without O_DIRECT (flags $flags)"
+		return 0
+	done
+	fail "qemu-nbd ($p) does not have $1 open"
+}
