@@ -7,7 +7,7 @@
  * socket (nbdsock.c), and with --bitmap turns the view's changed ranges into
  * a QEMU dirty bitmap that the client reads as the metadata context
  * "qemu:dirty-bitmap:BITMAP" (nbdbitmap.c). qemu-nbd's command line (export
- * name, O_DIRECT) is nbdserver.c's. The server runs until a signal
+ * name, TLS, O_DIRECT) is nbdserver.c's. The server runs until a signal
  * (Ctrl-C, SIGTERM) stops it; with --daemon, in the background.
  *
  * Nothing is released and nothing is committed: the server cannot know
@@ -52,8 +52,11 @@ struct export {
 	const char *bitmap;		/* --bitmap */
 	const char *pid_file;
 	const char *name;		/* --name; NULL: the empty name */
+	const char *tls_creds;		/* --tls-creds as given */
+	const char *tls_authz;		/* --tls-authz */
 	int daemon;
 	int direct;			/* the view takes O_DIRECT */
+	char tls_dir[PATH_MAX];		/* --tls-creds, absolute; "" without */
 	char uri[sizeof(((struct nbd_listen *)0)->uri) + 3 * NBD_NAME_MAX + 8];
 	char view_path[PATH_MAX];
 	char qemu_nbd[PATH_MAX], qemu_img[PATH_MAX], qemu_io[PATH_MAX];
@@ -268,7 +271,9 @@ static int start_server(struct export *e)
 	snprintf(desc, sizeof(desc), "dm-fleece view %s", e->view);
 	e->srv = (struct nbd_server){ .qemu_nbd = e->qemu_nbd, .view_path = e->view_path,
 		.image = e->bitmap ? e->map.image : NULL, .bitmap = e->bitmap,
-		.name = e->name, .description = desc, .direct = e->direct };
+		.name = e->name, .description = desc,
+		.tls_dir = e->tls_dir[0] ? e->tls_dir : NULL, .tls_authz = e->tls_authz,
+		.direct = e->direct };
 	if (nbd_server_argv(&e->srv)) {
 		msg_err("export %s: qemu-nbd's options are too long", e->view);
 		return -1;
@@ -342,6 +347,10 @@ static void print_ready(const struct export *e, const struct fl_view *v)
 	printf("  uri:      %s\n", e->uri);
 	printf("  name:     '%s'%s\n", e->name ? e->name : "",
 	       e->name ? "" : " (the default export name: empty)");
+	if (e->tls_dir[0])
+		printf("  tls:      x509 from %s; clients show a certificate its CA signed%s%s\n",
+		       e->tls_dir, e->tls_authz ? ", with the name " : "",
+		       e->tls_authz ? e->tls_authz : "");
 	if (e->bitmap)
 		printf("  changes:  meta context qemu:dirty-bitmap:%s, %" PRIu64 " range%s, %"
 		       PRIu64 " bytes\n", e->bitmap, e->map.ranges,
@@ -462,6 +471,8 @@ int cmd_export(int argc, char **argv)
 		{ "daemon", no_argument, NULL, 'd' },
 		{ "pid-file", required_argument, NULL, 'P' },
 		{ "name", required_argument, NULL, 'n' },
+		{ "tls-creds", required_argument, NULL, 'T' },
+		{ "tls-authz", required_argument, NULL, 'Z' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -498,6 +509,12 @@ int cmd_export(int argc, char **argv)
 		case 'n':
 			e.name = optarg;
 			break;
+		case 'T':
+			e.tls_creds = optarg;
+			break;
+		case 'Z':
+			e.tls_authz = optarg;
+			break;
 		default:
 			return option_end(c, argv[0]);
 		}
@@ -515,12 +532,20 @@ int cmd_export(int argc, char **argv)
 		return usage_error(argv[0], "--pid-file needs an absolute path");
 	if (e.name && nbd_name_check(e.name, why, sizeof(why)))
 		return usage_error(argv[0], "invalid --name '%s': %s", e.name, why);
+	if (e.tls_authz && !e.tls_creds)
+		return usage_error(argv[0], "--tls-authz goes with --tls-creds");
+	if (e.tls_authz && !*e.tls_authz)
+		return usage_error(argv[0], "--tls-authz needs a distinguished name");
 
 	if (lookup_view("export", argv[optind], &v))
 		return EXIT_ERR;
 	e.view = v.name;
 	if (check_view(&e, &v) || find_programs(&e))
 		return EXIT_ERR;
+	if (e.tls_creds && nbd_tls_check(e.tls_creds, e.tls_dir, why, sizeof(why))) {
+		msg_err("export %s: --tls-creds %s", e.view, why);
+		return EXIT_ERR;
+	}
 	find_view_path(&e, &v);
 	check_direct(&e);
 
@@ -532,10 +557,10 @@ int cmd_export(int argc, char **argv)
 		msg_err("export %s: %s", e.view, why);
 		goto out;
 	}
-	nbd_listen_uri(&e.sock, e.name, 0, e.uri, sizeof(e.uri));
-	if (!nbd_listen_is_loopback(&e.sock))
-		msg_warn("export %s: %s is not a loopback address: NBD has no "
-			 "authentication here, whoever reaches it reads the disk",
+	nbd_listen_uri(&e.sock, e.name, e.tls_dir[0] != '\0', e.uri, sizeof(e.uri));
+	if (!nbd_listen_is_loopback(&e.sock) && !e.tls_dir[0])
+		msg_warn("export %s: %s is not a loopback address: without --tls-creds "
+			 "NBD has no authentication, whoever reaches it reads the disk",
 			 e.view, bind_addr);
 	if (make_dir(&e))
 		goto out;

@@ -9,10 +9,16 @@
  * overlay in a private directory (tmpfs, /run, which refuses O_DIRECT) with
  * the view as backing file, so the two settings go to the view's node only,
  * through --image-opts.
+ *
+ * TLS is qemu's: a tls-creds-x509 object over a directory of PEM files,
+ * endpoint=server, and its default verify-peer=on, so a client must show a
+ * certificate the same CA signed. --tls-authz narrows that to one
+ * distinguished name (an authz-simple object).
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -33,6 +39,37 @@ int nbd_name_check(const char *name, char *why, size_t len)
 			snprintf(why, len, "an export name has no control characters");
 			return -1;
 		}
+	return 0;
+}
+
+int nbd_tls_check(const char *dir, char *abs, char *why, size_t len)
+{
+	static const char *const files[] = { "ca-cert.pem", "server-cert.pem",
+					     "server-key.pem" };
+	char path[PATH_MAX + 32];
+	struct stat st;
+	unsigned int i;
+
+	if (!realpath(dir, abs) || stat(abs, &st)) {
+		snprintf(why, len, "%s: %s", dir, strerror(errno));
+		return -1;
+	}
+	if (!S_ISDIR(st.st_mode)) {
+		snprintf(why, len, "%s is not a directory", dir);
+		return -1;
+	}
+	for (i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+		snprintf(path, sizeof(path), "%s/%s", abs, files[i]);
+		if (stat(path, &st) || access(path, R_OK)) {
+			snprintf(why, len, "%s: %s (the directory needs ca-cert.pem, "
+				 "server-cert.pem and server-key.pem)", path, strerror(errno));
+			return -1;
+		}
+		if (!S_ISREG(st.st_mode)) {
+			snprintf(why, len, "%s is not a file", path);
+			return -1;
+		}
+	}
 	return 0;
 }
 
@@ -99,6 +136,24 @@ int nbd_server_argv(struct nbd_server *s)
 	if (s->name) {
 		*a++ = "--export-name";
 		*a++ = (char *)s->name;
+	}
+	if (s->tls_dir) {
+		vals[0] = s->tls_dir;
+		if (opts_string(s->strings[1], sizeof(s->strings[1]),
+				"tls-creds-x509,id=tls0,endpoint=server,dir=%s", vals))
+			return -1;
+		*a++ = "--object";
+		*a++ = s->strings[1];
+		*a++ = "--tls-creds=tls0";
+	}
+	if (s->tls_authz) {
+		vals[0] = s->tls_authz;
+		if (opts_string(s->strings[2], sizeof(s->strings[2]),
+				"authz-simple,id=authz0,identity=%s", vals))
+			return -1;
+		*a++ = "--object";
+		*a++ = s->strings[2];
+		*a++ = "--tls-authz=authz0";
 	}
 	if (!s->image) {
 		*a++ = "--format=raw";
