@@ -38,7 +38,7 @@ KVER_SERIES ?= 6.1 6.12
 DEB_PKGS := build-essential linux-headers-amd64 linux-image-amd64 \
 	qemu-system-x86 qemu-utils libnbd-bin busybox-static cpio kmod udev dmsetup lvm2 \
 	libdevmapper-dev libblkid-dev libssl-dev pkg-config fio e2fsprogs xfsprogs libcmocka-dev sparse cryptsetup-bin \
-	python3 xz-utils zstd util-linux linux-source-6.1 \
+	python3 xz-utils zstd util-linux linux-source-6.1 openssl \
 	clang-14 libclang-rt-14-dev
 DEB_PKGS_612 := linux-image-6.12-amd64 linux-headers-6.12-amd64
 # Only for building and testing the Debian packages (make check-install).

@@ -6,7 +6,8 @@
  * serves, fleecectl checks, prepares and supervises. It makes the listening
  * socket (nbdsock.c), and with --bitmap turns the view's changed ranges into
  * a QEMU dirty bitmap that the client reads as the metadata context
- * "qemu:dirty-bitmap:BITMAP" (nbdbitmap.c). The server runs until a signal
+ * "qemu:dirty-bitmap:BITMAP" (nbdbitmap.c). qemu-nbd's command line (export
+ * name, TLS, O_DIRECT) is nbdserver.c's. The server runs until a signal
  * (Ctrl-C, SIGTERM) stops it; with --daemon, in the background.
  *
  * Nothing is released and nothing is committed: the server cannot know
@@ -32,6 +33,7 @@
 #include "discover.h"
 #include "fleecectl.h"
 #include "nbdbitmap.h"
+#include "nbdserver.h"
 #include "nbdsock.h"
 #include "parse.h"
 #include "signals.h"
@@ -49,13 +51,20 @@ struct export {
 	const char *view;		/* dm name */
 	const char *bitmap;		/* --bitmap */
 	const char *pid_file;
+	const char *name;		/* --name; NULL: the empty name */
+	const char *tls_creds;		/* --tls-creds as given */
+	const char *tls_authz;		/* --tls-authz */
 	int daemon;
+	int direct;			/* the view takes O_DIRECT */
+	char tls_dir[PATH_MAX];		/* --tls-creds, absolute; "" without */
+	char uri[sizeof(((struct nbd_listen *)0)->uri) + 3 * NBD_NAME_MAX + 8];
 	char view_path[PATH_MAX];
 	char qemu_nbd[PATH_MAX], qemu_img[PATH_MAX], qemu_io[PATH_MAX];
 	char dir[PATH_MAX];		/* private directory; "" until made */
 	char log[PATH_MAX + 16];	/* the daemon's server log */
 	struct nbd_listen sock;
 	struct nbd_bitmap map;
+	struct nbd_server srv;		/* qemu-nbd's command line */
 	pid_t server;
 	int pid_written;
 };
@@ -102,6 +111,18 @@ static void find_view_path(struct export *e, const struct fl_view *v)
 	snprintf(e->view_path, sizeof(e->view_path), "/dev/mapper/%s", v->name);
 	if (stat(e->view_path, &st) || !S_ISBLK(st.st_mode) || st.st_rdev != v->devt)
 		bdev_path(v->devt, e->view_path, sizeof(e->view_path));
+}
+
+/*
+ * O_DIRECT (nbdserver.c says why); a device that refuses it is still served,
+ * through the page cache.
+ */
+static void check_direct(struct export *e)
+{
+	e->direct = nbd_direct_ok(e->view_path);
+	if (!e->direct)
+		msg_warn("export %s: %s cannot be opened with O_DIRECT (%s): served "
+			 "through the page cache", e->view, e->view_path, strerror(errno));
 }
 
 /* What backup refuses, export refuses: a pull must get the point in time. */
@@ -242,17 +263,21 @@ static int stop_server(struct export *e)
 static int start_server(struct export *e)
 {
 	char desc[NAME_LEN + 32], why[512], st[128];
-	char *full[] = { e->qemu_nbd, "--read-only", "--format=raw", "--persistent",
-			 "--shared=0", "--description", desc, e->view_path, NULL };
-	char *incr[] = { e->qemu_nbd, "--read-only", "--format=qcow2", "--persistent",
-			 "--shared=0", "--description", desc, "--bitmap",
-			 (char *)e->bitmap, e->map.image, NULL };
 	struct spawn_opts o = { .listen_fd = e->sock.fd, .log_fd = -1, .new_pgrp = 1 };
 	struct nbd_probe p;
 	double deadline;
 	int status, r, log_fd = -1;
 
 	snprintf(desc, sizeof(desc), "dm-fleece view %s", e->view);
+	e->srv = (struct nbd_server){ .qemu_nbd = e->qemu_nbd, .view_path = e->view_path,
+		.image = e->bitmap ? e->map.image : NULL, .bitmap = e->bitmap,
+		.name = e->name, .description = desc,
+		.tls_dir = e->tls_dir[0] ? e->tls_dir : NULL, .tls_authz = e->tls_authz,
+		.direct = e->direct };
+	if (nbd_server_argv(&e->srv)) {
+		msg_err("export %s: qemu-nbd's options are too long", e->view);
+		return -1;
+	}
 	if (e->daemon) {
 		snprintf(e->log, sizeof(e->log), "%s/qemu-nbd.log", e->dir);
 		log_fd = open(e->log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
@@ -263,7 +288,7 @@ static int start_server(struct export *e)
 		}
 		o.log_fd = log_fd;
 	}
-	e->server = spawn_server(e->bitmap ? incr : full, &o);
+	e->server = spawn_server(e->srv.argv, &o);
 	if (log_fd >= 0)
 		close(log_fd);
 	if (e->server < 0) {
@@ -319,7 +344,13 @@ static void print_ready(const struct export *e, const struct fl_view *v)
 {
 	printf("export %s: serving %s read-only over NBD (%" PRIu64 " bytes)\n", e->view,
 	       e->view_path, v->sectors << 9);
-	printf("  uri:      %s\n", e->sock.uri);
+	printf("  uri:      %s\n", e->uri);
+	printf("  name:     '%s'%s\n", e->name ? e->name : "",
+	       e->name ? "" : " (the default export name: empty)");
+	if (e->tls_dir[0])
+		printf("  tls:      x509 from %s; clients show a certificate its CA signed%s%s\n",
+		       e->tls_dir, e->tls_authz ? ", with the name " : "",
+		       e->tls_authz ? e->tls_authz : "");
 	if (e->bitmap)
 		printf("  changes:  meta context qemu:dirty-bitmap:%s, %" PRIu64 " range%s, %"
 		       PRIu64 " bytes\n", e->bitmap, e->map.ranges,
@@ -439,6 +470,9 @@ int cmd_export(int argc, char **argv)
 		{ "bind", required_argument, NULL, 'a' },
 		{ "daemon", no_argument, NULL, 'd' },
 		{ "pid-file", required_argument, NULL, 'P' },
+		{ "name", required_argument, NULL, 'n' },
+		{ "tls-creds", required_argument, NULL, 'T' },
+		{ "tls-authz", required_argument, NULL, 'Z' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -472,6 +506,15 @@ int cmd_export(int argc, char **argv)
 		case 'P':
 			e.pid_file = optarg;
 			break;
+		case 'n':
+			e.name = optarg;
+			break;
+		case 'T':
+			e.tls_creds = optarg;
+			break;
+		case 'Z':
+			e.tls_authz = optarg;
+			break;
 		default:
 			return option_end(c, argv[0]);
 		}
@@ -487,13 +530,24 @@ int cmd_export(int argc, char **argv)
 				   e.bitmap);
 	if (e.pid_file && e.pid_file[0] != '/')
 		return usage_error(argv[0], "--pid-file needs an absolute path");
+	if (e.name && nbd_name_check(e.name, why, sizeof(why)))
+		return usage_error(argv[0], "invalid --name '%s': %s", e.name, why);
+	if (e.tls_authz && !e.tls_creds)
+		return usage_error(argv[0], "--tls-authz goes with --tls-creds");
+	if (e.tls_authz && !*e.tls_authz)
+		return usage_error(argv[0], "--tls-authz needs a distinguished name");
 
 	if (lookup_view("export", argv[optind], &v))
 		return EXIT_ERR;
 	e.view = v.name;
 	if (check_view(&e, &v) || find_programs(&e))
 		return EXIT_ERR;
+	if (e.tls_creds && nbd_tls_check(e.tls_creds, e.tls_dir, why, sizeof(why))) {
+		msg_err("export %s: --tls-creds %s", e.view, why);
+		return EXIT_ERR;
+	}
 	find_view_path(&e, &v);
+	check_direct(&e);
 
 	/* From here on, whatever was made is removed on the way out. */
 	sig_catch();
@@ -503,9 +557,10 @@ int cmd_export(int argc, char **argv)
 		msg_err("export %s: %s", e.view, why);
 		goto out;
 	}
-	if (!nbd_listen_is_loopback(&e.sock))
-		msg_warn("export %s: %s is not a loopback address: NBD has no "
-			 "authentication here, whoever reaches it reads the disk",
+	nbd_listen_uri(&e.sock, e.name, e.tls_dir[0] != '\0', e.uri, sizeof(e.uri));
+	if (!nbd_listen_is_loopback(&e.sock) && !e.tls_dir[0])
+		msg_warn("export %s: %s is not a loopback address: without --tls-creds "
+			 "NBD has no authentication, whoever reaches it reads the disk",
 			 e.view, bind_addr);
 	if (make_dir(&e))
 		goto out;

@@ -66,6 +66,7 @@ static const struct command commands[] = {
 	  "check /etc/fleecetab and show what 'up' would do", 0 },
 	{ "export", cmd_export,
 	  "VIEW [--bitmap BITMAP] (--socket PATH | --port N [--bind ADDR])\n"
+	  "                    [--name NAME] [--tls-creds DIR [--tls-authz DN]]\n"
 	  "                    [--daemon] [--pid-file PATH]",
 	  "serve a view read-only over NBD (qemu-nbd), for a client to pull", 0 },
 };

@@ -195,6 +195,20 @@ int nbd_listen_tcp(struct nbd_listen *l, const char *bind_addr, unsigned int por
 	return 0;
 }
 
+void nbd_listen_uri(const struct nbd_listen *l, const char *name, int tls, char *buf,
+		    size_t len)
+{
+	/* The export name is the path: right after the first '/' past "://". */
+	const char *host = strstr(l->uri, "://") + 3;
+	size_t at = (size_t)(strchr(host, '/') + 1 - l->uri);
+	char esc[3 * NBD_NAME_MAX + 1];	/* each byte may become %XX */
+
+	uri_escape(name ? name : "", esc, sizeof(esc));
+	/* nbd:// becomes nbds://, nbd+unix:// nbds+unix://. */
+	snprintf(buf, len, "nbd%s%.*s%s%s", tls ? "s" : "", (int)(at - 3), l->uri + 3,
+		 esc, l->uri + at);
+}
+
 int nbd_listen_is_loopback(const struct nbd_listen *l)
 {
 	const struct sockaddr_in *in4 = (const struct sockaddr_in *)&l->addr;

@@ -38,6 +38,16 @@ int nbd_listen_unix(struct nbd_listen *l, const char *path, char *why, size_t le
 int nbd_listen_tcp(struct nbd_listen *l, const char *bind, unsigned int port,
 		   char *why, size_t len);
 
+/* Longest export name (--name); NBD allows 4096 bytes, URIs want fewer. */
+#define NBD_NAME_MAX 255
+
+/*
+ * The URI a client connects with: @l->uri with the export @name (NULL:
+ * the empty name, as @l->uri has it) and, with @tls, the scheme nbds.
+ */
+void nbd_listen_uri(const struct nbd_listen *l, const char *name, int tls, char *buf,
+		    size_t len);
+
 /* Whether a TCP listener is on a loopback address only. */
 int nbd_listen_is_loopback(const struct nbd_listen *l);
 

@@ -5,9 +5,10 @@
 # view's changed ranges are the metadata context qemu:dirty-bitmap:BITMAP,
 # nbdinfo --map lists exactly the ranges "fleecectl changes" prints, and
 # pulling only those onto a copy of the full image gives the view. Over a
-# unix socket (foreground and --daemon) and TCP on 127.0.0.1. Refusals name
-# the device and the reason, exit non-zero (3 no such view, 5 invalid
-# session, else 1) and change nothing.
+# unix socket (foreground and --daemon) and TCP on 127.0.0.1, under the
+# default (empty) export name; qemu-nbd reads the view with O_DIRECT.
+# Refusals name the device and the reason, exit non-zero (3 no such view,
+# 5 invalid session, else 1) and change nothing. (--name: also 049.)
 . "$(dirname "$0")/lib.sh"
 F=$FLEECECTL
 mib=$((1024 * 1024))
@@ -19,73 +20,7 @@ S=$WORK/nbd.sock
 ip link set lo up
 
 sha() { sha256sum < "$1" | cut -d' ' -f1; }
-# merge: "offset length" lines, adjacent ranges joined (servers and the
-# kernel may split a run differently; the bytes must be the same).
-merge() {
-	awk 'NF == 2 { if (n && $1 == o + l) { l += $2; next } if (n) print o, l; o = $1; l = $2; n = 1 }
-	     END { if (n) print o, l }'
-}
-# dirty_map URI: the dirty ranges of the exported bitmap, as nbdinfo lists them.
-dirty_map() { nbdinfo --map=qemu:dirty-bitmap:nightly "$1" | awk '$3 == 1 { print $1, $2 }' | merge; }
-# pull_changes IMAGE NBDOPTS URI: the client recipe of Documentation/nbd.rst:
-# copy each dirty range into IMAGE with qemu-img convert (raw offset/size on
-# both sides). NBDOPTS are the nbd driver's server options. Prints bytes.
-pull_changes() {
-	local img=$1 nbd=$2 uri=$3 off len total=0
-	dirty_map "$uri" > $WORK/pull.ranges
-	while read -r off len; do
-		qemu-img convert -n --image-opts --target-image-opts \
-			"driver=raw,offset=$off,size=$len,file.driver=nbd,$nbd" \
-			"driver=raw,offset=$off,size=$len,file.driver=file,file.filename=$img" ||
-			fail "qemu-img convert of [$off, +$len) failed"
-		total=$((total + len))
-	done < $WORK/pull.ranges
-	echo $total
-}
-# A failed check must not leave a server holding the view open.
-XPID=
-dpid=
-stop_exports() {
-	local p f
-	for f in /run/fleecectl/*/qemu-nbd.log; do
-		[ -s "$f" ] && { echo "--- $f"; cat "$f"; }
-	done
-	for p in $XPID $dpid; do kill -TERM "$p" 2>/dev/null || true; done
-	for p in $XPID $dpid; do
-		for _ in $(seq 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-	done
-}
 trap stop_exports EXIT
-
-# export_bg NAME ARGS...: start "fleecectl export ARGS" in the background,
-# output in $WORK/NAME.out/.err; wait until it says it serves. Sets XPID.
-export_bg() {
-	local name=$1 i
-	shift
-	$F export "$@" >"$WORK/$name.out" 2>"$WORK/$name.err" &
-	XPID=$!
-	for i in $(seq 600); do
-		grep -q '^  uri:' "$WORK/$name.out" && return 0
-		kill -0 $XPID 2>/dev/null || { cat "$WORK/$name.err" >&2; fail "export $* ended before serving"; }
-		sleep 0.1
-	done
-	fail "export $* did not serve within 60 s"
-}
-# export_stop PID NAME: SIGTERM; the export must end with status 0.
-export_stop() {
-	local rc=0
-	kill -TERM "$1"
-	wait "$1" || rc=$?
-	[ $rc = 0 ] || { cat "$WORK/$2.err" >&2; fail "export ($2) exited $rc after SIGTERM"; }
-	grep -q "stopped (signal 15" "$WORK/$2.out" || fail "export ($2) did not say it stopped"
-	XPID=
-}
-# no_leftovers: no server, no socket, no private files after an export.
-no_leftovers() {
-	[ ! -e "$S" ] || fail "$S left behind ($1)"
-	! pgrep -x qemu-nbd >/dev/null || fail "a qemu-nbd is still running ($1)"
-	[ -z "$(ls -A /run/fleecectl 2>/dev/null)" ] || fail "/run/fleecectl not empty ($1): $(ls /run/fleecectl)"
-}
 
 dmsetup create t047o --table "0 $((size / 512)) linear $ORIGIN 0"
 blkdiscard -f /dev/mapper/t047o 2>/dev/null
@@ -107,6 +42,13 @@ grep -q "^export t047v: serving /dev/mapper/t047v read-only over NBD ($size byte
 	fail "export said: $(cat $WORK/full.out)"
 grep -qx "  uri:      $U" $WORK/full.out || fail "export gave another URI: $(cat $WORK/full.out)"
 [ "$(stat -c %a $S)" = 600 ] || fail "the socket is mode $(stat -c %a $S), not 600"
+# Without --name the export name is empty, as before --name: a client
+# that asks for another name is refused.
+grep -qx "  name:     '' (the default export name: empty)" $WORK/full.out ||
+	fail "export named another export: $(cat $WORK/full.out)"
+! nbdinfo "nbd+unix:///other?socket=$S" >$WORK/other.out 2>&1 ||
+	fail "a client asking for export 'other' was served: $(cat $WORK/other.out)"
+server_reads_direct /dev/mapper/t047v
 # Writes while the export runs are copied before they land: the pull is T0.
 stamp $D $mib $mib c >/dev/null
 nbdinfo --json "$U" > $WORK/info.json
@@ -147,6 +89,8 @@ grep -q "changes:  meta context qemu:dirty-bitmap:nightly, $nr ranges, $bytes by
 	fail "export --bitmap said: $(cat $WORK/stdout)"
 dpid=$(cat $WORK/export.pid)
 kill -0 "$dpid" || fail "the daemon's pid file names no process"
+# The overlay is qemu-nbd's image; the view under it is still read with O_DIRECT.
+server_reads_direct /dev/mapper/t047v
 # A client that ignores the bitmap gets a correct full copy, as long as
 # nothing outside the changed ranges has been overwritten since the point
 # in time (an incremental view does not preserve those chunks: their reads

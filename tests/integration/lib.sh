@@ -558,3 +558,93 @@ stack_backups() {
 	files_sha "$mnt" "$WORK/now.sha"
 	info "incremental backup ($n changed bytes onto full.img): image == view, e2fsck clean, files of its point in time"
 }
+
+# ---- Helpers for the NBD export tests (047, 049) ----
+# A test sets S (its unix socket) and 'trap stop_exports EXIT'; export_bg
+# sets XPID, a test that starts a --daemon keeps its pid in dpid.
+
+# merge: "offset length" lines, adjacent ranges joined (servers and the
+# kernel may split a run differently; the bytes must be the same).
+merge() {
+	awk 'NF == 2 { if (n && $1 == o + l) { l += $2; next } if (n) print o, l; o = $1; l = $2; n = 1 }
+	     END { if (n) print o, l }'
+}
+# dirty_map URI: the dirty ranges of the exported bitmap "nightly", as
+# nbdinfo lists them (a TLS URI carries tls-certificates=DIR).
+dirty_map() { nbdinfo --map=qemu:dirty-bitmap:nightly "$1" | awk '$3 == 1 { print $1, $2 }' | merge; }
+# pull_changes IMAGE NBDOPTS URI [QEMU-IMG-OPTS...]: the client recipe of
+# Documentation/nbd.rst: copy each dirty range into IMAGE with qemu-img
+# convert (raw offset/size on both sides). NBDOPTS are the nbd driver's
+# options (server, export, tls-creds); QEMU-IMG-OPTS go before them (the
+# --object a tls-creds names). Prints bytes.
+pull_changes() {
+	local img=$1 nbd=$2 uri=$3 off len total=0
+	shift 3
+	dirty_map "$uri" > $WORK/pull.ranges
+	while read -r off len; do
+		qemu-img convert -n "$@" --image-opts --target-image-opts \
+			"driver=raw,offset=$off,size=$len,file.driver=nbd,$nbd" \
+			"driver=raw,offset=$off,size=$len,file.driver=file,file.filename=$img" ||
+			fail "qemu-img convert of [$off, +$len) failed"
+		total=$((total + len))
+	done < $WORK/pull.ranges
+	echo $total
+}
+
+# A failed check must not leave a server holding the view open.
+XPID=
+dpid=
+stop_exports() {
+	local p f
+	for f in /run/fleecectl/*/qemu-nbd.log; do
+		[ -s "$f" ] && { echo "--- $f"; cat "$f"; }
+	done
+	for p in $XPID $dpid; do kill -TERM "$p" 2>/dev/null || true; done
+	for p in $XPID $dpid; do
+		for _ in $(seq 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+	done
+}
+
+# export_bg NAME ARGS...: start "fleecectl export ARGS" in the background,
+# output in $WORK/NAME.out/.err; wait until it says it serves. Sets XPID.
+export_bg() {
+	local name=$1 i
+	shift
+	$F export "$@" >"$WORK/$name.out" 2>"$WORK/$name.err" &
+	XPID=$!
+	for i in $(seq 600); do
+		grep -q '^  uri:' "$WORK/$name.out" && return 0
+		kill -0 $XPID 2>/dev/null || { cat "$WORK/$name.err" >&2; fail "export $* ended before serving"; }
+		sleep 0.1
+	done
+	fail "export $* did not serve within 60 s"
+}
+# export_stop PID NAME: SIGTERM; the export must end with status 0.
+export_stop() {
+	local rc=0
+	kill -TERM "$1"
+	wait "$1" || rc=$?
+	[ $rc = 0 ] || { cat "$WORK/$2.err" >&2; fail "export ($2) exited $rc after SIGTERM"; }
+	grep -q "stopped (signal 15" "$WORK/$2.out" || fail "export ($2) did not say it stopped"
+	XPID=
+}
+# no_leftovers WHEN: no server, no socket, no private files after an export.
+no_leftovers() {
+	[ ! -e "$S" ] || fail "$S left behind ($1)"
+	! pgrep -x qemu-nbd >/dev/null || fail "a qemu-nbd is still running ($1)"
+	[ -z "$(ls -A /run/fleecectl 2>/dev/null)" ] || fail "/run/fleecectl not empty ($1): $(ls /run/fleecectl)"
+}
+
+# server_reads_direct DEV: the running qemu-nbd has DEV open with O_DIRECT
+# (it reads the view past the page cache).
+server_reads_direct() {
+	local p fd flags
+	p=$(pgrep -x qemu-nbd) || fail "no qemu-nbd running"
+	for fd in /proc/$p/fd/*; do
+		[ -b "$fd" ] && [ "$(majmin "$fd")" = "$(majmin "$1")" ] || continue
+		flags=$(awk '/^flags:/ { print $2 }' /proc/$p/fdinfo/${fd##*/})
+		(( 0$flags & 040000 )) || fail "qemu-nbd reads $1 without O_DIRECT (flags $flags)"
+		return 0
+	done
+	fail "qemu-nbd ($p) does not have $1 open"
+}
