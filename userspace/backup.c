@@ -57,15 +57,20 @@
 #define IOPRIO_CLASS_BE 2
 #define IOPRIO_CLASS_IDLE 3
 
-/* The pieces of one batch, as read: for verifying and releasing. */
+/*
+ * The pieces of one batch, as read: for releasing, and with --verify their
+ * bytes too, compared with what is read back (memcmp: exact, and no hash
+ * to compute twice; one batch of memory).
+ */
 struct batch {
 	struct {
 		uint64_t off;
 		size_t len;
-		unsigned char digest[SHA256_DIGEST_SIZE];
 	} *p;
 	unsigned int n, cap;
 	uint64_t bytes;
+	unsigned char *data;		/* --verify: the batch's bytes, in order */
+	size_t data_cap;
 };
 
 /* Release [off, off + len) on the view: its whole chunks. */
@@ -117,9 +122,10 @@ static void explain_read_error(struct backup *b, uint64_t off, int r)
  */
 static int end_batch(struct backup *b, struct batch *t)
 {
-	unsigned char got[SHA256_DIGEST_SIZE];
-	char hw[65], hg[65];
+	unsigned char hw[SHA256_DIGEST_SIZE], hg[SHA256_DIGEST_SIZE];
+	char xw[65], xg[65];
 	uint64_t off, len;
+	size_t at = 0;
 	unsigned int i, j;
 	int r;
 
@@ -131,20 +137,22 @@ static int end_batch(struct backup *b, struct batch *t)
 			 strerror(-r));
 		return -1;
 	}
-	for (i = 0; b->verify && i < t->n; i++) {
-		r = backup_read_back(b, t->p[i].off, t->p[i].len, got);
+	for (i = 0; b->verify && i < t->n; at += t->p[i++].len) {
+		r = backup_read_raw(b, t->p[i].off, t->p[i].len);
 		if (r) {
 			msg_fail(EXIT_IO, "backup %s: reading %s back at byte %llu failed: %s", b->view,
 				b->out, (unsigned long long)t->p[i].off, strerror(-r));
 			return -1;
 		}
-		if (memcmp(t->p[i].digest, got, sizeof(got))) {
-			sha256_hex(t->p[i].digest, hw);
-			sha256_hex(got, hg);
+		if (memcmp(t->data + at, b->vbuf, t->p[i].len)) {
+			sha256_buf(t->data + at, t->p[i].len, hw);
+			sha256_buf(b->vbuf, t->p[i].len, hg);
+			sha256_hex(hw, xw);
+			sha256_hex(hg, xg);
 			msg_fail(EXIT_IO, "backup %s: verify failed: bytes %llu-%llu of %s differ from "
 				"the view (sha256 %s, view %s); not released", b->view,
 				(unsigned long long)t->p[i].off,
-				(unsigned long long)(t->p[i].off + t->p[i].len - 1), b->out, hg, hw);
+				(unsigned long long)(t->p[i].off + t->p[i].len - 1), b->out, xg, xw);
 			return -1;
 		}
 	}
@@ -169,10 +177,19 @@ static int end_batch(struct backup *b, struct batch *t)
 	return 0;
 }
 
-static int batch_add(struct batch *t, const struct copier_piece *p)
+static int batch_add(struct batch *t, const struct copier_piece *p, int keep)
 {
 	void *np;
 
+	if (keep && t->bytes + p->len > t->data_cap) {
+		np = realloc(t->data, t->bytes + p->len + IO_SIZE);
+		if (!np)
+			return -1;
+		t->data = np;
+		t->data_cap = t->bytes + p->len + IO_SIZE;
+	}
+	if (keep)
+		memcpy(t->data + t->bytes, p->buf, p->len);
 	if (t->n == t->cap) {
 		np = realloc(t->p, (t->cap ? 2 * t->cap : 64) * sizeof(*t->p));
 		if (!np)
@@ -182,7 +199,6 @@ static int batch_add(struct batch *t, const struct copier_piece *p)
 	}
 	t->p[t->n].off = p->off;
 	t->p[t->n].len = p->len;
-	memcpy(t->p[t->n].digest, p->digest, SHA256_DIGEST_SIZE);
 	t->n++;
 	t->bytes += p->len;
 	return 0;
@@ -197,7 +213,7 @@ static int batch_add(struct batch *t, const struct copier_piece *p)
 static int copy_extents(struct backup *b, const struct copier_extent *e, unsigned int n)
 {
 	struct copier_opts o = { .fd = b->view_fd, .jobs = b->jobs, .piece = IO_SIZE,
-				 .hash = b->verify || b->want_manifest, .ioprio = b->ioprio };
+				 .hash = b->want_manifest, .ioprio = b->ioprio };
 	struct batch t = { 0 };
 	struct copier_piece *p;
 	struct copier *c;
@@ -233,7 +249,7 @@ static int copy_extents(struct backup *b, const struct copier_extent *e, unsigne
 		}
 		if (b->want_manifest)
 			manifest_piece(&b->man, p->off, p->len, p->digest);
-		if (batch_add(&t, p)) {
+		if (batch_add(&t, p, b->verify)) {
 			msg_err("backup %s: out of memory", b->view);
 			r = -1;
 			break;
@@ -257,6 +273,7 @@ static int copy_extents(struct backup *b, const struct copier_extent *e, unsigne
 		msg_verbose("backup %s: the readers keep their I/O priority: not "
 			    "permitted", b->view);
 	free(t.p);
+	free(t.data);
 	return r;
 }
 
@@ -346,7 +363,7 @@ static void summary(struct backup *b, double secs, unsigned int nr_extents)
 	else
 		fprintf(o, "  written:  %s; %s of zeroes left as holes\n", wr, ho);
 	if (b->verify)
-		fprintf(o, "  verified: %u batch%s read back, sha256 equal\n", b->verified,
+		fprintf(o, "  verified: %u batch%s read back, equal to the view\n", b->verified,
 		       b->verified == 1 ? "" : "es");
 	if (b->want_manifest)
 		fprintf(o, "  manifest: %s (%llu block digests)\n", b->manifest_path,

@@ -85,9 +85,8 @@ int backup_open_output(struct backup *b, const struct fl_view *v);
 int backup_write(struct backup *b, const unsigned char *p, size_t len, uint64_t off);
 /* Make what was written durable (not for a pipe). Returns 0 or -errno. */
 int backup_sync(struct backup *b);
-/* Read back [off, off + len) of the output; its sha256. */
-int backup_read_back(struct backup *b, uint64_t off, size_t len,
-		     unsigned char digest[SHA256_DIGEST_SIZE]);
+/* Read back @len <= IO_SIZE bytes at @off of the output into b->vbuf. */
+int backup_read_raw(struct backup *b, uint64_t off, size_t len);
 /*
  * backup_finish_output() - the output is complete: durable, and an image
  * file renamed to its final name with its directory durable; then its

@@ -66,7 +66,7 @@ info "--rate-limit 16M: 64 MiB in $el s, image identical; 4 bad rates refused"
 # 2. --verify with release: image == dd read; every chunk released, scratch empty.
 expect_rc 0 $F backup t043-snap0 --to $WORK/img2 --verify --batch 16M
 cat $WORK/stdout
-grep -q 'verified: 4 batches read back, sha256 equal' $WORK/stdout || fail "summary: $(cat $WORK/stdout)"
+grep -q 'verified: 4 batches read back, equal to the view' $WORK/stdout || fail "summary: $(cat $WORK/stdout)"
 grep -q "released: $chunks chunks of $chunks in the view; scratch in use: 0 of" $WORK/stdout ||
 	fail "summary: $(cat $WORK/stdout)"
 [ "$(sha256sum < $WORK/img2 | cut -d' ' -f1)" = "$ref" ] || fail "img2 differs from the dd read of the view"
