@@ -8,8 +8,8 @@
  * with large O_DIRECT reads at idle I/O priority (--ioprio): the
  * applications on the origin come first. Pieces are written in order as
  * they come. Each batch (64 MiB by default, whole chunks) is made durable
- * with fdatasync(), optionally read back and compared (sha256, computed by
- * the readers) with what was read from the view, and only then discarded
+ * with fdatasync(), optionally read back and compared byte for byte with
+ * what was read from the view (--verify), and only then discarded
  * on the view (BLKDISCARD): its chunks are released, their scratch space is
  * freed and later origin writes to them are not copied any more. A batch
  * that was not durably written and verified is never released, so what
