@@ -139,13 +139,18 @@ int backup_resume_exists(const struct backup *b)
 	return !access(path, F_OK);
 }
 
-void backup_resume_forget(const struct backup *b)
+void backup_resume_drop(const char *view)
 {
 	char path[PATH_MAX];
 
-	record_path(b, path, sizeof(path));
+	snprintf(path, sizeof(path), "%s/backup-%s.resume", RESUME_DIR, view);
 	if (unlink(path) && errno != ENOENT)
-		msg_warn("backup %s: cannot remove %s: %s", b->view, path, strerror(errno));
+		msg_warn("%s: cannot remove %s: %s", view, path, strerror(errno));
+}
+
+void backup_resume_forget(const struct backup *b)
+{
+	backup_resume_drop(b->view);
 }
 
 /* "key value" lines; values run to the end of the line. */

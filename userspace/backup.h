@@ -127,6 +127,8 @@ int backup_resume_exists(const struct backup *b);
 int backup_resume_check(struct backup *b);
 /* The backup completed, or nothing of it needs keeping. */
 void backup_resume_forget(const struct backup *b);
+/* The view is released (or gone): its record goes (release calls it). */
+void backup_resume_drop(const char *view);
 /*
  * backup_resume_point() - what the view released, in the order the backup
  * releases it: the bytes of @e already durable in the output. The extents

@@ -15,6 +15,7 @@
 #include <strings.h>
 #include <sys/sysmacros.h>
 
+#include "backup.h"
 #include "blockdev.h"
 #include "cli.h"
 #include "discover.h"
@@ -685,6 +686,8 @@ int cmd_release(int argc, char **argv)
 	if (v.have_status && v.status.txn == TXN_OPEN && mode != RELEASE_COMMIT)
 		printf("release %s: changes since the last committed backup kept in bitmap '%s'\n",
 		       v.name, v.status.bitmap);
+	/* An interrupted backup of the view cannot be resumed any more. */
+	backup_resume_drop(v.name);
 	/*
 	 * Scratch now holds copies of origin chunks, its first one maybe a
 	 * file system's superblock: erase what a probe would find, so that

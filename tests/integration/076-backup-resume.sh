@@ -142,7 +142,9 @@ interrupt KILL --full --to $WORK/small/img
 cp $WORK/small/img$P $WORK/small/copy && mv $WORK/small/copy $WORK/small/img$P
 expect_err 1 "--resume: the interrupted backup was to an output that was replaced since" \
 	$F backup $V --full --to $WORK/small/img --resume
+[ -e /run/fleecectl/backup-$V.resume ] || fail "the interrupted backup left no record to resume from"
 expect_rc 0 $F release $V
+[ ! -e /run/fleecectl/backup-$V.resume ] || fail "release left the record of an interrupted backup of $V"
 expect_rc 0 $F snapshot t076 --scratch $SCRATCH --view $V
 ref=$(dev_sha /dev/mapper/$V)
 rm -f $WORK/small/img$P
