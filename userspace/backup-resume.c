@@ -40,9 +40,9 @@ struct record {
 	unsigned long long dev, ino, rdev, size, chunk;
 };
 
-static void record_path(const struct backup *b, char *path, size_t len)
+static void record_path(const char *view, char *path, size_t len)
 {
-	snprintf(path, len, "%s/backup-%s.resume", RESUME_DIR, b->view);
+	snprintf(path, len, "%s/backup-%s.resume", RESUME_DIR, view);
 }
 
 /* The output's name, the same however it was spelled: absolute, no links. */
@@ -103,7 +103,7 @@ int backup_resume_save(struct backup *b)
 		msg_err("backup %s: cannot make %s: %s", b->view, RESUME_DIR, strerror(errno));
 		return -1;
 	}
-	record_path(b, path, sizeof(path));
+	record_path(b->view, path, sizeof(path));
 	snprintf(tmp, sizeof(tmp), "%s.new", path);
 	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	f = fd < 0 ? NULL : fdopen(fd, "w");
@@ -135,7 +135,7 @@ int backup_resume_exists(const struct backup *b)
 {
 	char path[PATH_MAX];
 
-	record_path(b, path, sizeof(path));
+	record_path(b->view, path, sizeof(path));
 	return !access(path, F_OK);
 }
 
@@ -143,7 +143,7 @@ void backup_resume_drop(const char *view)
 {
 	char path[PATH_MAX];
 
-	snprintf(path, sizeof(path), "%s/backup-%s.resume", RESUME_DIR, view);
+	record_path(view, path, sizeof(path));
 	if (unlink(path) && errno != ENOENT)
 		msg_warn("%s: cannot remove %s: %s", view, path, strerror(errno));
 }
@@ -206,7 +206,7 @@ int backup_resume_check(struct backup *b)
 	const char *why = NULL;
 	int r;
 
-	record_path(b, path, sizeof(path));
+	record_path(b->view, path, sizeof(path));
 	r = record_load(path, &got);
 	if (r) {
 		msg_err("backup %s: --resume: %s %s", b->view, path, r == -ENOENT ?
