@@ -19,19 +19,16 @@
 #include <unistd.h>
 
 #include "backup.h"
-#include "fullio.h"
 #include "qcow2.h"
 #include "util.h"
 
-#define QCOW2_MAGIC "QFI\xfb"
 #define QCOW2_MAX_CLUSTER (64 * 1024)	/* qemu's default */
 
 /* The virtual size of a qcow2 image, or the size of a raw one. */
 static int base_size(struct backup *b, int fd, const char **fmt, uint64_t *size)
 {
-	unsigned char h[32];
 	struct stat st;
-	int i;
+	int r;
 
 	if (fstat(fd, &st))
 		return -errno;
@@ -40,15 +37,12 @@ static int base_size(struct backup *b, int fd, const char **fmt, uint64_t *size)
 			b->view, b->base);
 		return -1;
 	}
-	if (st.st_size >= (off_t)sizeof(h) && !pread_full(fd, h, sizeof(h), 0) &&
-	    !memcmp(h, QCOW2_MAGIC, 4)) {
-		*fmt = "qcow2";
-		for (*size = 0, i = 24; i < 32; i++)
-			*size = *size << 8 | h[i];
-		return 0;
-	}
-	*fmt = "raw";
-	*size = (uint64_t)st.st_size;
+	r = qcow2_probe(fd, size);
+	if (r < 0)
+		return r;
+	*fmt = r ? "qcow2" : "raw";
+	if (!r)
+		*size = (uint64_t)st.st_size;
 	return 0;
 }
 

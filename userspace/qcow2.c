@@ -415,3 +415,22 @@ void qcow2_abort(struct qcow2 *q)
 	free(q->strings);
 	free(q);
 }
+
+int qcow2_probe(int fd, uint64_t *size)
+{
+	unsigned char h[32];
+	uint32_t magic;
+	uint64_t v;
+	int r = pread_full(fd, h, sizeof(h), 0);
+
+	if (r == -ENODATA)
+		return 0;
+	if (r)
+		return r;
+	memcpy(&magic, h, sizeof(magic));
+	if (be32toh(magic) != QCOW_MAGIC)
+		return 0;
+	memcpy(&v, h + 24, sizeof(v));
+	*size = be64toh(v);
+	return 1;
+}

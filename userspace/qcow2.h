@@ -89,4 +89,13 @@ int qcow2_finish(struct qcow2 *q);
 /* Free the writer without finishing the image (which stays headerless). */
 void qcow2_abort(struct qcow2 *q);
 
+/**
+ * qcow2_probe() - is @fd a qcow2 image, and of which virtual size
+ * @fd: an open file
+ * @size: set to the image's virtual size when it is one
+ *
+ * Return: 1 (qcow2), 0 (not: too short, or another magic), or -errno.
+ */
+int qcow2_probe(int fd, uint64_t *size);
+
 #endif

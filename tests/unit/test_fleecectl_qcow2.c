@@ -524,6 +524,33 @@ static void test_raw_backing_and_empty(void **state)
 	verify("zero.qcow2", "expect.raw", 1);
 }
 
+/* qcow2_probe(): an image's virtual size; a raw or short file is not one. */
+static void test_probe(void **state)
+{
+	static unsigned char data[3 * 4096];
+	uint64_t size = 0;
+	struct qcow2 *q;
+	int fd;
+
+	(void)state;
+	fill_random(data, sizeof(data));
+	fd = new_file("probe.qcow2");
+	assert_int_equal(qcow2_create(&q, fd, 8ULL << 30, 12, NULL, NULL), 0);
+	assert_int_equal(qcow2_write(q, 0, data, sizeof(data)), 0);
+	assert_int_equal(qcow2_finish(q), 0);
+	assert_int_equal(qcow2_probe(fd, &size), 1);
+	assert_int_equal(size, 8ULL << 30);
+	close(fd);
+	fd = new_file("probe.raw");
+	assert_int_equal(pwrite_full(fd, data, sizeof(data), 0), 0);
+	size = 7;
+	assert_int_equal(qcow2_probe(fd, &size), 0);
+	assert_int_equal(size, 7);
+	assert_int_equal(ftruncate(fd, 5), 0);
+	assert_int_equal(qcow2_probe(fd, &size), 0);
+	close(fd);
+}
+
 static void test_bad_create(void **state)
 {
 	char name[1100];
@@ -642,6 +669,7 @@ int main(void)
 		cmocka_unit_test(test_large_64k),
 		cmocka_unit_test(test_large_4k),
 		cmocka_unit_test(test_raw_backing_and_empty),
+		cmocka_unit_test(test_probe),
 		cmocka_unit_test(test_bad_create),
 		cmocka_unit_test(test_bad_write),
 		cmocka_unit_test(test_io_error),
