@@ -12,8 +12,7 @@ mib=$((1024 * 1024))
 size=$((128 * mib))
 P=.fleece-partial
 
-sha() { sha256sum < "$1" | cut -d' ' -f1; }
-txn() { dmsetup status t073v | grep -o ' nightly [a-z]* ' | awk '{ print $2 }'; }
+txn() { view_txn t073v nightly; }
 
 cleanup() {
 	[ -n "${pid:-}" ] && kill -9 $pid 2>/dev/null
@@ -112,7 +111,7 @@ ref0=$(dev_sha /dev/mapper/t073v)
 expect_rc 0 $F backup t073v --full --to $img --verify --quiet
 grep -q "$img$P was left by an interrupted backup" $WORK/stderr || { cat $WORK/stderr >&2; fail "the stale partial was not reported"; }
 grep -q "committed: bitmap 'nightly'" $WORK/stdout || fail "the full backup did not commit: $(cat $WORK/stdout)"
-[ "$(sha $img)" = "$ref0" ] || fail "full.img differs from the view"
+[ "$(whole_sha $img)" = "$ref0" ] || fail "full.img differs from the view"
 [ ! -e $img$P ] || fail "a completed backup left $img$P"
 [ "$(stat -c %a $img)" = 600 ] || fail "full.img has mode $(stat -c %a $img)"
 expect_rc 0 $F release t073v
@@ -132,7 +131,7 @@ kill_backup INT $img$P
 [ $rc = 7 ] || { cat $WORK/bg.err >&2; fail "the backup exited $rc after SIGINT, expected 7"; }
 grep -q "interrupted by signal 2" $WORK/bg.err || { cat $WORK/bg.err >&2; fail "no 'interrupted' message"; }
 interrupted_partial t073p $img
-[ "$(sha $img)" = "$ref0" ] || fail "an interrupted full backup changed the image it was to replace"
+[ "$(whole_sha $img)" = "$ref0" ] || fail "an interrupted full backup changed the image it was to replace"
 expect_rc 0 $F release t073p
 info "(c) SIGINT during a full backup over an image: the image as it was, partial $left; a second backup refused"
 
@@ -148,7 +147,7 @@ start_backup t073v --changed nightly --base $img --to $inc --rate-limit 8M --bat
 kill_backup KILL $inc$P
 [ $rc = 137 ] || { cat $WORK/bg.err >&2; fail "the incremental exited $rc before SIGKILL"; }
 [ ! -e $inc ] || fail "an incremental killed in the middle left $inc"
-[ "$(sha $img)" = "$ref0" ] || fail "the killed incremental changed its base"
+[ "$(whole_sha $img)" = "$ref0" ] || fail "the killed incremental changed its base"
 [ "$(txn)" = open ] || fail "the transaction is '$(txn)' after a killed incremental"
 expect_rc 0 $F release t073v
 stamp $D $((120 * mib)) 4096 d >/dev/null
@@ -159,8 +158,8 @@ missing=$(kept "$c1" "$c2")
 ref1=$(dev_sha /dev/mapper/t073v)
 expect_rc 0 $F backup t073v --changed nightly --base $img --to $inc --quiet
 grep -q "committed: bitmap 'nightly'" $WORK/stdout || fail "the incremental did not commit"
-[ "$(sha $inc)" = "$ref1" ] || fail "inc.img differs from the view"
-[ "$(sha $img)" = "$ref0" ] || fail "--base changed the base image"
+[ "$(whole_sha $inc)" = "$ref1" ] || fail "inc.img differs from the view"
+[ "$(whole_sha $img)" = "$ref0" ] || fail "--base changed the base image"
 [ ! -e $inc$P ] || fail "a completed incremental left $inc$P"
 expect_rc 0 $F release t073v
 info "(b) SIGKILL during an incremental --base: base untouched, no image, changes kept; rerun == view (${ref1:0:16}...)"
@@ -176,7 +175,7 @@ kill_backup TERM $inc$P
 [ $rc = 7 ] || { cat $WORK/bg.err >&2; fail "the incremental exited $rc after SIGTERM, expected 7"; }
 grep -q "interrupted by signal 15" $WORK/bg.err || { cat $WORK/bg.err >&2; fail "no 'interrupted' message"; }
 interrupted_partial t073v $inc
-[ "$(sha $inc)" = "$ref1" ] || fail "an interrupted in-place incremental changed the image"
+[ "$(whole_sha $inc)" = "$ref1" ] || fail "an interrupted in-place incremental changed the image"
 [ "$(txn)" = open ] || fail "the transaction is '$(txn)' after an interrupted incremental"
 expect_rc 0 $F release t073v
 info "(c) SIGTERM during an incremental in place: the image as it was, partial $left, not committed"
@@ -188,7 +187,7 @@ missing=$(kept "$c1" "$c2")
 start_backup t073v --changed nightly --to $inc --rate-limit 8M --batch 4M
 kill_backup KILL $inc$P
 [ $rc = 137 ] || { cat $WORK/bg.err >&2; fail "the incremental exited $rc before SIGKILL"; }
-[ "$(sha $inc)" = "$ref1" ] || fail "a killed in-place incremental changed the image"
+[ "$(whole_sha $inc)" = "$ref1" ] || fail "a killed in-place incremental changed the image"
 [ "$(txn)" = open ] || fail "the transaction is '$(txn)' after a killed incremental"
 expect_rc 0 $F release t073v
 info "(b) SIGKILL during an incremental in place: the image as it was (${ref1:0:16}...), not committed"
@@ -200,7 +199,7 @@ missing=$(kept "$c1" "$c3")
 ref2=$(dev_sha /dev/mapper/t073v)
 expect_rc 0 $F backup t073v --changed nightly --to $inc --verify --quiet
 grep -q "committed: bitmap 'nightly'" $WORK/stdout || fail "the incremental did not commit"
-[ "$(sha $inc)" = "$ref2" ] || fail "inc.img updated in place differs from the view"
+[ "$(whole_sha $inc)" = "$ref2" ] || fail "inc.img updated in place differs from the view"
 [ ! -e $inc$P ] || fail "a completed incremental left $inc$P"
 [ "$(stat -c %a $inc)" = 640 ] || fail "inc.img updated in place has mode $(stat -c %a $inc), was 640"
 expect_rc 0 $F release t073v

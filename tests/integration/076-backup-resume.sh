@@ -19,8 +19,7 @@ size=$((128 * mib))
 P=.fleece-partial
 V=t076v
 
-sha() { sha256sum < "$1" | cut -d' ' -f1; }
-txn() { dmsetup status $V | grep -o ' nightly [a-z]* ' | awk '{ print $2 }'; }
+txn() { view_txn $V nightly; }
 
 cleanup() {
 	[ -n "${pid:-}" ] && kill -9 $pid 2>/dev/null
@@ -72,7 +71,7 @@ expect_err 5 "released already .*continue the interrupted backup with --resume" 
 	$F backup $V --full --to $img
 expect_rc 0 $F backup $V --full --to $img --resume --verify
 grep -q "resumed: " $WORK/stdout || fail "no 'resumed' in the summary: $(cat $WORK/stdout)"
-[ "$(sha $img)" = "$ref" ] || fail "the resumed image differs from the view"
+[ "$(whole_sha $img)" = "$ref" ] || fail "the resumed image differs from the view"
 [ ! -e $img$P ] || fail "the resumed backup left $img$P"
 copied=$(awk '/^backup /{ print $3 }' $WORK/stdout)
 [ "$copied" -eq $((size - released * 65536)) ] ||
@@ -85,15 +84,15 @@ expect_rc 0 $F release $V
 overwrite 16 96
 expect_rc 0 $F snapshot t076 --scratch $SCRATCH --bitmap nightly --view $V
 ref=$(dev_sha /dev/mapper/$V)
-base=$(sha $img)
+base=$(whole_sha $img)
 inc=$WORK/inc.img
 interrupt TERM --changed nightly --base $img --to $inc
 [ $rc = 7 ] || { cat $WORK/bg.err >&2; fail "the incremental exited $rc after SIGTERM"; }
 grep -q "kept the incomplete image $inc$P" $WORK/bg.err || { cat $WORK/bg.err >&2; fail "no 'kept' message"; }
 overwrite 16 96
 expect_rc 0 $F backup $V --changed nightly --base $img --to $inc --resume
-[ "$(sha $inc)" = "$ref" ] || fail "the resumed incremental differs from the view"
-[ "$(sha $img)" = "$base" ] || fail "the resumed incremental changed its base"
+[ "$(whole_sha $inc)" = "$ref" ] || fail "the resumed incremental differs from the view"
+[ "$(whole_sha $img)" = "$base" ] || fail "the resumed incremental changed its base"
 [ "$(txn)" = committed ] || fail "the resumed incremental left the transaction '$(txn)'"
 info "incremental --base, SIGTERM after $released chunks, --resume: == view, base untouched, committed"
 expect_rc 0 $F release $V
@@ -129,7 +128,7 @@ grep -q "kept the incomplete image $WORK/small/img$P" $WORK/stderr || fail "ENOS
 released=$(view_stat $V released)
 mount -o remount,size=160m $WORK/small
 expect_rc 0 $F backup $V --full --to $WORK/small/img --resume --verify
-[ "$(sha $WORK/small/img)" = "$ref" ] || fail "the image resumed after ENOSPC differs from the view"
+[ "$(whole_sha $WORK/small/img)" = "$ref" ] || fail "the image resumed after ENOSPC differs from the view"
 info "target full after $released chunks, room made, --resume --verify: == view"
 expect_rc 0 $F release $V
 
@@ -149,7 +148,7 @@ expect_rc 0 $F snapshot t076 --scratch $SCRATCH --view $V
 ref=$(dev_sha /dev/mapper/$V)
 rm -f $WORK/small/img$P
 expect_rc 0 $F backup $V --full --to $WORK/small/img --resume
-[ "$(sha $WORK/small/img)" = "$ref" ] || fail "--resume with nothing to resume: image differs from the view"
+[ "$(whole_sha $WORK/small/img)" = "$ref" ] || fail "--resume with nothing to resume: image differs from the view"
 info "refused: a replaced partial; nothing to resume: an ordinary backup, == view"
 expect_rc 0 $F release $V
 umount $WORK/small

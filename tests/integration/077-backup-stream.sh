@@ -16,8 +16,7 @@ mib=$((1024 * 1024))
 size=$((96 * mib))
 V=t077v
 
-sha() { sha256sum < "$1" | cut -d' ' -f1; }
-txn() { dmsetup status $V | grep -o ' nightly [a-z]* ' | awk '{ print $2 }'; }
+txn() { view_txn $V nightly; }
 
 cleanup() {
 	[ -n "${pid:-}" ] && kill -9 $pid 2>/dev/null
@@ -42,7 +41,7 @@ for j in 1 4 16; do
 	w=$!
 	expect_rc 0 $F backup $V --full --to $WORK/img$j --jobs $j --verify --no-release --quiet
 	wait $w
-	[ "$(sha $WORK/img$j)" = "$ref" ] || fail "--jobs $j: the image differs from the view"
+	[ "$(whole_sha $WORK/img$j)" = "$ref" ] || fail "--jobs $j: the image differs from the view"
 	rm -f $WORK/img$j
 done
 for j in 0 65 x; do
@@ -96,7 +95,7 @@ info "--to - | zstd: == view (${ref:0:16}...), nothing released, not committed, 
 # With --release --commit: the same bytes, every chunk released, committed.
 $F backup $V --to - --release --commit --quiet 2>$WORK/stream.err > $WORK/img.raw ||
 	{ cat $WORK/stream.err >&2; fail "backup --to - --release --commit failed"; }
-[ "$(sha $WORK/img.raw)" = "$ref" ] || fail "the stream with --release differs from the view"
+[ "$(whole_sha $WORK/img.raw)" = "$ref" ] || fail "the stream with --release differs from the view"
 [ "$(view_stat $V released)" = $((size / 65536)) ] || fail "released $(view_stat $V released) of $((size / 65536))"
 [ "$(txn)" = committed ] || fail "--commit left the transaction '$(txn)'"
 info "--to - --release --commit: == view, $((size / 65536)) chunks released, committed"

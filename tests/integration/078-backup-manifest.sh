@@ -14,8 +14,6 @@ size=$((80 * mib))
 M=.fleece-manifest
 V=t078v
 
-sha() { sha256sum < "$1" | cut -d' ' -f1; }
-
 cleanup() {
 	[ -n "${pid:-}" ] && kill -9 $pid 2>/dev/null
 	true
@@ -42,7 +40,7 @@ expect_rc 0 $F snapshot t078 --scratch $SCRATCH --bitmap nightly --full --view $
 ref=$(dev_sha /dev/mapper/$V)
 expect_rc 0 $F backup $V --full --to $img --quiet
 grep -q "manifest: $img$M (5 block digests)" $WORK/stdout || fail "summary: $(cat $WORK/stdout)"
-[ "$(sha $img)" = "$ref" ] || fail "full.img differs from the view"
+[ "$(whole_sha $img)" = "$ref" ] || fail "full.img differs from the view"
 grep -q "^kind full$" $img$M && grep -q "^view $V$" $img$M && grep -q "^bitmap nightly$" $img$M &&
 	grep -q "^chunk 65536$" $img$M || fail "manifest: $(head -n 14 $img$M)"
 verify_ok $img
@@ -71,7 +69,7 @@ dd if=/dev/urandom of=$D bs=64K seek=1000 count=1 oflag=direct status=none
 expect_rc 0 $F snapshot t078 --scratch $SCRATCH --bitmap nightly --view $V
 ref=$(dev_sha /dev/mapper/$V)
 expect_rc 0 $F backup $V --changed nightly --base $img --to $WORK/inc.img --quiet
-[ "$(sha $WORK/inc.img)" = "$ref" ] || fail "inc.img differs from the view"
+[ "$(whole_sha $WORK/inc.img)" = "$ref" ] || fail "inc.img differs from the view"
 grep -q "^kind incremental$" $WORK/inc.img$M && grep -q "^base $img$" $WORK/inc.img$M ||
 	fail "incremental manifest: $(head -n 14 $WORK/inc.img$M)"
 verify_ok $WORK/inc.img
@@ -81,7 +79,7 @@ dd if=/dev/urandom of=$D bs=1M seek=70 count=2 oflag=direct status=none
 expect_rc 0 $F snapshot t078 --scratch $SCRATCH --bitmap nightly --view $V
 ref=$(dev_sha /dev/mapper/$V)
 expect_rc 0 $F backup $V --changed nightly --to $WORK/inc.img --quiet
-[ "$(sha $WORK/inc.img)" = "$ref" ] || fail "inc.img updated in place differs from the view"
+[ "$(whole_sha $WORK/inc.img)" = "$ref" ] || fail "inc.img updated in place differs from the view"
 verify_ok $WORK/inc.img
 expect_rc 0 $F release $V
 info "incremental onto --base and in place: manifests verify, images == views"
@@ -102,7 +100,7 @@ wait $pid 2>/dev/null || true
 pid=
 [ "$(view_stat $V released)" -gt 0 ] || fail "the backup released nothing before SIGKILL"
 expect_rc 0 $F backup $V --full --to $img --resume --quiet
-[ "$(sha $img)" = "$ref" ] || fail "the resumed image differs from the view"
+[ "$(whole_sha $img)" = "$ref" ] || fail "the resumed image differs from the view"
 verify_ok $img
 expect_rc 0 $F release $V
 info "resumed after SIGKILL: the manifest verifies, image == view"
@@ -121,7 +119,7 @@ verify_ok /dev/mapper/t078t --manifest $WORK/dev$M
 $F backup $V --to - --manifest $WORK/stream$M --quiet > $WORK/stream.img 2>$WORK/stderr ||
 	{ cat $WORK/stderr >&2; fail "backup --to - --manifest failed"; }
 verify_ok $WORK/stream.img --manifest $WORK/stream$M
-[ "$(sha $WORK/stream.img)" = "$(dev_sha /dev/mapper/$V)" ] || fail "the stream differs from the view"
+[ "$(whole_sha $WORK/stream.img)" = "$(dev_sha /dev/mapper/$V)" ] || fail "the stream differs from the view"
 expect_rc 0 $F release $V
 dmsetup remove t078t
 info "a device (larger than the view) and a stream: --manifest FILE verifies"

@@ -12,14 +12,12 @@ mib=$((1024 * 1024))
 size=$((96 * mib))
 V=t079v
 
-sha() { sha256sum < "$1" | cut -d' ' -f1; }
-
 # as_raw QCOW2: sha256 of the point-in-time image qemu-img reads from it.
 as_raw() {
 	qemu-img check -q "$1" || fail "qemu-img check $1 failed"
 	rm -f $WORK/raw
 	qemu-img convert -O raw "$1" $WORK/raw || fail "qemu-img convert $1 failed"
-	sha $WORK/raw
+	whole_sha $WORK/raw
 	rm -f $WORK/raw
 }
 

@@ -461,6 +461,10 @@ whole_sha() {
 	sha256sum < "$1" | cut -d' ' -f1
 }
 
+# view_txn VIEW BITMAP: the state of VIEW's backup transaction on BITMAP
+# (open, committed, ended), from its status.
+view_txn() { dmsetup status "$1" | grep -o " $2 [a-z]* " | awk '{ print $2 }'; }
+
 # image_check IMAGE LIST WHAT: IMAGE (an ext4 filesystem image) passes
 # e2fsck -fn and holds exactly the files of LIST (files_sha) with those
 # bytes. The files are copied out with debugfs: no loop device, no mount.
