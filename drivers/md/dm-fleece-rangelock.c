@@ -149,6 +149,28 @@ bool fleece_rl_acquire(struct fleece_rl *rl, struct fleece_rl_req *req)
 	return granted;
 }
 
+void fleece_rl_transfer(struct fleece_rl *rl, struct fleece_rl_req *from,
+			struct fleece_rl_req *to)
+{
+	struct fleece_rl_bucket *b = rl_bucket(rl, from);
+	unsigned long flags;
+
+	spin_lock_irqsave(&b->lock, flags);
+	if (WARN_ON_ONCE(from->state != FLEECE_RL_HELD ||
+			 to->state != FLEECE_RL_IDLE)) {
+		spin_unlock_irqrestore(&b->lock, flags);
+		return;
+	}
+	to->start = from->start;
+	to->end = from->end;
+	to->exclusive = from->exclusive;
+	/* Same place among the holders: no waiter's verdict changes. */
+	list_replace_init(&from->node, &to->node);
+	to->state = FLEECE_RL_HELD;
+	from->state = FLEECE_RL_IDLE;
+	spin_unlock_irqrestore(&b->lock, flags);
+}
+
 void fleece_rl_release(struct fleece_rl *rl, struct fleece_rl_req *req)
 {
 	struct fleece_rl_bucket *b = rl_bucket(rl, req);

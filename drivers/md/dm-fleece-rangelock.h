@@ -139,6 +139,22 @@ void fleece_rl_req_init(struct fleece_rl_req *req, u64 start, u64 end,
 bool fleece_rl_acquire(struct fleece_rl *rl, struct fleece_rl_req *req);
 
 /**
+ * fleece_rl_transfer() - hand a held range over to another request.
+ * @rl: the lock.
+ * @from: a held request; idle afterwards.
+ * @to: an idle request; it holds @from's range (same bounds and mode) on
+ *	return, and is released with fleece_rl_release() like any other.
+ *
+ * Nobody else can take the range in between: waiters stay queued. For a
+ * holder whose own memory goes away before the range may be released (a
+ * bio completing while what it locked is still being written elsewhere).
+ *
+ * Context: any; doesn't sleep, safe from interrupt context.
+ */
+void fleece_rl_transfer(struct fleece_rl *rl, struct fleece_rl_req *from,
+			struct fleece_rl_req *to);
+
+/**
  * fleece_rl_release() - drop a held range and grant the waiters it blocked.
  * @rl: the lock.
  * @req: a request that holds its range.

@@ -132,6 +132,65 @@ static void test_shared_exclusive_overlap(void **state)
 	rl_done(&rl);
 }
 
+/*
+ * A transfer keeps the range held without a gap: waiters queued behind the
+ * old holder stay queued (and keep their order) until the new one releases;
+ * a request arriving in between queues too. Transferring what is not held,
+ * or to a request that is, warns and changes nothing.
+ */
+static void test_transfer(void **state)
+{
+	struct fleece_rl rl;
+	struct treq x1, hold, s2, x3, s4, idle;
+
+	(void)state;
+	assert_int_equal(fleece_rl_init(&rl, 10, 4), 0);
+	treq_init(&x1, 4, 8, true);
+	treq_init(&hold, 0, 1, false);	/* bounds and mode come from x1 */
+	treq_init(&s2, 5, 6, false);
+	treq_init(&x3, 5, 9, true);
+	treq_init(&s4, 6, 7, false);
+	assert_true(acq(&rl, &x1));
+	assert_false(acq(&rl, &s2));
+	assert_false(acq(&rl, &x3));
+
+	fleece_rl_transfer(&rl, &x1.req, &hold.req);
+	assert_int_equal(x1.req.state, FLEECE_RL_IDLE);
+	assert_int_equal(hold.req.state, FLEECE_RL_HELD);
+	assert_true(hold.req.exclusive);
+	assert_int_equal(hold.req.start, 4);
+	assert_int_equal(hold.req.end, 8);
+	assert_int_equal(s2.calls + x3.calls, 0);
+	assert_false(acq(&rl, &s4));
+
+	/* Misuse: from not held, or to not idle. */
+	treq_init(&idle, 0, 1, true);
+	fleece_rl_transfer(&rl, &x1.req, &idle.req);
+	assert_int_equal(warns(), 1);
+	fleece_rl_transfer(&rl, &hold.req, &s2.req);
+	assert_int_equal(warns(), 2);
+	assert_int_equal(hold.req.state, FLEECE_RL_HELD);
+	assert_int_equal(idle.req.state, FLEECE_RL_IDLE);
+	reset_warns(NULL);
+
+	/* The old request may be used again meanwhile, and waits like any. */
+	assert_false(acq(&rl, &x1));
+	rel(&rl, &hold);
+	/* In their order: s2, then x3 (overlaps s2), s4 (x3), x1 (all). */
+	assert_int_equal(s2.calls, 1);
+	assert_int_equal(x3.calls + s4.calls + x1.calls, 0);
+	rel(&rl, &s2);
+	assert_int_equal(x3.calls, 1);
+	assert_int_equal(s4.calls + x1.calls, 0);
+	rel(&rl, &x3);
+	assert_int_equal(s4.calls, 1);
+	assert_int_equal(x1.calls, 0);
+	rel(&rl, &s4);
+	assert_int_equal(x1.calls, 1);
+	rel(&rl, &x1);
+	rl_done(&rl);
+}
+
 static void test_exclusive_disjoint(void **state)
 {
 	struct fleece_rl rl;
@@ -892,6 +951,7 @@ int main(void)
 		cmocka_unit_test_setup(test_shared_shared, setup),
 		cmocka_unit_test_setup(test_shared_exclusive_overlap, setup),
 		cmocka_unit_test_setup(test_exclusive_disjoint, setup),
+		cmocka_unit_test_setup(test_transfer, setup),
 		cmocka_unit_test_setup(test_fifo, setup),
 		cmocka_unit_test_setup(test_compatible_pass, setup),
 		cmocka_unit_test_setup(test_callback_once, setup),

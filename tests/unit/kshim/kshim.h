@@ -444,6 +444,17 @@ static inline void list_move_tail(struct list_head *entry,
 		list_add_tail(entry, head);
 }
 
+/* @new takes @old's place in its list; @old is left empty. */
+static inline void list_replace_init(struct list_head *old,
+				     struct list_head *new)
+{
+	new->next = old->next;
+	new->next->prev = new;
+	new->prev = old->prev;
+	new->prev->next = new;
+	INIT_LIST_HEAD(old);
+}
+
 static inline bool list_empty(const struct list_head *head)
 {
 	return READ_ONCE(head->next) == head;
