@@ -360,8 +360,12 @@ int fdm_create(const char *name, const char *uuid, const struct fdm_table *t,
 		set_error(EINVAL, -1);
 		goto out;
 	}
-	if (add_targets(dmt, t, flags) ||
-	    !dm_task_set_cookie(dmt, cookie, udev_flags)) {
+	/*
+	 * Without a table the kernel sends no event for the cookie to
+	 * count: udev is told at the resume instead.
+	 */
+	if ((t && add_targets(dmt, t, flags)) ||
+	    (t && !dm_task_set_cookie(dmt, cookie, udev_flags))) {
 		set_error(ENOMEM, -1);
 		goto out;
 	}

@@ -86,7 +86,10 @@ uint64_t fdm_table_sectors(const struct fdm_table *t);
 int fdm_table_one(struct fdm_table *t, uint64_t len, const char *type,
 		  const char *params);
 
-/* Create NAME (UUID @uuid, NULL: none) with table @t and make it live. */
+/*
+ * Create NAME (UUID @uuid, NULL: none) with table @t and make it live; with
+ * @t NULL, an empty device to load a table into (fdm_load(), fdm_resume()).
+ */
 int fdm_create(const char *name, const char *uuid, const struct fdm_table *t,
 	       uint16_t udev_flags, uint32_t *cookie, unsigned int flags);
 /* Load @t as NAME's inactive table. */

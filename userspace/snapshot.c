@@ -2,10 +2,10 @@
 /*
  * snapshot and release: start and end a session (a fleece view).
  *
- * snapshot suspends the fleece-origin device (which drains its writes and
- * freezes a mounted filesystem), creates the view, and resumes the origin.
- * Whatever fails or whatever signal arrives in between, the origin is
- * resumed and no view is left behind.
+ * snapshot loads the view, suspends the fleece-origin device (which drains
+ * its writes and freezes a mounted filesystem), resumes the view (its point
+ * in time) and resumes the origin. Whatever fails or whatever signal
+ * arrives in between, the origin is resumed and no view is left behind.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -14,6 +14,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/sysmacros.h>
+#include <time.h>
 
 #include "backup.h"
 #include "blockdev.h"
@@ -381,17 +382,51 @@ static void rollback(struct snap_one *s, unsigned int n, uint32_t *cookie)
 }
 
 /*
- * Suspend every origin (draining its writes, freezing a mounted
- * filesystem), create every view, then resume them all: the views share one
- * point in time, as a database spread over several volumes needs. A write
- * issued after another one completed is in the views only if that one is.
- * On any failure or signal: no view, every origin resumed. Returns an exit
- * code.
+ * Create the view device and load its table while the origin runs: the
+ * kernel allocates the view's maps and checks everything here, so that the
+ * origin is suspended only for the point in time (the view's resume).
+ */
+static int load_view(struct snap_one *one, uint32_t *cookie)
+{
+	char err[1024];
+	int code;
+
+	if (fdm_create(one->vname, one->uuid, NULL, FDM_UDEV_VIEW, cookie, 0)) {
+		msg_fail(dm_exit_code(), "snapshot %s: cannot create the view %s: %s",
+			 one->o.name, one->vname, fdm_error());
+		return -1;
+	}
+	one->created = 1;
+	if (!fdm_load(one->vname, &one->tbl, 0))
+		return 0;
+	code = dm_exit_code();
+	snprintf(err, sizeof(err), "%s", fdm_error());
+	msg_fail(code, "snapshot %s: cannot create the view %s: %s", one->o.name,
+		 one->vname, err);
+	return -1;
+}
+
+static double elapsed_ms(const struct timespec *t0)
+{
+	struct timespec t1;
+
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	return (t1.tv_sec - t0->tv_sec) * 1e3 + (t1.tv_nsec - t0->tv_nsec) / 1e6;
+}
+
+/*
+ * Load every view, suspend every origin (draining its writes, freezing a
+ * mounted filesystem), resume every view (each takes its point in time),
+ * then resume the origins: the views share one point in time, as a
+ * database spread over several volumes needs. A write issued after another
+ * one completed is in the views only if that one is. On any failure or
+ * signal: no view, every origin resumed. Returns an exit code.
  */
 static int take_views(struct snap_one *s, unsigned int n, int lockfs)
 {
 	const char *first = s[0].o.name;
 	uint32_t cookie = 0;
+	struct timespec t0;
 	struct dm_info info;
 	unsigned int i;
 	char err[1024];
@@ -405,6 +440,9 @@ static int take_views(struct snap_one *s, unsigned int n, int lockfs)
 			 "suspending; nothing done", first, sig, strsignal(sig));
 		return EXIT_ERR;
 	}
+	for (i = 0; i < n && !failed; i++)
+		failed = load_view(&s[i], &cookie) || sig_caught();
+	clock_gettime(CLOCK_MONOTONIC, &t0);
 	for (i = 0; i < n && !failed; i++) {
 		const char *name = s[i].o.name;
 
@@ -423,19 +461,13 @@ static int take_views(struct snap_one *s, unsigned int n, int lockfs)
 		failed = !!sig_caught();
 	}
 	for (i = 0; i < n && !failed; i++) {
-		if (fdm_create(s[i].vname, s[i].uuid, &s[i].tbl, FDM_UDEV_VIEW, &cookie, 0)) {
-			int code = dm_exit_code();
-
-			snprintf(err, sizeof(err), "%s", fdm_error());
-			/* libdevmapper removes a device whose table failed; make sure. */
-			if (fdm_exists(s[i].vname))
-				fdm_remove(s[i].vname, &cookie);
-			msg_fail(code, "snapshot %s: cannot create the view %s: %s", s[i].o.name,
-				 s[i].vname, err);
+		if (fdm_resume(s[i].vname, FDM_UDEV_VIEW, &cookie)) {
+			msg_fail(dm_exit_code(), "snapshot %s: cannot start the view %s: %s "
+				 "(the kernel log says why)", s[i].o.name, s[i].vname,
+				 fdm_error());
 			failed = 1;
 			break;
 		}
-		s[i].created = 1;
 		failed = !!sig_caught();
 	}
 	for (i = 0; i < n && !failed; i++)
@@ -455,6 +487,8 @@ static int take_views(struct snap_one *s, unsigned int n, int lockfs)
 				 n == 1 ? first : "every origin");
 		return EXIT_ERR;
 	}
+	msg_verbose("snapshot %s: %s suspended for %.1f ms", first,
+		    n == 1 ? "origin" : "origins", elapsed_ms(&t0));
 	/* Done: a signal from now on comes after a complete snapshot. */
 	fdm_udev_wait(&cookie);
 	sig_restore();

@@ -146,6 +146,8 @@ out:
 static void txn_revoke(struct fleece_session *s)
 {
 	lockdep_assert_held(&fleece_devs_lock);
+	/* Not resumed yet: the reservation goes with the tracker. */
+	s->txn.fresh = NULL;
 	if (!s->txn.frozen)
 		return;
 	RCU_INIT_POINTER(s->txn.after, NULL);
@@ -317,10 +319,11 @@ static int txn_begin(struct fleece_dev *fd, struct fleece_session *s,
 	struct fleece_bitmap *frozen, *live;
 	int r;
 
-	r = fleece_track_freeze(fd->trk, txn->name, &frozen, &live, txn->full,
+	r = fleece_track_freeze(fd->trk, txn->fresh, &frozen, &live, txn->full,
 				error);
 	if (r)
 		return r;
+	txn->fresh = NULL;
 	/*
 	 * Only what changed since the last backup is copied. The rest is
 	 * read from the origin and checked against what was written since
@@ -347,15 +350,6 @@ int fleece_dev_add_session(struct fleece_dev *fd, struct fleece_session *s,
 		r = -ENODEV;
 		goto out;
 	}
-	/*
-	 * Writes in flight on an active origin could land on either side of
-	 * the point in time: refuse rather than give a torn image.
-	 */
-	if (!origins_suspended(fd)) {
-		*error = "Suspend the fleece-origin device before creating a view";
-		r = -EBUSY;
-		goto out;
-	}
 	/* Writes beyond the fleece-origin table would not be copied. */
 	if (s->ti->len > fd->trk->origin_sectors) {
 		*error = "View is larger than the fleece-origin device";
@@ -373,17 +367,68 @@ int fleece_dev_add_session(struct fleece_dev *fd, struct fleece_session *s,
 		goto out;
 	}
 	if (s->txn.name) {
-		r = txn_begin(fd, s, error);
+		r = fleece_track_reserve(fd->trk, s->txn.name, s->txn.full,
+					 &s->txn.fresh, error);
 		if (r)
 			goto out;
 	}
-	/* Last: from here on origin writes copy for this session. */
+	/*
+	 * Listed, so that other views see its scratch device and the count,
+	 * but origin writes ignore it until fleece_dev_start_session().
+	 */
 	mutex_lock(&fd->sessions_lock);
 	list_add_tail_rcu(&s->list, &fd->sessions);
 	WRITE_ONCE(fd->nr_sessions, fd->nr_sessions + 1);
 	mutex_unlock(&fd->sessions_lock);
 out:
 	mutex_unlock(&fleece_devs_lock);
+	return r;
+}
+
+int fleece_dev_start_session(struct fleece_dev *fd, struct fleece_session *s)
+{
+	const char *name = dm_table_device_name(s->ti->table);
+	char *error = NULL;
+	int r = 0;
+
+	mutex_lock(&fleece_devs_lock);
+	if (test_bit(FLEECE_SESSION_STARTED, &s->flags))
+		goto out;
+	if (!fd->nr_origins || !fd->trk) {
+		error = "No fleece-origin device on this origin";
+		r = -ENODEV;
+		goto out;
+	}
+	/*
+	 * The fleece-origin went away after the view was loaded (and maybe
+	 * another came): what it reserved went with it.
+	 */
+	if (test_bit(FLEECE_SESSION_INVALID, &s->flags) ||
+	    (s->txn.name && !s->txn.fresh)) {
+		error = "The fleece-origin was removed after the view was loaded";
+		r = -ENODEV;
+		goto out;
+	}
+	/*
+	 * Writes in flight on an active origin could land on either side of
+	 * the point in time: refuse rather than give a torn image.
+	 */
+	if (!origins_suspended(fd)) {
+		error = "Suspend the fleece-origin device before creating a view";
+		r = -EBUSY;
+		goto out;
+	}
+	if (s->txn.name) {
+		r = txn_begin(fd, s, &error);
+		if (r)
+			goto out;
+	}
+	/* The point in time: from here on origin writes copy for it. */
+	set_bit(FLEECE_SESSION_STARTED, &s->flags);
+out:
+	mutex_unlock(&fleece_devs_lock);
+	if (error)
+		DMERR("%s: cannot resume: %s", name, error);
 	return r;
 }
 
@@ -399,6 +444,10 @@ void fleece_dev_remove_session(struct fleece_dev *fd, struct fleece_session *s)
 	 * Not committed: the next incremental must still cover the set.
 	 */
 	mutex_lock(&fleece_devs_lock);
+	if (txn->fresh) {
+		fleece_track_unreserve(fd->trk, txn->fresh);
+		txn->fresh = NULL;
+	}
 	if (txn->frozen) {
 		RCU_INIT_POINTER(txn->after, NULL);
 		fleece_track_release(fd->trk, txn->frozen);

@@ -193,8 +193,8 @@ static int origin_map(struct dm_target *ti, struct bio *bio)
 		return DM_MAPIO_REMAPPED;
 	}
 	/*
-	 * Sessions are added only while this device is suspended, so none
-	 * appears between here and the copy-before-write below.
+	 * Sessions start only while this device is suspended, so none that
+	 * needs a copy appears between here and the copy-before-write below.
 	 */
 	sessions = READ_ONCE(fd->nr_sessions);
 	if (sessions) {

@@ -110,12 +110,27 @@ static unsigned int count_bitmaps(struct fleece_tracker *t, const char *name,
 	return n;
 }
 
+/*
+ * Does a bitmap have a backup in progress: a frozen set of it exists, or a
+ * view that will freeze it is loaded but not resumed yet?
+ */
+static bool in_backup(struct fleece_tracker *t, const char *name)
+{
+	unsigned int i;
+
+	lockdep_assert_held(&t->lock);
+	for (i = 0; i < FLEECE_META_SLOTS; i++)
+		if (t->reserved[i] && !strcmp(t->reserved[i]->name, name))
+			return true;
+	return count_bitmaps(t, name, true);
+}
+
 static int free_slot(struct fleece_tracker *t)
 {
 	unsigned int i;
 
 	for (i = 0; i < FLEECE_META_SLOTS; i++)
-		if (!t->slot[i])
+		if (!t->slot[i] && !t->reserved[i])
 			return i;
 	return -ENOSPC;
 }
@@ -152,6 +167,66 @@ static void new_generation(struct fleece_tracker *t, struct fleece_bitmap *bm)
 }
 
 /*
+ * Slots change under @lock and @pend_lock both: status reads them under
+ * @pend_lock alone, without waiting for a commit round.
+ */
+static void set_slot(struct fleece_tracker *t, unsigned int i,
+		     struct fleece_bitmap *bm)
+{
+	lockdep_assert_held(&t->lock);
+	spin_lock_irq(&t->pend_lock);
+	t->slot[i] = bm;
+	spin_unlock_irq(&t->pend_lock);
+}
+
+/*
+ * Drop @lock, then let go the writes the rounds made durable meanwhile:
+ * resuming one may do IO or wait, which must not hold up the next round
+ * (or a message) behind it.
+ */
+static void unlock_and_resume(struct fleece_tracker *t)
+{
+	struct bio_list bios;
+	struct bio *bio;
+
+	spin_lock_irq(&t->pend_lock);
+	bio_list_init(&bios);
+	bio_list_merge(&bios, &t->ready);
+	bio_list_init(&t->ready);
+	spin_unlock_irq(&t->pend_lock);
+	mutex_unlock(&t->lock);
+
+	while ((bio = bio_list_pop(&bios)))
+		t->resume(t->resume_ctx, bio);
+}
+
+/* Recount a bitmap's bits after a change of many at once. */
+static void recount(struct fleece_tracker *t, struct fleece_bitmap *bm)
+{
+	lockdep_assert_held(&t->pend_lock);
+	WRITE_ONCE(bm->nr_recorded, fleece_count_bits(bm->recorded, t->nr_chunks));
+}
+
+/*
+ * Record chunks [first, end) in @bm, counting the new bits: a bio spans
+ * a region at most, so this costs a few words, and status none.
+ */
+static void record_range(struct fleece_tracker *t, struct fleece_bitmap *bm,
+			 u64 first, u64 end)
+{
+	u64 i = first, j, n = 0;
+
+	lockdep_assert_held(&t->pend_lock);
+	while ((i = find_next_zero_bit(bm->recorded, end, i)) < end) {
+		j = find_next_bit(bm->recorded, end, i);
+		n += j - i;
+		i = j;
+	}
+	WRITE_ONCE(bm->nr_recorded, bm->nr_recorded + n);
+	bitmap_set(bm->recorded, first, end - first);
+}
+
+/*
  * Commit rounds
  */
 
@@ -163,7 +238,7 @@ static void mark_pending(struct fleece_tracker *t, struct fleece_bitmap *bm,
 	u64 b1 = (end - 1) / FLEECE_BITS_PER_BLOCK;
 
 	lockdep_assert_held(&t->pend_lock);
-	bitmap_set(bm->recorded, first, end - first);
+	record_range(t, bm, first, end);
 	bitmap_set(bm->dirty, b0, b1 - b0 + 1);
 }
 
@@ -184,15 +259,15 @@ static int write_batch(struct fleece_tracker *t, struct fleece_block_write *w,
 }
 
 /*
- * Write every dirty block, then let the writes that waited for them go.
- * Writes that arrive meanwhile wait for the next round.
+ * Write every dirty block; the writes that waited for them are then ready
+ * to go (unlock_and_resume()). Writes that arrive meanwhile wait for the
+ * next round.
  */
 static void commit_round(struct fleece_tracker *t)
 {
 	struct fleece_block_write w[ROUND_BLOCKS];
 	struct bio_list bios;
 	unsigned int i, n = 0;
-	struct bio *bio;
 
 	lockdep_assert_held(&t->lock);
 	/* In memory only: nothing is ever written or waiting. */
@@ -234,8 +309,9 @@ static void commit_round(struct fleece_tracker *t)
 		write_batch(t, w, n);
 
 	/* Durable, or tracking is lost and says so: either way, go on. */
-	while ((bio = bio_list_pop(&bios)))
-		t->resume(t->resume_ctx, bio);
+	spin_lock_irq(&t->pend_lock);
+	bio_list_merge(&t->ready, &bios);
+	spin_unlock_irq(&t->pend_lock);
 }
 
 static void commit_work(struct work_struct *work)
@@ -245,7 +321,7 @@ static void commit_work(struct work_struct *work)
 
 	mutex_lock(&t->lock);
 	commit_round(t);
-	mutex_unlock(&t->lock);
+	unlock_and_resume(t);
 }
 
 /* Chunks a write may go on for at once: durable, or merely recorded. */
@@ -288,7 +364,7 @@ bool fleece_track_write(struct fleece_tracker *t, struct bio *bio)
 			mark_pending(t, bm, first, end);
 			continue;
 		}
-		bitmap_set(bm->recorded, first, end - first);
+		record_range(t, bm, first, end);
 		/* Lost tracking: nothing is made durable, nothing waits. */
 		if (bm->durable)
 			bitmap_set(bm->durable, first, end - first);
@@ -316,6 +392,7 @@ static void merge_frozen_into(struct fleece_tracker *t,
 
 	spin_lock_irq(&t->pend_lock);
 	bitmap_or(live->recorded, live->recorded, frozen->recorded, t->nr_chunks);
+	recount(t, live);
 	/* Only blocks the frozen set has bits in need writing. */
 	for (b = 0; live->dirty && b < t->nr_blocks; b++) {
 		u64 first = b * FLEECE_BITS_PER_BLOCK;
@@ -335,7 +412,7 @@ static int reclaim_frozen(struct fleece_tracker *t, struct fleece_bitmap *frozen
 	struct fleece_bitmap *live = find_live(t, frozen->name);
 
 	if (frozen->committed) {
-		t->slot[frozen->slot] = NULL;
+		set_slot(t, frozen->slot, NULL);
 		bitmap_free_now(frozen);
 		return 0;
 	}
@@ -347,13 +424,13 @@ static int reclaim_frozen(struct fleece_tracker *t, struct fleece_bitmap *frozen
 			return -EIO;
 		/* What the set may miss, the bitmap now may miss too. */
 		if (frozen->untrusted && !live->untrusted) {
-			live->untrusted = true;
-			live->gap = frozen->gap;
+			WRITE_ONCE(live->untrusted, true);
+			WRITE_ONCE(live->gap, frozen->gap);
 			sb_set_slot(t, live, FLEECE_SLOT_LIVE);
 		}
 	}
 	/* Merged (or its bitmap is gone): the slot is free again. */
-	t->slot[frozen->slot] = NULL;
+	set_slot(t, frozen->slot, NULL);
 	sb_set_slot(t, frozen, FLEECE_SLOT_FREE);
 	bitmap_free_now(frozen);
 	return sb_write(t);
@@ -387,6 +464,7 @@ struct fleece_tracker *fleece_track_create(struct block_device *meta,
 	mutex_init(&t->lock);
 	spin_lock_init(&t->pend_lock);
 	bio_list_init(&t->waiting);
+	bio_list_init(&t->ready);
 	INIT_WORK(&t->commit_work, commit_work);
 
 	if (!meta)
@@ -415,10 +493,15 @@ struct fleece_tracker *fleece_track_create(struct block_device *meta,
 		goto out_slots;
 
 	mutex_lock(&t->lock);
+	spin_lock_irq(&t->pend_lock);
+	for (i = 0; i < FLEECE_META_SLOTS; i++)
+		if (t->slot[i])
+			recount(t, t->slot[i]);
+	spin_unlock_irq(&t->pend_lock);
 	for (i = 0; i < FLEECE_META_SLOTS && !r; i++)
 		if (t->slot[i] && t->slot[i]->frozen)
 			r = reclaim_frozen(t, t->slot[i]);
-	mutex_unlock(&t->lock);
+	unlock_and_resume(t);
 	if (r) {
 		*error = "Cannot merge back the frozen bitmaps of an unfinished backup";
 		goto out_slots;
@@ -447,15 +530,19 @@ void fleece_track_destroy(struct fleece_tracker *t)
 	unsigned int i;
 
 	flush_work(&t->commit_work);
-	WARN_ON(!bio_list_empty(&t->waiting));
+	WARN_ON(!bio_list_empty(&t->waiting) || !bio_list_empty(&t->ready));
 	/* A last chance for a device that failed the marks before. */
 	if (t->meta) {
 		fleece_meta_lost_retry(t);
 		fleece_meta_detach(t);
 	}
-	for (i = 0; i < FLEECE_META_SLOTS; i++)
+	for (i = 0; i < FLEECE_META_SLOTS; i++) {
 		if (t->slot[i])
 			bitmap_free_now(t->slot[i]);
+		/* Views not resumed yet: their loans were revoked. */
+		if (t->reserved[i])
+			bitmap_free_now(t->reserved[i]);
+	}
 	kfree(t->sb_written);
 	kfree(t->sb);
 	if (t->meta) {
@@ -493,7 +580,7 @@ static int msg_add(struct fleece_tracker *t, const char *name)
 		return r;
 	}
 	/* Records every write from here on. */
-	t->slot[slot] = bm;
+	set_slot(t, slot, bm);
 	rcu_assign_pointer(t->live[slot], bm);
 	return 0;
 }
@@ -503,14 +590,14 @@ static int msg_remove(struct fleece_tracker *t, struct fleece_bitmap *bm)
 	int r;
 
 	/* A session still needs it to merge its frozen set back into. */
-	if (count_bitmaps(t, bm->name, true))
+	if (in_backup(t, bm->name))
 		return -EBUSY;
 	sb_set_slot(t, bm, FLEECE_SLOT_FREE);
 	r = sb_write(t);
 	if (r)
 		return r;
 	RCU_INIT_POINTER(t->live[bm->slot], NULL);
-	t->slot[bm->slot] = NULL;
+	set_slot(t, bm->slot, NULL);
 	/* Writes waiting for its blocks are let go by the next round. */
 	call_rcu(&bm->rcu, bitmap_free_rcu);
 	return 0;
@@ -521,11 +608,12 @@ static int msg_clear(struct fleece_tracker *t, struct fleece_bitmap *bm)
 	struct bio *bio;
 
 	/* A view checks its reads against what the bitmap recorded. */
-	if (count_bitmaps(t, bm->name, true))
+	if (in_backup(t, bm->name))
 		return -EBUSY;
 
 	spin_lock_irq(&t->pend_lock);
 	bitmap_zero(bm->recorded, t->nr_chunks);
+	WRITE_ONCE(bm->nr_recorded, 0);
 	if (bm->durable) {
 		bitmap_zero(bm->durable, t->nr_chunks);
 		bitmap_zero(bm->dirty, t->nr_blocks);
@@ -542,8 +630,8 @@ static int msg_clear(struct fleece_tracker *t, struct fleece_bitmap *bm)
 	new_generation(t, bm);
 	/* Empty, recording from now on: nothing it could have missed. */
 	if (!t->lost) {
-		bm->untrusted = false;
-		bm->gap = false;
+		WRITE_ONCE(bm->untrusted, false);
+		WRITE_ONCE(bm->gap, false);
 	}
 	sb_set_slot(t, bm, FLEECE_SLOT_LIVE);
 	return sb_write(t);
@@ -561,8 +649,8 @@ static int msg_merge(struct fleece_tracker *t, struct fleece_bitmap *dst,
 	if (t->lost)
 		return -EIO;
 	if (src->untrusted && !dst->untrusted) {
-		dst->untrusted = true;
-		dst->gap = src->gap;
+		WRITE_ONCE(dst->untrusted, true);
+		WRITE_ONCE(dst->gap, src->gap);
 		sb_set_slot(t, dst, FLEECE_SLOT_LIVE);
 		return sb_write(t);
 	}
@@ -624,8 +712,7 @@ static int msg_list(struct fleece_tracker *t, char *result,
 
 		if (!bm || bm->frozen)
 			continue;
-		DMEMIT("%s %llu %s %u\n", bm->name,
-		       fleece_count_bits(bm->recorded, t->nr_chunks),
+		DMEMIT("%s %llu %s %u\n", bm->name, READ_ONCE(bm->nr_recorded),
 		       t->meta ? "persistent" : "volatile",
 		       count_bitmaps(t, bm->name, true));
 	}
@@ -708,7 +795,7 @@ int fleece_track_message(struct fleece_tracker *t, unsigned int argc,
 		if (!src) {
 			DMWARN("%s: no bitmap '%s'", cmd, m.src);
 			r = -ENOENT;
-		} else if (src != bm && count_bitmaps(t, bm->name, true)) {
+		} else if (src != bm && in_backup(t, bm->name)) {
 			/*
 			 * The view of a backup in progress checks its reads
 			 * against this bitmap: merged bits would fail them.
@@ -733,7 +820,7 @@ int fleece_track_message(struct fleece_tracker *t, unsigned int argc,
 		r = -EINVAL;
 	}
 out:
-	mutex_unlock(&t->lock);
+	unlock_and_resume(t);
 	return r;
 }
 
@@ -741,12 +828,11 @@ out:
  * Backup transactions
  */
 
-int fleece_track_freeze(struct fleece_tracker *t, const char *name,
-			struct fleece_bitmap **frozen, struct fleece_bitmap **live,
-			bool full, char **error)
+int fleece_track_reserve(struct fleece_tracker *t, const char *name, bool full,
+			 struct fleece_bitmap **fresh, char **error)
 {
-	struct fleece_bitmap *old, *fresh;
-	int slot, r;
+	struct fleece_bitmap *old, *bm;
+	int slot, r = 0;
 
 	mutex_lock(&t->lock);
 	old = find_live(t, name);
@@ -760,7 +846,7 @@ int fleece_track_freeze(struct fleece_tracker *t, const char *name,
 	 * the bitmap's transaction checks its reads against this live bitmap,
 	 * and the next backup of the chain can only start from a finished one.
 	 */
-	if (count_bitmaps(t, name, true)) {
+	if (in_backup(t, name)) {
 		*error = "Bitmap has a backup in progress: remove its view first";
 		r = -EBUSY;
 		goto out;
@@ -776,10 +862,53 @@ int fleece_track_freeze(struct fleece_tracker *t, const char *name,
 		r = -ENOSPC;
 		goto out;
 	}
-	fresh = fleece_bitmap_alloc(t, name, slot, false);
-	if (!fresh) {
+	bm = fleece_bitmap_alloc(t, name, slot, false);
+	if (!bm) {
 		*error = "Cannot allocate bitmap";
 		r = -ENOMEM;
+		goto out;
+	}
+	t->reserved[slot] = bm;
+	*fresh = bm;
+	/*
+	 * Make what is recorded so far durable now: the round at the freeze
+	 * then has only what the last writes before the suspend added.
+	 */
+	if (t->meta)
+		commit_round(t);
+out:
+	unlock_and_resume(t);
+	return r;
+}
+
+void fleece_track_unreserve(struct fleece_tracker *t, struct fleece_bitmap *fresh)
+{
+	mutex_lock(&t->lock);
+	WARN_ON(t->reserved[fresh->slot] != fresh);
+	t->reserved[fresh->slot] = NULL;
+	mutex_unlock(&t->lock);
+	bitmap_free_now(fresh);
+}
+
+int fleece_track_freeze(struct fleece_tracker *t, struct fleece_bitmap *fresh,
+			struct fleece_bitmap **frozen, struct fleece_bitmap **live,
+			bool full, char **error)
+{
+	unsigned int slot = fresh->slot;
+	struct fleece_bitmap *old;
+	int r;
+
+	mutex_lock(&t->lock);
+	/* The reservation kept it from being removed, and its name busy. */
+	old = find_live(t, fresh->name);
+	if (WARN_ON(!old || t->reserved[slot] != fresh)) {
+		*error = "Reserved bitmap went away";
+		r = -EINVAL;
+		goto out;
+	}
+	if (old->untrusted && !full) {
+		*error = old->gap ? GAP_ERROR : LOST_ERROR;
+		r = -EINVAL;
 		goto out;
 	}
 	/* Everything recorded so far becomes durable, then changes hands. */
@@ -792,13 +921,13 @@ int fleece_track_freeze(struct fleece_tracker *t, const char *name,
 	if (r || t->lost) {
 		sb_set_slot(t, old, FLEECE_SLOT_LIVE);
 		sb_set_slot(t, fresh, FLEECE_SLOT_FREE);
-		bitmap_free_now(fresh);
 		*error = "Cannot write metadata";
 		r = r ?: -EIO;
 		goto out;
 	}
 
-	t->slot[slot] = fresh;
+	t->reserved[slot] = NULL;
+	set_slot(t, slot, fresh);
 	rcu_assign_pointer(t->live[slot], fresh);
 	RCU_INIT_POINTER(t->live[old->slot], NULL);
 	synchronize_rcu();
@@ -806,7 +935,9 @@ int fleece_track_freeze(struct fleece_tracker *t, const char *name,
 	 * The frozen set no longer records: drop its write-side state. No
 	 * write can reach it any more, and nothing else looks at these.
 	 */
+	spin_lock_irq(&t->pend_lock);
 	old->frozen = true;
+	spin_unlock_irq(&t->pend_lock);
 	kvfree(old->durable);
 	kvfree(old->dirty);
 	old->durable = NULL;
@@ -814,7 +945,7 @@ int fleece_track_freeze(struct fleece_tracker *t, const char *name,
 	*frozen = old;
 	*live = fresh;
 out:
-	mutex_unlock(&t->lock);
+	unlock_and_resume(t);
 	return r;
 }
 
@@ -829,7 +960,7 @@ int fleece_track_commit(struct fleece_tracker *t, struct fleece_bitmap *frozen)
 		frozen->committed = true;
 	else
 		sb_set_slot(t, frozen, FLEECE_SLOT_FROZEN);
-	mutex_unlock(&t->lock);
+	unlock_and_resume(t);
 	return r;
 }
 
@@ -839,7 +970,7 @@ int fleece_track_release(struct fleece_tracker *t, struct fleece_bitmap *frozen)
 
 	mutex_lock(&t->lock);
 	r = reclaim_frozen(t, frozen);
-	mutex_unlock(&t->lock);
+	unlock_and_resume(t);
 	return r;
 }
 
@@ -849,17 +980,22 @@ void fleece_track_status(struct fleece_tracker *t, char *result,
 	unsigned int sz = *szp, i;
 	bool lost, gap = false;
 
-	mutex_lock(&t->lock);
+	/*
+	 * Counts kept as bits are set, and @pend_lock rather than @lock:
+	 * status costs the same at any size and never waits for a commit
+	 * round, nor holds one up.
+	 */
+	spin_lock_irq(&t->pend_lock);
 	/*
 	 * Lost now, or before and some bitmap has not started again since;
 	 * else untrusted only for a gap before the attach.
 	 */
-	lost = t->lost;
+	lost = READ_ONCE(t->lost);
 	for (i = 0; i < FLEECE_META_SLOTS; i++) {
 		struct fleece_bitmap *bm = t->slot[i];
 
-		if (bm && !bm->frozen && bm->untrusted) {
-			if (bm->gap)
+		if (bm && !bm->frozen && READ_ONCE(bm->untrusted)) {
+			if (READ_ONCE(bm->gap))
 				gap = true;
 			else
 				lost = true;
@@ -872,10 +1008,9 @@ void fleece_track_status(struct fleece_tracker *t, char *result,
 
 		if (!bm || bm->frozen)
 			continue;
-		DMEMIT(" %s %llu %u", bm->name,
-		       fleece_count_bits(bm->recorded, t->nr_chunks),
+		DMEMIT(" %s %llu %u", bm->name, bm->nr_recorded,
 		       count_bitmaps(t, bm->name, true));
 	}
-	mutex_unlock(&t->lock);
+	spin_unlock_irq(&t->pend_lock);
 	*szp = sz;
 }

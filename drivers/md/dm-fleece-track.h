@@ -136,6 +136,8 @@ struct fleece_disk_block {
  * @gap: (with @untrusted) the reason is an attach after a possible gap,
  *	not a failed metadata write (FLEECE_SLOT_GAP).
  * @gen: the slot's generation (persistent only).
+ * @nr_recorded: set bits of @recorded, kept as they are set, under
+ *	fleece_tracker.pend_lock, so that status is O(1) at any size.
  * @recorded: one bit per chunk. A live bitmap sets a chunk's bit before any
  *	write to the chunk is issued, and keeps it until the bitmap is cleared
  *	or frozen; a frozen set's bits are the set. Allocated with the bitmap
@@ -166,6 +168,7 @@ struct fleece_bitmap {
 	bool untrusted;
 	bool gap;
 	u64 gen;
+	u64 nr_recorded;
 	unsigned long *recorded;
 	unsigned long *durable;
 	unsigned long *dirty;
@@ -180,10 +183,18 @@ struct fleece_bitmap {
  * @nr_chunks: bits per bitmap.
  * @nr_blocks: metadata blocks per bitmap copy.
  * @lock: serializes messages, superblock writes and commit rounds.
- * @pend_lock: protects @next, @dirty and @waiting (taken on the IO path).
+ * @pend_lock: protects the bitmaps' @recorded, @nr_recorded and @dirty,
+ *	@waiting and @ready (taken on the IO path), and changes of @slot, so
+ *	that status can read them without waiting for @lock (which is held
+ *	over metadata IO).
  * @live: live bitmaps by slot, RCU-read by the IO path.
  * @slot: every bitmap by slot, under @lock.
+ * @reserved: by slot, the bitmaps allocated for views that will freeze a
+ *	bitmap when they are resumed (fleece_track_reserve()), under @lock.
+ *	Their slots are taken, and their names have a backup in progress.
  * @waiting: writes waiting for their bits to be durable.
+ * @ready: writes whose bits are durable, to be let go once @lock is
+ *	dropped: what they do next must not wait behind a commit round.
  * @commit_work: writes dirty blocks, then lets @waiting go.
  * @wq: where @commit_work runs.
  * @page_pool: pages for block writes.
@@ -211,7 +222,9 @@ struct fleece_tracker {
 	spinlock_t pend_lock;		/* see above */
 	struct fleece_bitmap __rcu *live[FLEECE_META_SLOTS];
 	struct fleece_bitmap *slot[FLEECE_META_SLOTS];
+	struct fleece_bitmap *reserved[FLEECE_META_SLOTS];
 	struct bio_list waiting;
+	struct bio_list ready;
 	struct work_struct commit_work;
 	struct workqueue_struct *wq;
 	mempool_t page_pool;
@@ -318,26 +331,63 @@ int fleece_track_message(struct fleece_tracker *t, unsigned int argc,
 			 char **argv, char *result, unsigned int maxlen);
 
 /**
- * fleece_track_freeze() - start a backup transaction on a bitmap.
+ * fleece_track_reserve() - prepare a backup transaction on a bitmap.
  * @t: the tracker.
  * @name: the bitmap.
- * @frozen: the frozen set on success: what the bitmap held until now.
- * @live: the bitmap recording from now on. Until fleece_track_release()
- *	of @frozen it is neither cleared, removed, merged into nor frozen again.
  * @full: the backup reads every chunk, not only the frozen set.
+ * @fresh: on success, the empty bitmap that will record from the freeze
+ *	on, owned by the tracker (@t->reserved) and lent to the caller until
+ *	fleece_track_freeze() or fleece_track_unreserve().
  * @error: set to a reason for ti->error on failure.
  *
- * The bitmap starts again empty, recording what happens from now on. The
- * origin must be suspended. A bitmap has one backup at a time: while a
- * frozen set of it exists (until fleece_track_release(), even after a
- * commit), it cannot be frozen again. An untrusted bitmap (tracking was
+ * Everything that may fail slowly or allocate is done here, while the
+ * origin still runs: the freeze itself then happens in the short window
+ * the origin is suspended for. From here on the bitmap counts as having a
+ * backup in progress. A bitmap has one backup at a time: while a frozen set
+ * of it exists (until fleece_track_release(), even after a commit) or it is
+ * reserved, it cannot be reserved again. An untrusted bitmap (tracking was
  * lost while it recorded) can only start a @full backup: its frozen set may
  * miss writes.
  *
- * Context: process context (view ctr), may sleep and do IO.
+ * Context: process context (view ctr), may sleep.
  * Return: 0, -EBUSY with a backup in progress, or a negative errno.
  */
-int fleece_track_freeze(struct fleece_tracker *t, const char *name,
+int fleece_track_reserve(struct fleece_tracker *t, const char *name, bool full,
+			 struct fleece_bitmap **fresh, char **error);
+
+/**
+ * fleece_track_unreserve() - give back a bitmap that was never frozen.
+ * @t: the tracker.
+ * @fresh: from fleece_track_reserve().
+ *
+ * Context: process context (view dtr), may sleep.
+ */
+void fleece_track_unreserve(struct fleece_tracker *t,
+			    struct fleece_bitmap *fresh);
+
+/**
+ * fleece_track_freeze() - start a reserved backup transaction.
+ * @t: the tracker.
+ * @fresh: from fleece_track_reserve(); on success it becomes @live, else it
+ *	stays reserved.
+ * @frozen: the frozen set on success: what the bitmap held until now.
+ * @live: the bitmap recording from now on (@fresh). Until
+ *	fleece_track_release() of @frozen it is neither cleared, removed,
+ *	merged into nor frozen again.
+ * @full: as for fleece_track_reserve().
+ * @error: set to a reason to log on failure.
+ *
+ * The bitmap starts again empty, recording what happens from now on. The
+ * origin must be suspended: this is what it is suspended for, so it does
+ * no allocation, and no IO but a superblock write (and the blocks of bits
+ * recorded since the last commit round, normally none once the origin's
+ * writes have drained). The bitmap's trust is checked again: tracking may
+ * have been lost since the reservation.
+ *
+ * Context: process context (view preresume), may sleep and do IO.
+ * Return: 0 or a negative errno.
+ */
+int fleece_track_freeze(struct fleece_tracker *t, struct fleece_bitmap *fresh,
 			struct fleece_bitmap **frozen, struct fleece_bitmap **live,
 			bool full, char **error);
 
@@ -397,7 +447,8 @@ void fleece_track_emit_ranges(const unsigned long *bits, u64 nr_chunks,
  * Emits " <ok|lost|gap> <#bitmaps> [<name> <dirty_chunks> <frozen_sets>]...":
  * "lost" when tracking was lost (now, or before and a bitmap is still
  * untrusted for it), "gap" when bitmaps are untrusted only because the
- * origin was attached after a possible gap.
+ * origin was attached after a possible gap. O(1) in the origin's size, and
+ * never waits for a commit round (takes @t->pend_lock, not @t->lock).
  *
  * Context: process context.
  */

@@ -499,7 +499,7 @@ static int view_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 		goto out_table;
 	ti->private = s;
 
-	/* Last: from here on origin writes copy for this session. */
+	/* Last; origin writes copy for the session once the view resumes. */
 	r = fleece_dev_add_session(s->fd, s, &ti->error);
 	if (r)
 		goto out_table;
@@ -543,6 +543,18 @@ static void view_dtr(struct dm_target *ti)
 	fleece_dev_put(fd);
 	dm_put_device(ti, s->origin_dev);
 	kfree(s);
+}
+
+/*
+ * The first resume takes the view's point in time: the ctr allocated all
+ * it needs while the origin ran, so the origin is suspended for the freeze
+ * alone, as dm-snapshot activates a snapshot at its resume.
+ */
+static int view_preresume(struct dm_target *ti)
+{
+	struct fleece_session *s = ti->private;
+
+	return fleece_dev_start_session(s->fd, s);
 }
 
 static const char *txn_state_name(enum fleece_txn_state state)
@@ -674,10 +686,11 @@ static void view_io_hints(struct dm_target *ti, struct queue_limits *limits)
 
 struct target_type fleece_view_target = {
 	.name = "fleece",
-	.version = {0, 5, 0},
+	.version = {0, 6, 0},
 	.module = THIS_MODULE,
 	.ctr = view_ctr,
 	.dtr = view_dtr,
+	.preresume = view_preresume,
 	.map = view_map,
 	.end_io = view_end_io,
 	.status = view_status,

@@ -77,8 +77,11 @@ struct fleece_session;
  * @region_sectors: the largest bio the targets take, see
  *	FLEECE_REGION_SECTORS.
  * @sessions_lock: serializes adding and removing sessions.
- * @sessions: the sessions, RCU-protected for the IO path.
- * @nr_sessions: length of @sessions.
+ * @sessions: the sessions, RCU-protected for the IO path; those of views
+ *	not resumed yet too (FLEECE_SESSION_STARTED clear).
+ * @nr_sessions: length of @sessions. While it is zero, origin writes skip
+ *	copy-before-write; a session added while the origin runs is not
+ *	started, and starts only while every fleece-origin is suspended.
  * @rl: range lock over chunks: view reads hold ranges shared, copies and
  *	releases hold them exclusive.
  * @wq: runs deferred origin writes and view IO (WQ_MEM_RECLAIM).
@@ -118,6 +121,7 @@ enum fleece_on_full {
 enum {
 	FLEECE_SESSION_INVALID,
 	FLEECE_SESSION_LOW_WATER_HIT,
+	FLEECE_SESSION_STARTED,		/* the view was resumed: its point in time */
 };
 
 /* States of a view's backup transaction (struct fleece_txn). */
@@ -134,6 +138,9 @@ enum fleece_txn_state {
  * @full: "full": the backup reads every chunk, not only the frozen set.
  * @state: a FLEECE_TXN_* value. Changed under the module's device lock
  *	(dm-fleece-dev.c); status reads it without.
+ * @fresh: between the view's ctr and its first resume, the empty bitmap
+ *	reserved to record writes after the point in time
+ *	(fleece_track_reserve()); owned by the tracker, NULL otherwise.
  * @frozen: what the bitmap held at the view's point in time. Owned by the
  *	origin's tracker and lent to the view until the view is removed or the
  *	tracker goes (committed or not); NULL then. Read under the device
@@ -157,6 +164,7 @@ struct fleece_txn {
 	char *name;
 	bool full;
 	enum fleece_txn_state state;
+	struct fleece_bitmap *fresh;
 	struct fleece_bitmap *frozen;
 	struct fleece_bitmap __rcu *after;
 	unsigned long *unprotected;
@@ -450,25 +458,41 @@ int fleece_dev_attach_tracker(struct fleece_dev *fd, struct block_device *meta,
 			      const struct fleece_attach_opts *opts, char **error);
 
 /**
- * fleece_dev_add_session() - start a view's session: its point in time.
+ * fleece_dev_add_session() - set up a view's session, not started yet.
  * @fd: from fleece_dev_find().
  * @s: the session, set up but for its transaction's bitmaps.
  * @error: reason for ti->error on failure.
  *
- * One step under the module's device lock, so that no check can be
- * overtaken before the session is in place: the device still has a
- * fleece-origin and every one is suspended (a view of an active origin
- * would not have an exact point in time); the view is not longer than the
- * fleece-origin; the scratch device overlaps no origin, metadata, scratch
- * or dm-fleece device; the origin has room for one more session; with
- * "bitmap <name>", the bitmap has no other backup in progress and is frozen
- * (s->txn begins). From then on origin writes copy for the session.
+ * What the view's ctr can check and allocate while the origin still runs,
+ * so that the suspend for its point in time is short: the device has a
+ * fleece-origin; the view is not longer than it; the scratch device
+ * overlaps no origin, metadata, scratch or dm-fleece device; the origin
+ * has room for one more session; with "bitmap <name>", the bitmap has no
+ * other backup in progress, and its successor is allocated
+ * (fleece_track_reserve()). Origin writes ignore the session until
+ * fleece_dev_start_session().
  *
  * Context: process context (view ctr), may sleep and do IO.
  * Return: 0 or a negative errno (then nothing has changed).
  */
 int fleece_dev_add_session(struct fleece_dev *fd, struct fleece_session *s,
 			   char **error);
+
+/**
+ * fleece_dev_start_session() - a view's point in time (its first resume).
+ * @fd: the origin state.
+ * @s: from fleece_dev_add_session(); a started one is left alone.
+ *
+ * Every fleece-origin of the device must be suspended (a view of an active
+ * origin would not have an exact point in time): this is the whole of the
+ * suspend window a view costs. With "bitmap <name>", the bitmap is frozen
+ * (s->txn begins). From then on origin writes copy for the session.
+ * Failures are logged with the reason.
+ *
+ * Context: process context (view preresume), may sleep and do IO.
+ * Return: 0, -EBUSY when an origin is not suspended, or a negative errno.
+ */
+int fleece_dev_start_session(struct fleece_dev *fd, struct fleece_session *s);
 
 /**
  * fleece_dev_remove_session() - end a view's session.
@@ -611,7 +635,8 @@ void fleece_session_invalidate(struct fleece_session *s, const char *why);
 static inline bool fleece_session_needs_copy(struct fleece_session *s,
 					     u64 first, u64 end)
 {
-	if (test_bit(FLEECE_SESSION_INVALID, &s->flags) || first >= s->nr_chunks)
+	if (!test_bit(FLEECE_SESSION_STARTED, &s->flags) ||
+	    test_bit(FLEECE_SESSION_INVALID, &s->flags) || first >= s->nr_chunks)
 		return false;
 	end = min(end, s->nr_chunks);
 	return find_next_zero_bit(s->settled, end, first) < end;

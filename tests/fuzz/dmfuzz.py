@@ -793,18 +793,26 @@ class TableFuzz:
             return None
         if okind == "unknown" or skind == "unknown":
             return "maybe"
-        if odev != env.dev["BO"] or not st.b_suspended:
-            return None		# only BO has a suspended fleece-origin
-        if sdev in (odev, env.dev["BM"], env.dev["S1"], env.dev["S2"], env.dev["VO"]):
+        # Loaded, never resumed: whether the origin is suspended does not
+        # matter (the point in time, which needs it, is taken at the view's
+        # first resume).
+        if odev == env.dev["BO"]:
+            who = "B"
+        elif odev == env.dev["VO"]:
+            who = "V"
+        else:
+            return None		# only BO and VO have a fleece-origin
+        if sdev in (odev, env.dev["BM"], env.dev["S1"], env.dev["S2"], env.dev["VO"],
+                    env.dev["BO"]):
             return None
         if sdev in used_scratch:
             return None
         used_scratch.add(sdev)
-        if length > env.size["BO"]:
+        if length > env.size[who + "O"]:
             return None
-        if o["bitmap"] is not None and o["bitmap"] not in st.bm["B"]:
+        if o["bitmap"] is not None and o["bitmap"] not in st.bm[who]:
             return None
-        if sdev == env.dev["S3"]:
+        if sdev == env.dev["S3"] and who == "B":
             return "must"
         if sdev == env.dev["TINY"]:
             return None

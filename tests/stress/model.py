@@ -217,9 +217,9 @@ class Devices:
         self.workdir = workdir
         self.made = []		# names, oldest first
 
-    def create(self, name, table):
-        """Create and activate a one-target device; returns the load's errno
-        (then the device is gone again)."""
+    def create(self, name, table, resume=True):
+        """Create a one-target device and (unless not resume) activate it;
+        returns the load's errno (then the device is gone again)."""
         r = dm(DM_DEV_CREATE, name)[0]
         if r:
             raise OSError(r, "DM_DEV_CREATE %s" % name)
@@ -228,7 +228,8 @@ class Devices:
         if r:
             self.remove(name)
             return r
-        self.resume(name)
+        if resume:
+            self.resume(name)
         return 0
 
     def resume(self, name):
@@ -439,6 +440,7 @@ class Stress:
         self.buf = IoBuf()
         self.devs = Devices(args.workdir)
         self.views = []			# every session, oldest first
+        self.pending = 0			# views loaded, not resumed yet
         self.next_vid = 1
         self.areas = list(range(blockdev_sectors(args.scratch) // AREA))
         self.stats = dict(views=0, reads=0, bytes_checked=0, writes=0, releases=0,
@@ -692,7 +694,9 @@ class Stress:
         return span(start >> self.shift, ((start + n - 1) >> self.shift) + 1)
 
     def sessions(self):
-        return len(self.views)
+        """Sessions the kernel counts: views, and views loaded but not
+        resumed yet (which hold a session from their constructor on)."""
+        return len(self.views) + self.pending
 
     def held(self, name=None):
         return sum(1 for v in self.views if v.holds and (name is None or v.bitmap == name))
@@ -1101,7 +1105,16 @@ class Stress:
         self.stats["gap_refused"] += any("after a possible gap" in l for l in lines)
         return True
 
-    def op_view_create(self, suspended=True):
+    def op_view_create(self, mode=None):
+        """mode "suspended": the origin suspended around the view's create
+        (load and resume); "staged": load while the origin runs, write the
+        origin a little, then suspend it, resume the view, resume the origin
+        (as fleecectl does: the point in time is the view's first resume,
+        and the ctr's allocations are not in the suspend window);
+        "unsuspended": load while the origin runs, then resume the view
+        without suspending it: the resume is refused (EBUSY) and removing
+        the device leaves everything as it was."""
+        mode = mode or self.rng.choice(["suspended", "staged"])
         o = self.new_view_opts(allow_busy=not self.single)
         length = self.view_length()
         nchunks = -(-length // self.cs)
@@ -1112,23 +1125,40 @@ class Stress:
         name = "%sv%d" % (PREFIX, vid)
         table = (0, length, "fleece", " ".join([self.slice, sc.dev] + words).encode())
         why = self.refusals(o)
-        if not suspended:
-            # Refused: for this, or another reason checked in the same step.
-            why["Suspend the fleece-origin device before creating a view"] = (errno.EBUSY, True)
-        self.note("create v%d: %s%s" % (vid, table[3].decode(), "" if suspended else
-                                        " (origin not suspended)"))
-        if suspended:
+        self.note("create v%d: %s (%s)" % (vid, table[3].decode(), mode))
+        if mode == "suspended":
             suspend(PREFIX + "o", True)
-        try:
-            err = self.devs.create(name, table)
-        finally:
-            if suspended:
+            try:
+                err = self.devs.create(name, table)
+            finally:
                 suspend(PREFIX + "o", False)
+        else:
+            err = self.devs.create(name, table, resume=False)
         lines = self.kernel_lines()
         if self.judge_refusal("view v%d (%s)" % (vid, table[3].decode()), err, why, lines):
             self.drop_scratch(sc)
             self.note("  refused: %s" % errno.errorcode.get(err, err))
             return
+        if mode == "unsuspended":
+            self.pending += 1
+            self.check_origin()
+            self.resume_refused(name, "view v%d" % vid)
+            self.devs.remove(name)
+            self.pending -= 1
+            self.drop_scratch(sc)
+            return
+        if mode == "staged":
+            self.pending += 1
+            # Before the point in time: in the view.
+            for _ in range(self.rng.randrange(3)):
+                self.op_origin_write()
+                self.check_all()
+            suspend(PREFIX + "o", True)
+            try:
+                self.devs.resume(name)
+            finally:
+                suspend(PREFIX + "o", False)
+            self.pending -= 1
         v = View(vid, name, length, self.cs, o, self.op,
                  bytearray(self.origin[:length * SECTOR]), sc)
         if o["bitmap"]:
@@ -1138,6 +1168,20 @@ class Stress:
         self.views.append(v)
         self.stats["views"] += 1
         self.check_frozen(v)
+
+    def resume_refused(self, name, what):
+        """A view loaded while the origin runs cannot be resumed before the
+        origin is suspended: EBUSY, and the kernel says why."""
+        err = dm(DM_DEV_SUSPEND, name)[0]
+        lines = self.kernel_lines()
+        want = "Suspend the fleece-origin device before creating a view"
+        if err != errno.EBUSY:
+            self.fail("resume of %s with the origin running: %s, expected EBUSY" % (
+                what, errno.errorcode.get(err, err) if err else "succeeded"))
+        if not any(want in l for l in lines):
+            self.fail("resume of %s refused, but the kernel did not say '%s':\n    %s"
+                      % (what, want, "\n    ".join(lines[-5:])))
+        self.stats["refusals"] += 1
 
     def freeze_bitmap(self, v):
         """A bitmap view was accepted: its bitmap is frozen into its frozen
@@ -1158,7 +1202,7 @@ class Stress:
                               "changes of new %s" % v.name())
 
     def op_view_create_unsuspended(self):
-        self.op_view_create(suspended=False)
+        self.op_view_create("unsuspended")
 
     def op_view_release(self):
         v = self.rng.choice(self.readable())
@@ -1370,9 +1414,10 @@ class Stress:
         v.txn = "committed"
 
     def op_view_reload(self):
-        """Load a new table into a view (a new session, new scratch, new point
-        in time) while the origin is suspended; write a little while both
-        sessions exist; then resume the view, which ends the old session."""
+        """Load a new table into a view (a new session, new scratch), with
+        the origin suspended or running; write a little while the old
+        session goes on; then suspend the origin and resume the view: the
+        old session ends and the new one takes its point in time."""
         old = self.rng.choice([v for v in self.views if v.fd is not None])
         o = self.new_view_opts(allow_busy=not self.single)
         length = self.view_length()
@@ -1380,38 +1425,47 @@ class Stress:
         words = self.view_words(o, sc.sectors // self.cs)
         table = (0, length, "fleece", " ".join([self.slice, sc.dev] + words).encode())
         why = self.refusals(o)
-        self.note("reload v%d: %s" % (old.vid, table[3].decode()))
-        suspend(PREFIX + "o", True)
+        at_load = self.rng.random() < 0.5
+        self.note("reload v%d: %s (origin %s at the load)" % (
+            old.vid, table[3].decode(), "suspended" if at_load else "running"))
+        if at_load:
+            suspend(PREFIX + "o", True)
         try:
             err = load(old.dev, [table])
         finally:
-            suspend(PREFIX + "o", False)
+            if at_load:
+                suspend(PREFIX + "o", False)
         lines = self.kernel_lines()
         if self.judge_refusal("reload of v%d (%s)" % (old.vid, table[3].decode()), err, why,
                               lines):
             self.drop_scratch(sc)
             return
-        new = View(old.vid, old.dev, length, self.cs, o, self.op,
-                   bytearray(self.origin[:length * SECTOR]), sc)
-        if o["bitmap"]:
-            self.freeze_bitmap(new)
-        new.inactive = True		# not readable until the resume
-        self.views.append(new)
         self.stats["reloads"] += 1
-        self.check_all()		# both sessions count now
+        self.pending += 1		# loaded, not started: counted, copies nothing
+        self.check_all()
         for _ in range(self.rng.randrange(3)):
             self.op_origin_write()
             self.check_all()
         if self.rng.random() < 0.5:
             self.op_view_read(old)		# still the old session
             self.check_all()
-        self.devs.resume(old.dev)
+        suspend(PREFIX + "o", True)
+        try:
+            self.devs.resume(old.dev)
+        finally:
+            suspend(PREFIX + "o", False)
         self.note("resume v%d: the new session replaces the old" % old.vid)
-        new.inactive = False
-        new.fd, new.node = old.fd, old.node
+        self.pending -= 1
+        fd, node = old.fd, old.node
         old.fd = None
         self.end_session(old)
         self.drop_scratch(old.scratch)
+        new = View(old.vid, old.dev, length, self.cs, o, self.op,
+                   bytearray(self.origin[:length * SECTOR]), sc)
+        if o["bitmap"]:
+            self.freeze_bitmap(new)
+        new.fd, new.node = fd, node
+        self.views.append(new)
         self.check_frozen(new)
 
     # -- operations: the fleece-origin ---------------------------------
