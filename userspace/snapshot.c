@@ -119,9 +119,9 @@ static void bitmap_holder(const struct fl_origin *o, const char *bitmap,
 	for (i = 0; i < s.nr_views; i++) {
 		const struct fl_view *v = &s.views[i];
 
+		/* TXN_NONE with the bitmap: loaded, not resumed yet. */
 		if (v->origin_devt == o->origin_devt && v->have_status &&
-		    !strcmp(v->status.bitmap, bitmap) &&
-		    (v->status.txn == TXN_OPEN || v->status.txn == TXN_COMMITTED)) {
+		    !strcmp(v->status.bitmap, bitmap) && v->status.txn != TXN_ENDED) {
 			str_copy(holder, len, v->name);
 			break;
 		}

@@ -14,6 +14,15 @@
  * Later writes find the chunks settled and go straight through, without
  * the lock.
  *
+ * Buffered copies (the copy buffer, dm-fleece-cbuf.c): step 2 reads the old
+ * data into the buffer, and the write is submitted as soon as every copy it
+ * waits for has been read; each copy then writes to the sessions' slots on
+ * its own. The chunks stay locked until the last of those writes is done
+ * (the lock is handed from the write to a struct fleece_hold, as the write
+ * may complete first), so view reads still find them either not copied and
+ * unchanged, or done. A slow scratch then slows the origin only once the
+ * buffer is full: copies go through kcopyd, as without a buffer.
+ *
  * A copy that cannot read the origin (a bad sector) does not fail the
  * application's write: a backup must never do that, and a rewrite is how a
  * bad sector gets repaired. The chunk's old data is lost to the views that
@@ -29,8 +38,10 @@
 
 /**
  * struct fleece_copy - one kcopyd job: a run of chunks to every session
- * that needs them, or zeroes to one session's slots.
- * @io: the bio waiting for it.
+ * that needs them, or zeroes to one session's slots; or the same through
+ * the copy buffer.
+ * @io: the bio waiting for it; NULL once a buffered copy has let it go.
+ * @fd: the origin state.
  * @chunk: first chunk.
  * @count: chunks in the run.
  * @n: sessions.
@@ -39,10 +50,17 @@
  * @slot: first slot of the run in each session's scratch.
  * @retry_end: 0, or, after a run failed to read, one past its last chunk:
  *	the job copies the run again one chunk at a time.
- * @retry: starts the next of those copies.
+ * @retry: starts the next of those copies; for a buffered copy, its next
+ *	step, on the workqueue.
+ * @hold: a buffered copy: keeps the chunks locked until it is written.
+ * @rbio: a buffered copy: its read, whose pages hold the old data.
+ * @status: a buffered copy: the read's status.
+ * @wpending: a buffered copy: its writes in flight, plus one.
+ * @write_err: a buffered copy: bit i set when the write to @s[i] failed.
  */
 struct fleece_copy {
 	struct fleece_io *io;
+	struct fleece_dev *fd;
 	u64 chunk;
 	u64 count;
 	unsigned int n;
@@ -51,6 +69,11 @@ struct fleece_copy {
 	u32 slot[FLEECE_MAX_SESSIONS];
 	u64 retry_end;
 	struct work_struct retry;
+	struct fleece_hold *hold;
+	struct bio *rbio;
+	blk_status_t status;
+	atomic_t wpending;
+	unsigned long write_err;
 };
 
 static struct kmem_cache *copy_cache;
@@ -99,19 +122,28 @@ static void forget_slots(struct fleece_session *s, u64 chunk, u64 count)
 
 static void copy_complete(int read_err, unsigned long write_err, void *context);
 
+/* The origin sectors of @c's run. */
+static void copy_extent(struct fleece_copy *c, sector_t *start, sector_t *len)
+{
+	struct fleece_dev *fd = c->fd;
+	sector_t dev_size = bdev_nr_sectors(fd->bdev);
+
+	*start = c->chunk << fd->chunk_shift;
+	*len = c->count << fd->chunk_shift;
+	/* The last chunk of the origin may be short. */
+	if (*start + *len > dev_size)
+		*len = dev_size - *start;
+}
+
 /* Start the kcopyd job of @c; its completion is copy_complete(). */
 static void start_copy(struct fleece_copy *c)
 {
-	struct fleece_dev *fd = c->io->fd;
+	struct fleece_dev *fd = c->fd;
 	struct dm_io_region from, to[FLEECE_MAX_SESSIONS];
-	sector_t start = c->chunk << fd->chunk_shift;
-	sector_t len = c->count << fd->chunk_shift;
-	sector_t dev_size = bdev_nr_sectors(fd->bdev);
+	sector_t start, len;
 	unsigned int i;
 
-	/* The last chunk of the origin may be short. */
-	if (start + len > dev_size)
-		len = dev_size - start;
+	copy_extent(c, &start, &len);
 
 	for (i = 0; i < c->n; i++) {
 		to[i].bdev = c->s[i]->scratch_dev->bdev;
@@ -128,10 +160,168 @@ static void start_copy(struct fleece_copy *c)
 	}
 }
 
+/*
+ * Buffered copies
+ */
+
+static void hold_put(struct fleece_hold *hold)
+{
+	struct fleece_dev *fd = hold->fd;
+
+	if (!atomic_dec_and_test(&hold->refs))
+		return;
+	fleece_rl_release(&fd->rl, &hold->req);
+	mempool_free(hold, &fd->hold_pool);
+}
+
+static void hold_never_granted(struct fleece_rl_req *req)
+{
+	/* Only ever handed a held range, never queued. */
+	WARN_ON_ONCE(1);
+}
+
+/* The pages back to the buffer, the read freed. */
+static void buffered_free(struct fleece_copy *c)
+{
+	fleece_cbuf_put(&c->fd->cbuf, c->rbio);
+	bio_put(c->rbio);
+	c->rbio = NULL;
+}
+
+static void buffered_write_done(struct work_struct *work)
+{
+	struct fleece_copy *c = container_of(work, struct fleece_copy, retry);
+
+	buffered_free(c);
+	copy_complete(0, READ_ONCE(c->write_err), c);
+}
+
+static void buffered_write_put(struct fleece_copy *c)
+{
+	if (!atomic_dec_and_test(&c->wpending))
+		return;
+	/* copy_complete() frees slots and queues events: not from irq. */
+	INIT_WORK(&c->retry, buffered_write_done);
+	queue_work(c->fd->wq, &c->retry);
+}
+
+static void buffered_write_endio(struct bio *bio)
+{
+	struct fleece_copy *c = bio->bi_private;
+	unsigned int i;
+
+	/* Each session has its own scratch device: that says which. */
+	if (bio->bi_status)
+		for (i = 0; i < c->n; i++)
+			if (c->s[i]->scratch_dev->bdev == bio->bi_bdev)
+				set_bit(i, &c->write_err);
+	bio_put(bio);
+	buffered_write_put(c);
+}
+
+/* Write the read data to slot @slot of session @s. */
+static void buffered_write(struct fleece_copy *c, struct fleece_session *s,
+			   u32 slot)
+{
+	struct bio *rbio = c->rbio, *bio;
+	unsigned int i;
+
+	bio = bio_alloc_bioset(s->scratch_dev->bdev, rbio->bi_vcnt, REQ_OP_WRITE,
+			       GFP_NOIO, &c->fd->cbs);
+	bio->bi_iter.bi_sector = (sector_t)slot << c->fd->chunk_shift;
+	for (i = 0; i < rbio->bi_vcnt; i++)
+		__bio_add_page(bio, rbio->bi_io_vec[i].bv_page,
+			       rbio->bi_io_vec[i].bv_len,
+			       rbio->bi_io_vec[i].bv_offset);
+	bio->bi_end_io = buffered_write_endio;
+	bio->bi_private = c;
+	submit_bio_noacct(bio);
+}
+
+/*
+ * The old data is in the buffer: write it to every session's slot, and let
+ * the origin write go as far as this copy is concerned. A run that failed
+ * to read goes through kcopyd instead, which copies it again chunk by
+ * chunk and loses only what cannot be read.
+ */
+static void buffered_read_done(struct work_struct *work)
+{
+	struct fleece_copy *c = container_of(work, struct fleece_copy, retry);
+	struct fleece_io *io = c->io;
+	unsigned int i;
+
+	if (c->status) {
+		buffered_free(c);
+		hold_put(c->hold);
+		c->hold = NULL;
+		start_copy(c);
+		return;
+	}
+	c->write_err = 0;
+	atomic_set(&c->wpending, c->n + 1);
+	for (i = 0; i < c->n; i++)
+		buffered_write(c, c->s[i], c->slot[i]);
+	/* The write may complete, and @io go, before these writes do. */
+	c->io = NULL;
+	io_put(io);
+	buffered_write_put(c);
+}
+
+static void buffered_read_endio(struct bio *bio)
+{
+	struct fleece_copy *c = bio->bi_private;
+
+	c->status = bio->bi_status;
+	INIT_WORK(&c->retry, buffered_read_done);
+	queue_work(c->fd->wq, &c->retry);
+}
+
+/*
+ * Read @c's run into the copy buffer, if it has room and the copy is one an
+ * origin write waits for. Returns false to copy through kcopyd instead.
+ */
+static bool start_buffered(struct fleece_io *io, struct fleece_copy *c)
+{
+	struct fleece_dev *fd = io->fd;
+	struct fleece_hold *hold;
+	sector_t start, len;
+	struct bio *bio;
+
+	if (c->zero || io->session || !fd->cbuf.nr)
+		return false;
+	copy_extent(c, &start, &len);
+	if (DIV_ROUND_UP(len, PAGE_SECTORS) > BIO_MAX_VECS)
+		return false;
+	bio = bio_alloc_bioset(fd->bdev, DIV_ROUND_UP(len, PAGE_SECTORS),
+			       REQ_OP_READ, GFP_NOIO, &fd->cbs);
+	if (!fleece_cbuf_take(&fd->cbuf, bio, len << SECTOR_SHIFT)) {
+		bio_put(bio);
+		return false;
+	}
+	hold = io->hold;
+	if (!hold) {
+		hold = mempool_alloc(&fd->hold_pool, GFP_NOIO);
+		hold->fd = fd;
+		atomic_set(&hold->refs, 1);
+		fleece_rl_req_init(&hold->req, io->req.start, io->req.end, true,
+				   hold_never_granted);
+		io->hold = hold;
+	}
+	atomic_inc(&hold->refs);
+	c->hold = hold;
+	c->rbio = bio;
+	bio->bi_iter.bi_sector = start;
+	bio->bi_end_io = buffered_read_endio;
+	bio->bi_private = c;
+	submit_bio_noacct(bio);
+	return true;
+}
+
 static void submit_copy(struct fleece_io *io, struct fleece_copy *c)
 {
 	atomic_inc(&io->pending);
-	start_copy(c);
+	if (!start_buffered(io, c))
+		start_copy(c);
 }
 
 static void copy_retry_work(struct work_struct *work)
@@ -174,7 +364,10 @@ static void copy_complete(int read_err, unsigned long write_err, void *context)
 {
 	struct fleece_copy *c = context;
 	struct fleece_io *io = c->io;
-	struct fleece_dev *fd = io->fd;
+	struct fleece_dev *fd = c->fd;
+	struct fleece_hold *hold = c->hold;
+	/* Buffered copies are an origin write's, and read without error. */
+	bool view_write = !hold && io->session;
 	unsigned int i;
 	u64 k;
 
@@ -186,7 +379,7 @@ static void copy_complete(int read_err, unsigned long write_err, void *context)
 	for (i = 0; i < c->n; i++) {
 		struct fleece_session *s = c->s[i];
 
-		if (read_err && io->session) {
+		if (read_err && view_write) {
 			/* A writable view's own write: it fails, nothing is lost. */
 			forget_slots(s, c->chunk, c->count);
 		} else if (read_err) {
@@ -202,7 +395,7 @@ static void copy_complete(int read_err, unsigned long write_err, void *context)
 				atomic64_add(c->count, &s->copied);
 		}
 	}
-	if (read_err && io->session) {
+	if (read_err && view_write) {
 		DMERR_LIMIT("%pg: origin read error preserving chunk %llu: view write failed",
 			    fd->bdev, c->chunk);
 		io_set_error(io, BLK_STS_IOERR);
@@ -217,7 +410,11 @@ static void copy_complete(int read_err, unsigned long write_err, void *context)
 	for (i = 0; i < c->n; i++)
 		session_unpin(c->s[i]);
 	mempool_free(c, &fd->copy_pool);
-	io_put(io);
+	/* A buffered copy let its write go when it was read. */
+	if (hold)
+		hold_put(hold);
+	else
+		io_put(io);
 }
 
 /* What one chunk needs in one session. */
@@ -337,6 +534,9 @@ static void plan_copies(struct fleece_io *io, struct fleece_session **ss,
 			submit_copy(io, cur);
 		cur = mempool_alloc(&fd->copy_pool, GFP_NOIO);
 		cur->io = io;
+		cur->fd = fd;
+		cur->hold = NULL;
+		cur->rbio = NULL;
 		cur->chunk = chunk;
 		cur->count = 1;
 		cur->n = n;
@@ -352,19 +552,31 @@ static void plan_copies(struct fleece_io *io, struct fleece_session **ss,
 		submit_copy(io, cur);
 }
 
-/* Copies done: let the origin write go, or fail it. */
+/*
+ * Copies done, or read into the buffer: let the origin write go, or fail
+ * it. Buffered copies still on their way to scratch keep the chunks locked.
+ */
 static void origin_copies_done(struct fleece_io *io)
 {
 	struct bio *bio = dm_bio_from_per_bio_data(io, sizeof(*io));
+	struct fleece_hold *hold = io->hold;
 
-	fleece_rl_release(&io->fd->rl, &io->req);
+	if (hold) {
+		fleece_rl_transfer(&io->fd->rl, &io->req, &hold->req);
+		io->hold = NULL;
+	} else {
+		fleece_rl_release(&io->fd->rl, &io->req);
+	}
 	io->locked = false;
 	if (io->status) {
 		bio->bi_status = io->status;
 		bio_endio(bio);
-		return;
+	} else {
+		submit_bio_noacct(bio);
 	}
-	submit_bio_noacct(bio);
+	/* @io may be gone: the write's own reference, taken at the start. */
+	if (hold)
+		hold_put(hold);
 }
 
 static void origin_write_work(struct work_struct *work)
@@ -429,6 +641,7 @@ int fleece_origin_write(struct fleece_dev *fd, struct bio *bio)
 
 	io->fd = fd;
 	io->session = NULL;
+	io->hold = NULL;
 	io->locked = true;
 	INIT_WORK(&io->work, origin_write_work);
 	fleece_rl_req_init(&io->req, first, end, true, io_granted);
@@ -445,6 +658,7 @@ void fleece_view_prepare_write(struct fleece_io *io, u64 first, u64 end,
 
 	atomic_set(&io->pending, 1);
 	io->status = BLK_STS_OK;
+	io->hold = NULL;
 	io->copies_done = done;
 	if (test_bit(FLEECE_SESSION_INVALID, &s->flags))
 		io_set_error(io, BLK_STS_IOERR);

@@ -7,6 +7,7 @@
 #include <linux/blkdev.h>
 #include <linux/dm-kcopyd.h>
 #include <linux/log2.h>
+#include <linux/module.h>
 #include <linux/slab.h>
 
 #include "dm-fleece.h"
@@ -17,6 +18,19 @@ static LIST_HEAD(fleece_devs);
 
 /* Buckets of the range lock: enough that unrelated regions rarely share. */
 #define FLEECE_RL_BUCKETS 1024
+
+/*
+ * The copy buffer of each origin device, set up with its first
+ * fleece-origin: origin writes wait for old data to be read into it, not
+ * for it to reach scratch. 0 turns it off.
+ */
+static unsigned int copy_buffer_kb = 8192;
+module_param(copy_buffer_kb, uint, 0644);
+MODULE_PARM_DESC(copy_buffer_kb,
+		 "KiB per origin device for copies on their way to scratch (default 8192; 0: none)");
+
+/* Buffered copies in flight: a read, and a write per session, each. */
+#define FLEECE_CBUF_BIOS 64
 
 static struct fleece_dev *lookup(dev_t bd_dev)
 {
@@ -77,8 +91,29 @@ static struct fleece_dev *create(struct block_device *bdev,
 		*error = "Cannot allocate copy pool";
 		goto out_kc;
 	}
+	r = fleece_cbuf_init(&fd->cbuf, (u64)READ_ONCE(copy_buffer_kb) * SZ_1K >> PAGE_SHIFT);
+	if (r) {
+		*error = "Cannot allocate copy buffer (copy_buffer_kb)";
+		goto out_copy_pool;
+	}
+	r = bioset_init(&fd->cbs, FLEECE_CBUF_BIOS, 0, BIOSET_NEED_BVECS);
+	if (r) {
+		*error = "Cannot allocate copy buffer bioset";
+		goto out_cbuf;
+	}
+	r = mempool_init_kmalloc_pool(&fd->hold_pool, 16, sizeof(struct fleece_hold));
+	if (r) {
+		*error = "Cannot allocate copy buffer pool";
+		goto out_cbs;
+	}
 	return fd;
 
+out_cbs:
+	bioset_exit(&fd->cbs);
+out_cbuf:
+	fleece_cbuf_exit(&fd->cbuf);
+out_copy_pool:
+	mempool_exit(&fd->copy_pool);
 out_kc:
 	dm_kcopyd_client_destroy(fd->kc);
 out_wq:
@@ -98,6 +133,9 @@ static void release(struct kref *kref)
 	list_del(&fd->list);
 	WARN_ON(!list_empty(&fd->sessions));
 	WARN_ON(fd->trk);
+	mempool_exit(&fd->hold_pool);
+	bioset_exit(&fd->cbs);
+	fleece_cbuf_exit(&fd->cbuf);
 	mempool_exit(&fd->copy_pool);
 	dm_kcopyd_client_destroy(fd->kc);
 	destroy_workqueue(fd->wq);
@@ -131,6 +169,7 @@ struct fleece_dev *fleece_dev_get_origin(struct dm_target *ti,
 			goto out;
 		list_add(&fd->list, &fleece_devs);
 	}
+	fd->origin_running[fd->nr_origins] = false;
 	fd->origin_ti[fd->nr_origins++] = ti;
 out:
 	mutex_unlock(&fleece_devs_lock);
@@ -165,8 +204,10 @@ void fleece_dev_put_origin(struct fleece_dev *fd, struct dm_target *ti)
 	for (i = 0; i < fd->nr_origins; i++)
 		if (fd->origin_ti[i] == ti)
 			break;
-	if (!WARN_ON(i == fd->nr_origins))
+	if (!WARN_ON(i == fd->nr_origins)) {
 		fd->origin_ti[i] = fd->origin_ti[fd->nr_origins - 1];
+		fd->origin_running[i] = fd->origin_running[fd->nr_origins - 1];
+	}
 	if (!--fd->nr_origins) {
 		/*
 		 * Writes no longer pass through here: no session can be kept
@@ -299,14 +340,29 @@ out:
 	return r;
 }
 
-/* Are all fleece-origin targets of the device suspended? At least one. */
+void fleece_dev_origin_running(struct fleece_dev *fd, struct dm_target *ti,
+			       bool running)
+{
+	unsigned int i;
+
+	mutex_lock(&fleece_devs_lock);
+	for (i = 0; i < fd->nr_origins; i++)
+		if (fd->origin_ti[i] == ti)
+			fd->origin_running[i] = running;
+	mutex_unlock(&fleece_devs_lock);
+}
+
+/*
+ * Is no fleece-origin target of the device passing IO? At least one
+ * exists. A table loaded but never resumed passes none.
+ */
 static bool origins_suspended(struct fleece_dev *fd)
 {
 	unsigned int i;
 
 	lockdep_assert_held(&fleece_devs_lock);
 	for (i = 0; i < fd->nr_origins; i++)
-		if (!dm_suspended(fd->origin_ti[i]))
+		if (fd->origin_running[i])
 			return false;
 	return fd->nr_origins;
 }

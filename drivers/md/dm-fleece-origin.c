@@ -222,6 +222,25 @@ void fleece_origin_resume_bio(void *ctx, struct bio *bio)
 }
 
 /*
+ * Whether the target passes IO, for views starting: preresume comes before
+ * dm lets IO through again, postsuspend after it drained.
+ */
+static int origin_preresume(struct dm_target *ti)
+{
+	struct fleece_origin *o = ti->private;
+
+	fleece_dev_origin_running(o->fd, ti, true);
+	return 0;
+}
+
+static void origin_postsuspend(struct dm_target *ti)
+{
+	struct fleece_origin *o = ti->private;
+
+	fleece_dev_origin_running(o->fd, ti, false);
+}
+
+/*
  * Messages: clean_detach [cancel] (before the removal at shutdown),
  * bitmap_add <name>, bitmap_remove <name>, bitmap_clear <name>,
  * bitmap_merge <dst> <src>, bitmap_list, bitmap_changes <name> [<start>
@@ -293,5 +312,7 @@ struct target_type fleece_origin_target = {
 	.map = origin_map,
 	.status = origin_status,
 	.message = origin_message,
+	.preresume = origin_preresume,
+	.postsuspend = origin_postsuspend,
 	.iterate_devices = origin_iterate_devices,
 };

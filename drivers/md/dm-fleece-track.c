@@ -111,18 +111,24 @@ static unsigned int count_bitmaps(struct fleece_tracker *t, const char *name,
 }
 
 /*
- * Does a bitmap have a backup in progress: a frozen set of it exists, or a
- * view that will freeze it is loaded but not resumed yet?
+ * Views holding a bitmap's backup: its frozen sets, and views loaded but
+ * not resumed yet that reserved it. Under @lock or @pend_lock.
  */
-static bool in_backup(struct fleece_tracker *t, const char *name)
+static unsigned int count_held(struct fleece_tracker *t, const char *name)
 {
-	unsigned int i;
+	unsigned int i, n = count_bitmaps(t, name, true);
 
-	lockdep_assert_held(&t->lock);
 	for (i = 0; i < FLEECE_META_SLOTS; i++)
 		if (t->reserved[i] && !strcmp(t->reserved[i]->name, name))
-			return true;
-	return count_bitmaps(t, name, true);
+			n++;
+	return n;
+}
+
+/* Does a bitmap have a backup in progress? */
+static bool in_backup(struct fleece_tracker *t, const char *name)
+{
+	lockdep_assert_held(&t->lock);
+	return count_held(t, name);
 }
 
 static int free_slot(struct fleece_tracker *t)
@@ -200,11 +206,23 @@ static void unlock_and_resume(struct fleece_tracker *t)
 		t->resume(t->resume_ctx, bio);
 }
 
-/* Recount a bitmap's bits after a change of many at once. */
-static void recount(struct fleece_tracker *t, struct fleece_bitmap *bm)
+/* @dst |= @src, counting the new bits in the same pass over the words. */
+static void or_counting(struct fleece_tracker *t, struct fleece_bitmap *dst,
+			const struct fleece_bitmap *src)
 {
+	u64 i, n = 0, words = BITS_TO_LONGS(t->nr_chunks);
+
 	lockdep_assert_held(&t->pend_lock);
-	WRITE_ONCE(bm->nr_recorded, fleece_count_bits(bm->recorded, t->nr_chunks));
+	for (i = 0; i < words; i++) {
+		unsigned long add = src->recorded[i] & ~dst->recorded[i];
+
+		/* Whatever lies past the last chunk is not counted. */
+		if (i == words - 1 && t->nr_chunks % BITS_PER_LONG)
+			add &= BITMAP_LAST_WORD_MASK(t->nr_chunks);
+		n += hweight_long(add);
+		dst->recorded[i] |= src->recorded[i];
+	}
+	WRITE_ONCE(dst->nr_recorded, dst->nr_recorded + n);
 }
 
 /*
@@ -391,8 +409,7 @@ static void merge_frozen_into(struct fleece_tracker *t,
 	u64 b;
 
 	spin_lock_irq(&t->pend_lock);
-	bitmap_or(live->recorded, live->recorded, frozen->recorded, t->nr_chunks);
-	recount(t, live);
+	or_counting(t, live, frozen);
 	/* Only blocks the frozen set has bits in need writing. */
 	for (b = 0; live->dirty && b < t->nr_blocks; b++) {
 		u64 first = b * FLEECE_BITS_PER_BLOCK;
@@ -492,12 +509,12 @@ struct fleece_tracker *fleece_track_create(struct block_device *meta,
 	if (r)
 		goto out_slots;
 
-	mutex_lock(&t->lock);
-	spin_lock_irq(&t->pend_lock);
+	/* Not published yet: counted without holding off interrupts. */
 	for (i = 0; i < FLEECE_META_SLOTS; i++)
 		if (t->slot[i])
-			recount(t, t->slot[i]);
-	spin_unlock_irq(&t->pend_lock);
+			t->slot[i]->nr_recorded = fleece_count_bits(t->slot[i]->recorded,
+								    t->nr_chunks);
+	mutex_lock(&t->lock);
 	for (i = 0; i < FLEECE_META_SLOTS && !r; i++)
 		if (t->slot[i] && t->slot[i]->frozen)
 			r = reclaim_frozen(t, t->slot[i]);
@@ -714,7 +731,7 @@ static int msg_list(struct fleece_tracker *t, char *result,
 			continue;
 		DMEMIT("%s %llu %s %u\n", bm->name, READ_ONCE(bm->nr_recorded),
 		       t->meta ? "persistent" : "volatile",
-		       count_bitmaps(t, bm->name, true));
+		       count_held(t, bm->name));
 	}
 	return 1;
 }
@@ -834,6 +851,15 @@ int fleece_track_reserve(struct fleece_tracker *t, const char *name, bool full,
 	struct fleece_bitmap *old, *bm;
 	int slot, r = 0;
 
+	/*
+	 * Allocated before the lock: commit rounds, which first writes wait
+	 * for, need it, and reclaim may wait for writes to this origin.
+	 */
+	bm = fleece_bitmap_alloc(t, name, 0, false);
+	if (!bm) {
+		*error = "Cannot allocate bitmap";
+		return -ENOMEM;
+	}
 	mutex_lock(&t->lock);
 	old = find_live(t, name);
 	if (!old) {
@@ -862,14 +888,12 @@ int fleece_track_reserve(struct fleece_tracker *t, const char *name, bool full,
 		r = -ENOSPC;
 		goto out;
 	}
-	bm = fleece_bitmap_alloc(t, name, slot, false);
-	if (!bm) {
-		*error = "Cannot allocate bitmap";
-		r = -ENOMEM;
-		goto out;
-	}
+	bm->slot = slot;
+	spin_lock_irq(&t->pend_lock);
 	t->reserved[slot] = bm;
+	spin_unlock_irq(&t->pend_lock);
 	*fresh = bm;
+	bm = NULL;
 	/*
 	 * Make what is recorded so far durable now: the round at the freeze
 	 * then has only what the last writes before the suspend added.
@@ -878,6 +902,8 @@ int fleece_track_reserve(struct fleece_tracker *t, const char *name, bool full,
 		commit_round(t);
 out:
 	unlock_and_resume(t);
+	if (bm)
+		bitmap_free_now(bm);
 	return r;
 }
 
@@ -885,7 +911,9 @@ void fleece_track_unreserve(struct fleece_tracker *t, struct fleece_bitmap *fres
 {
 	mutex_lock(&t->lock);
 	WARN_ON(t->reserved[fresh->slot] != fresh);
+	spin_lock_irq(&t->pend_lock);
 	t->reserved[fresh->slot] = NULL;
+	spin_unlock_irq(&t->pend_lock);
 	mutex_unlock(&t->lock);
 	bitmap_free_now(fresh);
 }
@@ -926,8 +954,12 @@ int fleece_track_freeze(struct fleece_tracker *t, struct fleece_bitmap *fresh,
 		goto out;
 	}
 
+	/* One step for status: never two live bitmaps of one name. */
+	spin_lock_irq(&t->pend_lock);
 	t->reserved[slot] = NULL;
-	set_slot(t, slot, fresh);
+	t->slot[slot] = fresh;
+	old->frozen = true;
+	spin_unlock_irq(&t->pend_lock);
 	rcu_assign_pointer(t->live[slot], fresh);
 	RCU_INIT_POINTER(t->live[old->slot], NULL);
 	synchronize_rcu();
@@ -935,9 +967,6 @@ int fleece_track_freeze(struct fleece_tracker *t, struct fleece_bitmap *fresh,
 	 * The frozen set no longer records: drop its write-side state. No
 	 * write can reach it any more, and nothing else looks at these.
 	 */
-	spin_lock_irq(&t->pend_lock);
-	old->frozen = true;
-	spin_unlock_irq(&t->pend_lock);
 	kvfree(old->durable);
 	kvfree(old->dirty);
 	old->durable = NULL;
@@ -1009,7 +1038,7 @@ void fleece_track_status(struct fleece_tracker *t, char *result,
 		if (!bm || bm->frozen)
 			continue;
 		DMEMIT(" %s %llu %u", bm->name, bm->nr_recorded,
-		       count_bitmaps(t, bm->name, true));
+		       count_held(t, bm->name));
 	}
 	spin_unlock_irq(&t->pend_lock);
 	*szp = sz;

@@ -190,7 +190,8 @@ struct fleece_bitmap {
  * @live: live bitmaps by slot, RCU-read by the IO path.
  * @slot: every bitmap by slot, under @lock.
  * @reserved: by slot, the bitmaps allocated for views that will freeze a
- *	bitmap when they are resumed (fleece_track_reserve()), under @lock.
+ *	bitmap when they are resumed (fleece_track_reserve()); changed under
+ *	@lock and @pend_lock.
  *	Their slots are taken, and their names have a backup in progress.
  * @waiting: writes waiting for their bits to be durable.
  * @ready: writes whose bits are durable, to be let go once @lock is
@@ -349,7 +350,7 @@ int fleece_track_message(struct fleece_tracker *t, unsigned int argc,
  * lost while it recorded) can only start a @full backup: its frozen set may
  * miss writes.
  *
- * Context: process context (view ctr), may sleep.
+ * Context: process context (view ctr), may sleep and do IO (a commit round).
  * Return: 0, -EBUSY with a backup in progress, or a negative errno.
  */
 int fleece_track_reserve(struct fleece_tracker *t, const char *name, bool full,

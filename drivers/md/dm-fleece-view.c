@@ -365,9 +365,8 @@ static unsigned long *alloc_bits(u64 nr)
 }
 
 /*
- * Construct a view; its point in time is the moment it registers with the
- * origin (suspend the fleece-origin device around this for a consistent
- * image):
+ * Construct a view, while the origin runs; its point in time is its first
+ * resume (view_preresume(), with the fleece-origin device suspended):
  *
  *   <origin_dev> <scratch_dev> [<#opt_args> <arg>...]
  *

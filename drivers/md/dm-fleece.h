@@ -62,6 +62,20 @@ struct dm_kcopyd_client;
 struct fleece_session;
 
 /**
+ * struct fleece_cbuf - the copy buffer: pages for buffered copies.
+ * @lock: guards @pages and @nr_free.
+ * @pages: the free pages are @pages[0 .. @nr_free).
+ * @nr_free: pages free.
+ * @nr: pages in all; 0 without a buffer.
+ */
+struct fleece_cbuf {
+	spinlock_t lock;		/* guards pages[] and nr_free */
+	struct page **pages;
+	unsigned int nr_free;
+	unsigned int nr;
+};
+
+/**
  * struct fleece_dev - what fleece-origin targets and views of one origin
  * block device share.
  * @list: on the module's list of devices.
@@ -72,6 +86,10 @@ struct fleece_session;
  *	being reloaded. Sessions are invalidated when it drops to zero.
  * @origin_ti: those targets, to check they are suspended when a view
  *	takes its point in time.
+ * @origin_running: for each of @origin_ti, from its preresume (before IO
+ *	flows again) to its postsuspend (after IO drained), under the
+ *	module's device lock: dm_suspended() turns false only after the
+ *	origin's IO is let go, too late to keep a view's start out.
  * @chunk_sectors: copy and tracking unit.
  * @chunk_shift: log2(@chunk_sectors).
  * @region_sectors: the largest bio the targets take, see
@@ -87,6 +105,9 @@ struct fleece_session;
  * @wq: runs deferred origin writes and view IO (WQ_MEM_RECLAIM).
  * @kc: copies old chunks to scratch.
  * @copy_pool: struct fleece_copy for in-flight copies.
+ * @cbuf: the copy buffer (copy_buffer_kb), see dm-fleece-cbuf.c.
+ * @cbs: bios of buffered copies.
+ * @hold_pool: struct fleece_hold for buffered copies.
  * @trk: changed-block bitmaps; exists while a fleece-origin table does.
  *	Views reach it only under the module's device lock (dm-fleece-dev.c).
  */
@@ -97,6 +118,7 @@ struct fleece_dev {
 	struct block_device *bdev;
 	unsigned int nr_origins;
 	struct dm_target *origin_ti[FLEECE_MAX_ORIGINS];
+	bool origin_running[FLEECE_MAX_ORIGINS];
 	sector_t chunk_sectors;
 	unsigned int chunk_shift;
 	sector_t region_sectors;
@@ -109,7 +131,23 @@ struct fleece_dev {
 	struct workqueue_struct *wq;
 	struct dm_kcopyd_client *kc;
 	mempool_t copy_pool;
+	struct fleece_cbuf cbuf;
+	struct bio_set cbs;
+	mempool_t hold_pool;
 	struct fleece_tracker *trk;
+};
+
+/**
+ * struct fleece_hold - keeps an origin write's chunks locked while its
+ * buffered copies are written to scratch, after the write itself is gone.
+ * @req: the range, handed over from the write (fleece_rl_transfer()).
+ * @refs: one per buffered copy still writing, plus one for the write.
+ * @fd: the origin state.
+ */
+struct fleece_hold {
+	struct fleece_rl_req req;
+	atomic_t refs;
+	struct fleece_dev *fd;
 };
 
 enum fleece_on_full {
@@ -246,6 +284,8 @@ struct fleece_session {
  * @pending: copies (plus one) this bio waits for.
  * @status: first error of those copies.
  * @checked: a view read that went to the origin for unprotected chunks.
+ * @hold: origin writes with buffered copies: what keeps @req's range
+ *	locked once the write goes on; NULL otherwise.
  * @copies_done: what to do once the copies are over.
  */
 struct fleece_io {
@@ -257,6 +297,7 @@ struct fleece_io {
 	atomic_t pending;
 	blk_status_t status;
 	bool checked;
+	struct fleece_hold *hold;
 	void (*copies_done)(struct fleece_io *io);
 };
 
@@ -425,6 +466,21 @@ int fleece_parse_bitmap_message(unsigned int argc, char **argv,
 struct fleece_dev *fleece_dev_get_origin(struct dm_target *ti,
 					 struct block_device *bdev,
 					 sector_t chunk_sectors, char **error);
+
+/**
+ * fleece_dev_origin_running() - a fleece-origin target starts or stops
+ * passing IO.
+ * @fd: from fleece_dev_get_origin().
+ * @ti: the same target.
+ * @running: true from its preresume, false from its postsuspend.
+ *
+ * A view starts only while no fleece-origin target of its device runs;
+ * this serializes the two.
+ *
+ * Context: process context, may sleep.
+ */
+void fleece_dev_origin_running(struct fleece_dev *fd, struct dm_target *ti,
+			       bool running);
 
 /**
  * fleece_dev_put_origin() - detach a fleece-origin target from its device.
@@ -647,6 +703,44 @@ static inline bool fleece_session_needs_copy(struct fleece_session *s,
  * @work: fleece_session.event_work.
  */
 void fleece_session_event(struct work_struct *work);
+
+/* dm-fleece-cbuf.c */
+
+/**
+ * fleece_cbuf_init() - allocate the copy buffer.
+ * @cb: the buffer.
+ * @nr: pages; 0 for none.
+ *
+ * Context: process context, may sleep.
+ * Return: 0 or -ENOMEM (then nothing is allocated).
+ */
+int fleece_cbuf_init(struct fleece_cbuf *cb, unsigned int nr);
+
+/**
+ * fleece_cbuf_exit() - free the copy buffer; every page must be back.
+ * @cb: the buffer.
+ */
+void fleece_cbuf_exit(struct fleece_cbuf *cb);
+
+/**
+ * fleece_cbuf_take() - add pages for @len bytes to an empty bio, or none.
+ * @cb: the buffer.
+ * @bio: a bio with room for the pages.
+ * @len: bytes.
+ *
+ * Context: any; doesn't sleep.
+ * Return: false when fewer pages are free.
+ */
+bool fleece_cbuf_take(struct fleece_cbuf *cb, struct bio *bio, unsigned int len);
+
+/**
+ * fleece_cbuf_put() - give back the pages of a bio from fleece_cbuf_take().
+ * @cb: the buffer.
+ * @bio: the bio; its pages are no longer its to use.
+ *
+ * Context: any; doesn't sleep.
+ */
+void fleece_cbuf_put(struct fleece_cbuf *cb, struct bio *bio);
 
 /* dm-fleece-cbw.c */
 

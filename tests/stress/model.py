@@ -441,6 +441,7 @@ class Stress:
         self.devs = Devices(args.workdir)
         self.views = []			# every session, oldest first
         self.pending = 0			# views loaded, not resumed yet
+        self.pending_held = []		# their bitmaps
         self.next_vid = 1
         self.areas = list(range(blockdev_sectors(args.scratch) // AREA))
         self.stats = dict(views=0, reads=0, bytes_checked=0, writes=0, releases=0,
@@ -699,7 +700,10 @@ class Stress:
         return len(self.views) + self.pending
 
     def held(self, name=None):
-        return sum(1 for v in self.views if v.holds and (name is None or v.bitmap == name))
+        """Views holding a bitmap: started ones with their frozen sets, and
+        those loaded but not resumed, which reserved it (and a slot)."""
+        return (sum(1 for v in self.views if v.holds and (name is None or v.bitmap == name)) +
+                sum(1 for b in self.pending_held if name is None or b == name))
 
     def free_slots(self):
         return SLOTS - len(self.live) - self.held()
@@ -1139,16 +1143,20 @@ class Stress:
             self.drop_scratch(sc)
             self.note("  refused: %s" % errno.errorcode.get(err, err))
             return
+        held = [o["bitmap"]] if o["bitmap"] else []
         if mode == "unsuspended":
             self.pending += 1
+            self.pending_held += held
             self.check_origin()
             self.resume_refused(name, "view v%d" % vid)
             self.devs.remove(name)
             self.pending -= 1
+            self.pending_held = [b for b in self.pending_held if b not in held]
             self.drop_scratch(sc)
             return
         if mode == "staged":
             self.pending += 1
+            self.pending_held += held
             # Before the point in time: in the view.
             for _ in range(self.rng.randrange(3)):
                 self.op_origin_write()
@@ -1159,6 +1167,7 @@ class Stress:
             finally:
                 suspend(PREFIX + "o", False)
             self.pending -= 1
+            self.pending_held = [b for b in self.pending_held if b not in held]
         v = View(vid, name, length, self.cs, o, self.op,
                  bytearray(self.origin[:length * SECTOR]), sc)
         if o["bitmap"]:
@@ -1442,6 +1451,8 @@ class Stress:
             return
         self.stats["reloads"] += 1
         self.pending += 1		# loaded, not started: counted, copies nothing
+        held = [o["bitmap"]] if o["bitmap"] else []
+        self.pending_held += held
         self.check_all()
         for _ in range(self.rng.randrange(3)):
             self.op_origin_write()
@@ -1456,6 +1467,7 @@ class Stress:
             suspend(PREFIX + "o", False)
         self.note("resume v%d: the new session replaces the old" % old.vid)
         self.pending -= 1
+        self.pending_held = [b for b in self.pending_held if b not in held]
         fd, node = old.fd, old.node
         old.fd = None
         self.end_session(old)
@@ -1877,11 +1889,21 @@ class Stress:
             self.check_view(v)
 
     def check_view(self, v):
-        r, w = status(v.dev, v.inactive)
-        if r:
-            self.fail("status of %s: %s" % (v.name(), errno.errorcode.get(r, r)))
-        if len(w) < 12:
-            self.fail("status of %s is short: %s" % (v.name(), " ".join(w)))
+        # Buffered copies (the copy buffer) let an origin write complete
+        # before its copies reach scratch: with no IO of ours running they
+        # still end on their own. Wait for that (a liveness bound, not a
+        # speed one), then check.
+        deadline = time.time() + 120
+        while True:
+            r, w = status(v.dev, v.inactive)
+            if r:
+                self.fail("status of %s: %s" % (v.name(), errno.errorcode.get(r, r)))
+            if len(w) < 12:
+                self.fail("status of %s is short: %s" % (v.name(), " ".join(w)))
+            if w[9] == "0" or time.time() > deadline:
+                break
+            self.stats["copy_waits"] = self.stats.get("copy_waits", 0) + 1
+            time.sleep(0.01)
         state = w[0]
         if not v.state_known:
             if v.invalid and state == "Active":
@@ -1903,7 +1925,7 @@ class Stress:
         if total != v.total:
             problems.append("scratch_total %d, expected %d" % (total, v.total))
         if w[9] != "0":
-            problems.append("copies_inflight %s with no IO running" % w[9])
+            problems.append("copies_inflight %s with no IO running, for 120 s" % w[9])
         if len(w) > 12 and w[12] != "0":
             problems.append("unreadable %s: no origin read ever fails here" % w[12])
         if w[10] != (v.bitmap or "-") or w[11] != txn:

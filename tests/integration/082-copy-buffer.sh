@@ -1,0 +1,103 @@
+#!/bin/bash
+# A slow scratch does not slow the origin while the copy buffer has room
+# (issue 16, item 5), and a view never returns data newer than its point in
+# time while a copy is in the buffer.
+#
+# The scratch device's IO is held (its dm-linear suspended with --noflush):
+# - an origin write to a chunk the view needs completes anyway (its old data
+#   was read into the buffer), and the origin holds the new data;
+# - a view read of that chunk waits (it does not read the origin, which has
+#   the new data, nor scratch, which does not have the old yet) and returns
+#   the old data once scratch IO goes on;
+# - with a buffer of 4 pages (copy_buffer_kb=16, 4 KiB chunks), four first
+#   writes complete, the fifth waits for scratch like a write without a
+#   buffer, and completes when scratch IO goes on;
+# - afterwards both views read as their point in time (sha256 of the image)
+#   and the origin as written.
+. "$(dirname "$0")/lib.sh"
+
+CH=8				# 4 KiB chunks
+CB=4096
+SZ=$((8 * 2048))		# 8 MiB
+PARAM=/sys/module/dm_fleece/parameters/copy_buffer_kb
+
+cleanup() {
+	dmsetup resume t082sa 2>/dev/null || true
+	dmsetup resume t082sb 2>/dev/null || true
+	for d in t082va t082vb t082a t082b t082sa t082sb t082oa t082ob; do
+		dmsetup remove $d 2>/dev/null || true
+	done
+	[ -n "${saved:-}" ] && echo "$saved" > $PARAM
+	true
+}
+trap cleanup EXIT
+
+load_module
+saved=$(cat $PARAM)
+[ "$saved" -gt 0 ] || fail "copy_buffer_kb is $saved by default"
+dmsetup create t082oa --table "0 $SZ linear $ORIGIN 0"
+dmsetup create t082ob --table "0 $SZ linear $ORIGIN $SZ"
+dmsetup create t082sa --table "0 $SZ linear $SCRATCH 0"
+dmsetup create t082sb --table "0 $SZ linear $SCRATCH $SZ"
+pattern base $((SZ * 512)) > "$WORK/base"
+base_sha=$(sha256sum < "$WORK/base" | cut -d' ' -f1)
+
+# chunk_write DEV N SEED [&]: stamp chunk N; $WORK/<seed> keeps the data.
+chunk_write() {
+	pattern "$3" $CB > "$WORK/$3"
+	dd if="$WORK/$3" of="$1" bs=$CB seek="$2" oflag=direct status=none
+}
+chunk_is() { dev_cmp "$1" $(($2 * CB)) $CB "$3" 0 || fail "$1 chunk $2 is not $3"; }
+
+# --- 1. The default buffer: the write goes on, the view read waits -----------
+dmsetup create t082a --table "0 $SZ fleece-origin /dev/mapper/t082oa - $CH"
+dd if="$WORK/base" of=/dev/mapper/t082a bs=1M oflag=direct status=none
+view_create t082va t082a "0 $SZ fleece /dev/mapper/t082oa /dev/mapper/t082sa"
+dmsetup suspend --noflush t082sa
+chunk_write /dev/mapper/t082a 5 w5 &
+wpid=$!
+wait $wpid || fail "the origin write failed while scratch IO was held"
+chunk_is /dev/mapper/t082a 5 "$WORK/w5"
+info "an origin write completed while scratch IO was held"
+dd if="$WORK/base" of="$WORK/old5" bs=$CB skip=5 count=1 status=none
+dd if=/dev/mapper/t082va of="$WORK/got5" bs=$CB skip=5 count=1 iflag=direct status=none &
+rpid=$!
+sleep 2
+kill -0 $rpid 2>/dev/null || {
+	cmp -s "$WORK/got5" "$WORK/w5" && fail "the view returned data written after its point in time"
+	fail "the view read of a chunk on its way to scratch returned before scratch IO went on"
+}
+dmsetup resume t082sa
+wait $rpid || fail "the view read failed"
+cmp -s "$WORK/got5" "$WORK/old5" || fail "the view read of chunk 5 is not its point-in-time data"
+[ "$(dev_sha /dev/mapper/t082va)" = "$base_sha" ] || fail "view A is not its point in time"
+[ "$(view_stat t082va copied)" = 1 ] || fail "view A copied $(view_stat t082va copied) chunks, expected 1"
+info "the view read waited for the copy and returned the old data"
+dmsetup remove t082va
+dmsetup remove t082a
+
+# --- 2. A buffer of four chunks: the fifth first write waits -------------------
+echo 16 > $PARAM
+dmsetup create t082b --table "0 $SZ fleece-origin /dev/mapper/t082ob - $CH"
+echo "$saved" > $PARAM
+dd if="$WORK/base" of=/dev/mapper/t082b bs=1M oflag=direct status=none
+view_create t082vb t082b "0 $SZ fleece /dev/mapper/t082ob /dev/mapper/t082sb"
+dmsetup suspend --noflush t082sb
+for c in 10 20 30 40; do
+	chunk_write /dev/mapper/t082b $c b$c || fail "write $c failed"
+done
+info "four first writes completed with scratch IO held (a 16 KiB buffer)"
+chunk_write /dev/mapper/t082b 50 b50 &
+wpid=$!
+sleep 2
+kill -0 $wpid 2>/dev/null || fail "the fifth first write completed with the buffer full and scratch IO held"
+dmsetup resume t082sb
+wait $wpid || fail "the fifth write failed"
+for c in 10 20 30 40 50; do
+	chunk_is /dev/mapper/t082b $c "$WORK/b$c"
+done
+[ "$(dev_sha /dev/mapper/t082vb)" = "$base_sha" ] || fail "view B is not its point in time"
+[ "$(view_stat t082vb copied)" = 5 ] || fail "view B copied $(view_stat t082vb copied) chunks, expected 5"
+info "the fifth waited for scratch like a write without a buffer; view B is its point in time"
+dmsetup remove t082vb
+dmsetup remove t082b
