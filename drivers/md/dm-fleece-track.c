@@ -20,8 +20,13 @@
 #include "dm-fleece.h"
 #include "dm-fleece-meta.h"
 
-/* Blocks written per batch of a commit round (pages from the pool). */
-#define ROUND_BLOCKS 32
+/*
+ * Blocks written per batch of a commit round (pages from the pool), each
+ * batch followed by one flush: a round of first writes to far-apart chunks
+ * touches a block per bitmap per write, so 32 writes in flight with eight
+ * bitmaps are one batch, not eight. 1 MiB of pages per persistent origin.
+ */
+#define ROUND_BLOCKS 256
 
 u64 fleece_count_bits(const unsigned long *bits, u64 nr)
 {
@@ -283,7 +288,7 @@ static int write_batch(struct fleece_tracker *t, struct fleece_block_write *w,
  */
 static void commit_round(struct fleece_tracker *t)
 {
-	struct fleece_block_write w[ROUND_BLOCKS];
+	struct fleece_block_write *w = t->round;
 	struct bio_list bios;
 	unsigned int i, n = 0;
 
@@ -500,7 +505,8 @@ struct fleece_tracker *fleece_track_create(struct block_device *meta,
 	}
 	t->sb = kzalloc(FLEECE_META_BLOCK, GFP_KERNEL);
 	t->sb_written = kzalloc(FLEECE_META_BLOCK, GFP_KERNEL);
-	if (!t->sb || !t->sb_written) {
+	t->round = kcalloc(ROUND_BLOCKS, sizeof(*t->round), GFP_KERNEL);
+	if (!t->sb || !t->sb_written || !t->round) {
 		*error = "Cannot allocate superblock";
 		r = -ENOMEM;
 		goto out_sb;
@@ -532,6 +538,7 @@ out_slots:
 		if (t->slot[i])
 			bitmap_free_now(t->slot[i]);
 out_sb:
+	kfree(t->round);
 	kfree(t->sb_written);
 	kfree(t->sb);
 	bioset_exit(&t->bs);
@@ -560,6 +567,7 @@ void fleece_track_destroy(struct fleece_tracker *t)
 		if (t->reserved[i])
 			bitmap_free_now(t->reserved[i]);
 	}
+	kfree(t->round);
 	kfree(t->sb_written);
 	kfree(t->sb);
 	if (t->meta) {

@@ -199,6 +199,7 @@ struct fleece_bitmap {
  * @commit_work: writes dirty blocks, then lets @waiting go.
  * @wq: where @commit_work runs.
  * @page_pool: pages for block writes.
+ * @round: the blocks of a commit round's batch (under @lock).
  * @bs: bios for metadata IO: a stacked driver does not take them from the
  *	file systems' pool.
  * @sb: the superblock image: as last written, plus the changes of the
@@ -229,6 +230,7 @@ struct fleece_tracker {
 	struct work_struct commit_work;
 	struct workqueue_struct *wq;
 	mempool_t page_pool;
+	struct fleece_block_write *round;
 	struct bio_set bs;
 
 	struct fleece_disk_sb *sb;
