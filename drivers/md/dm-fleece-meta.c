@@ -92,7 +92,10 @@ static int scan_submit(struct fleece_tracker *t, struct scan_read *rd,
 	unsigned int off, n;
 	struct bio *bio;
 
-	bio = bio_alloc_bioset(t->meta, DIV_ROUND_UP(len, PAGE_SIZE),
+	/* 1 MiB is BIO_MAX_VECS pages: kvmalloc() gives it page-aligned. */
+	BUILD_BUG_ON(SCAN_READ_BYTES / PAGE_SIZE > BIO_MAX_VECS);
+	bio = bio_alloc_bioset(t->meta,
+			       DIV_ROUND_UP(offset_in_page(rd->buf) + len, PAGE_SIZE),
 			       REQ_OP_READ | REQ_META, GFP_KERNEL, &t->bs);
 	if (!bio)
 		return -ENOMEM;
