@@ -103,10 +103,11 @@ check-integration: all faults
 # The second kernel series in CI: the module and the test devices built for
 # the newest installed 6.12 kernel, and the kernel-facing integration tests
 # booted on it: targets and views (00x, 01x), bitmaps and gaps (05x), faults
-# and autoload (06x). fleecectl's tests (04x, 068, 07x) drive the same
-# kernel paths and run on 6.1 only (make check), to keep CI under an hour.
+# and autoload (06x), activation at scale (080). fleecectl's tests (04x,
+# 068, 07x) drive the same kernel paths and run on 6.1 only (make check), to
+# keep CI under an hour.
 TESTS_612 ?= $(sort $(notdir $(wildcard tests/integration/0[01]*.sh tests/integration/05*.sh \
-	tests/integration/06[0-7]*.sh tests/integration/069*.sh)))
+	tests/integration/06[0-7]*.sh tests/integration/069*.sh tests/integration/080*.sh)))
 .PHONY: check-612
 check-612: deps deps-6.12
 	@v=$$(ls /boot/vmlinuz-6.12.* 2>/dev/null | sed 's|/boot/vmlinuz-||' | sort -V | tail -n1); \

@@ -63,6 +63,7 @@ static struct fleece_dev *create(struct block_device *bdev,
 	fd->region_sectors = max_t(sector_t, chunk_sectors, FLEECE_REGION_SECTORS);
 	mutex_init(&fd->sessions_lock);
 	INIT_LIST_HEAD(&fd->sessions);
+	mutex_init(&fd->attach_lock);
 
 	/* The lock counts chunks; a region is region_sectors of them. */
 	region_shift = ilog2(fd->region_sectors) - fd->chunk_shift;
@@ -197,9 +198,12 @@ static void txn_revoke(struct fleece_session *s)
 
 void fleece_dev_put_origin(struct fleece_dev *fd, struct dm_target *ti)
 {
+	struct fleece_tracker *trk = NULL;
 	struct fleece_session *s;
 	unsigned int i;
 
+	/* An attach waits until the detach is on disk: one tracker at a time. */
+	mutex_lock(&fd->attach_lock);
 	mutex_lock(&fleece_devs_lock);
 	for (i = 0; i < fd->nr_origins; i++)
 		if (fd->origin_ti[i] == ti)
@@ -220,14 +224,22 @@ void fleece_dev_put_origin(struct fleece_dev *fd, struct dm_target *ti)
 			txn_revoke(s);
 		}
 		mutex_unlock(&fd->sessions_lock);
-		/* View reads completing now may still look at the bitmaps. */
-		synchronize_rcu();
-		if (fd->trk)
-			fleece_track_destroy(fd->trk);
+		trk = fd->trk;
 		fd->trk = NULL;
 	}
-	kref_put(&fd->kref, release);
 	mutex_unlock(&fleece_devs_lock);
+
+	/* The detach writes the superblock: not under the module's lock. */
+	if (trk) {
+		/* View reads completing now may still look at the bitmaps. */
+		synchronize_rcu();
+		fleece_track_destroy(trk);
+		mutex_lock(&fleece_devs_lock);
+		fd->meta = NULL;
+		mutex_unlock(&fleece_devs_lock);
+	}
+	mutex_unlock(&fd->attach_lock);
+	fleece_dev_put(fd);
 }
 
 struct fleece_dev *fleece_dev_find(dev_t bd_dev)
@@ -285,8 +297,7 @@ static char *scratch_conflict(struct fleece_dev *fd, struct block_device *scratc
 	list_for_each_entry(other, &fleece_devs, list) {
 		if (overlaps(scratch, other->bd_dev, other->bdev))
 			return "Scratch device is the origin of a fleece-origin";
-		if (other->trk && other->trk->meta &&
-		    overlaps(scratch, other->trk->meta->bd_dev, other->trk->meta))
+		if (other->meta && overlaps(scratch, other->meta->bd_dev, other->meta))
 			return "Scratch device is the metadata device of a fleece-origin";
 		for (i = 0; i < other->nr_origins; i++)
 			if (scratch->bd_dev == target_devt(other->origin_ti[i]))
@@ -308,6 +319,34 @@ static char *scratch_conflict(struct fleece_dev *fd, struct block_device *scratc
 	return why;
 }
 
+/* May a reloaded table share the tracker in use? */
+static int same_tracker(struct fleece_tracker *t, struct block_device *meta,
+			sector_t origin_sectors, const struct fleece_attach_opts *opts,
+			char **error)
+{
+	if (t->meta != meta) {
+		*error = "Metadata device differs from the one in use on this origin";
+		return -EINVAL;
+	}
+	if (t->origin_sectors != origin_sectors) {
+		*error = "Length differs from the fleece-origin already on this device";
+		return -EINVAL;
+	}
+	if (!fleece_track_same_origin(t, opts->origin_id)) {
+		*error = "Metadata belongs to another origin (its origin_id differs)";
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/*
+ * Loading the metadata reads it all (a fresh device's zero check, every
+ * bitmap): only this device's attach_lock is held over it, so other
+ * origins and views come and go meanwhile. A second table of this device
+ * waits for the first's load, then shares its tracker; a removal waits for
+ * it too (the loading table counts in nr_origins, so it destroys nothing).
+ * Views find no tracker until it is installed, as before the table came.
+ */
 int fleece_dev_attach_tracker(struct fleece_dev *fd, struct block_device *meta,
 			      sector_t origin_sectors,
 			      const struct fleece_attach_opts *opts, char **error)
@@ -315,28 +354,29 @@ int fleece_dev_attach_tracker(struct fleece_dev *fd, struct block_device *meta,
 	struct fleece_tracker *t;
 	int r = 0;
 
+	mutex_lock(&fd->attach_lock);
 	mutex_lock(&fleece_devs_lock);
-	if (fd->trk) {
-		if (fd->trk->meta != meta) {
-			*error = "Metadata device differs from the one in use on this origin";
-			r = -EINVAL;
-		} else if (fd->trk->origin_sectors != origin_sectors) {
-			*error = "Length differs from the fleece-origin already on this device";
-			r = -EINVAL;
-		} else if (!fleece_track_same_origin(fd->trk, opts->origin_id)) {
-			*error = "Metadata belongs to another origin (its origin_id differs)";
-			r = -EINVAL;
-		}
+	t = fd->trk;
+	if (t)
+		r = same_tracker(t, meta, origin_sectors, opts, error);
+	else
+		fd->meta = meta;
+	mutex_unlock(&fleece_devs_lock);
+	if (t)
 		goto out;
-	}
+
 	t = fleece_track_create(meta, origin_sectors, fd->chunk_sectors, opts, fd->wq,
 				fleece_origin_resume_bio, fd, error);
-	if (IS_ERR(t))
+	mutex_lock(&fleece_devs_lock);
+	if (IS_ERR(t)) {
 		r = PTR_ERR(t);
-	else
+		fd->meta = NULL;
+	} else {
 		fd->trk = t;
-out:
+	}
 	mutex_unlock(&fleece_devs_lock);
+out:
+	mutex_unlock(&fd->attach_lock);
 	return r;
 }
 

@@ -6,6 +6,9 @@
 #include <linux/bio.h>
 #include <linux/blkdev.h>
 #include <linux/crc32.h>
+#include <linux/highmem.h>
+#include <linux/mm.h>
+#include <linux/sizes.h>
 #include <linux/slab.h>
 #include <linux/uuid.h>
 
@@ -47,6 +50,163 @@ static int meta_io(struct fleece_tracker *t, sector_t sector, void *buf,
 		       offset_in_page(buf));
 	r = submit_bio_wait(bio);
 	bio_put(bio);
+	return r;
+}
+
+/*
+ * Activation reads whole areas of the metadata device: the zero check of a
+ * fresh device and the bitmaps of existing metadata. One 4 KiB read at a
+ * time made that take minutes for a large origin; these reads are large
+ * and several are in flight, and the data is looked at in device order.
+ */
+#define SCAN_READ_BYTES		SZ_1M
+#define SCAN_READS		4
+#define SCAN_READ_SECTORS	(SCAN_READ_BYTES >> SECTOR_SHIFT)
+
+/* One read of a scan and its buffer. */
+struct scan_read {
+	struct completion done;
+	blk_status_t status;
+	void *buf;
+	unsigned int len;	/* bytes being read, 0 when idle */
+};
+
+static void scan_endio(struct bio *bio)
+{
+	struct scan_read *rd = bio->bi_private;
+
+	rd->status = bio->bi_status;
+	bio_put(bio);
+	complete(&rd->done);
+}
+
+/* The page of a buffer from kvmalloc(): vmalloc memory is not linear. */
+static struct page *buf_page(void *p)
+{
+	return is_vmalloc_addr(p) ? vmalloc_to_page(p) : virt_to_page(p);
+}
+
+static int scan_submit(struct fleece_tracker *t, struct scan_read *rd,
+		       sector_t sector, unsigned int len)
+{
+	unsigned int off, n;
+	struct bio *bio;
+
+	/* 1 MiB is BIO_MAX_VECS pages: kvmalloc() gives it page-aligned. */
+	BUILD_BUG_ON(SCAN_READ_BYTES / PAGE_SIZE > BIO_MAX_VECS);
+	bio = bio_alloc_bioset(t->meta,
+			       DIV_ROUND_UP(offset_in_page(rd->buf) + len, PAGE_SIZE),
+			       REQ_OP_READ | REQ_META, GFP_KERNEL, &t->bs);
+	if (!bio)
+		return -ENOMEM;
+	bio->bi_iter.bi_sector = sector;
+	bio->bi_end_io = scan_endio;
+	bio->bi_private = rd;
+	for (off = 0; off < len; off += n) {
+		n = min_t(unsigned int, len - off, PAGE_SIZE - offset_in_page(rd->buf + off));
+		if (bio_add_page(bio, buf_page(rd->buf + off), n,
+				 offset_in_page(rd->buf + off)) != n) {
+			bio_put(bio);
+			return -EIO;
+		}
+	}
+	if (is_vmalloc_addr(rd->buf))
+		flush_kernel_vmap_range(rd->buf, len);
+	reinit_completion(&rd->done);
+	rd->len = len;
+	submit_bio(bio);
+	return 0;
+}
+
+/* Wait for @rd's read; it is idle after. */
+static int scan_wait(struct scan_read *rd)
+{
+	wait_for_completion_io(&rd->done);
+	if (is_vmalloc_addr(rd->buf))
+		invalidate_kernel_vmap_range(rd->buf, rd->len);
+	rd->len = 0;
+	return blk_status_to_errno(rd->status);
+}
+
+/*
+ * What a scan does with each piece it read, in device order: @buf holds
+ * @len bytes from @sector (SCAN_READ_BYTES, less for the last piece).
+ * Nonzero ends the scan and is its result.
+ */
+typedef int (*scan_fn)(struct fleece_tracker *t, sector_t sector,
+		       const void *buf, unsigned int len, void *ctx);
+
+/* Start the next read of a scan into @rd, if the area has more. */
+static int scan_next(struct fleece_tracker *t, struct scan_read *rd,
+		     sector_t *next, sector_t end, char **error)
+{
+	unsigned int len;
+	int r;
+
+	if (*next >= end)
+		return 0;
+	len = min_t(sector_t, end - *next, SCAN_READ_SECTORS) << SECTOR_SHIFT;
+	r = scan_submit(t, rd, *next, len);
+	if (r) {
+		*error = "Cannot allocate metadata buffers";
+		return r;
+	}
+	*next += len >> SECTOR_SHIFT;
+	return 0;
+}
+
+/*
+ * Read @nr sectors from @start, in SCAN_READ_BYTES reads with up to
+ * SCAN_READS in flight, and hand them to @fn in order. A failed read sets
+ * *@error to @read_error; @fn sets its own.
+ * Return: 0, @fn's first nonzero result, or a negative errno.
+ */
+static int meta_scan(struct fleece_tracker *t, sector_t start, sector_t nr,
+		     scan_fn fn, void *ctx, char *read_error, char **error)
+{
+	unsigned int nbufs = min_t(sector_t, SCAN_READS,
+				   DIV_ROUND_UP_SECTOR_T(nr, SCAN_READ_SECTORS));
+	unsigned int size = min_t(sector_t, nr, SCAN_READ_SECTORS) << SECTOR_SHIFT;
+	struct scan_read rd[SCAN_READS] = {};
+	sector_t next = start, pos = start, end = start + nr;
+	unsigned int i, len;
+	int r = 0;
+
+	for (i = 0; i < nbufs; i++) {
+		init_completion(&rd[i].done);
+		rd[i].buf = kvmalloc(size, GFP_KERNEL);
+		if (!rd[i].buf) {
+			*error = "Cannot allocate metadata buffers";
+			r = -ENOMEM;
+			goto out;
+		}
+	}
+	for (i = 0; i < nbufs && !r; i++)
+		r = scan_next(t, &rd[i], &next, end, error);
+	/* Reads complete in any order; look at them in the order issued. */
+	for (i = 0; !r && pos < end; i = (i + 1) % nbufs) {
+		len = rd[i].len;
+		r = scan_wait(&rd[i]);
+		if (r) {
+			DMERR_LIMIT("%pg: metadata read at sector %llu failed: %d",
+				    t->meta, (unsigned long long)pos, r);
+			*error = read_error;
+			break;
+		}
+		r = fn(t, pos, rd[i].buf, len, ctx);
+		if (r)
+			break;
+		pos += len >> SECTOR_SHIFT;
+		r = scan_next(t, &rd[i], &next, end, error);
+		cond_resched();
+	}
+out:
+	/* No buffer is freed under a read still in flight. */
+	for (i = 0; i < nbufs; i++) {
+		if (rd[i].len)
+			scan_wait(&rd[i]);
+		kvfree(rd[i].buf);
+	}
 	return r;
 }
 
@@ -164,23 +324,21 @@ int fleece_meta_write_sb(struct fleece_tracker *t)
 	return r;
 }
 
-/* Is the whole area we would use zero? Only then is it ours to format. */
-static int area_is_zero(struct fleece_tracker *t, void *buf, bool *zero)
+static int nonzero_piece(struct fleece_tracker *t, sector_t sector,
+			 const void *buf, unsigned int len, void *ctx)
 {
-	sector_t end = fleece_meta_sectors_needed(t->nr_blocks), s;
+	return !all_zero(buf, len);
+}
+
+/* Is the whole area we would use zero? Only then is it ours to format. */
+static int area_is_zero(struct fleece_tracker *t, bool *zero, char **error)
+{
 	int r;
 
-	*zero = false;
-	for (s = 0; s < end; s += FLEECE_META_BLOCK_SECTORS) {
-		r = meta_io(t, s, buf, REQ_OP_READ);
-		if (r)
-			return r;
-		if (!all_zero(buf, FLEECE_META_BLOCK))
-			return 0;
-		cond_resched();
-	}
-	*zero = true;
-	return 0;
+	r = meta_scan(t, 0, fleece_meta_sectors_needed(t->nr_blocks),
+		      nonzero_piece, NULL, "Cannot read metadata device", error);
+	*zero = !r;
+	return r < 0 ? r : 0;
 }
 
 static int format(struct fleece_tracker *t, unsigned int chunk_sectors,
@@ -248,88 +406,107 @@ static int check_sb(struct fleece_tracker *t, struct fleece_disk_sb *sb,
 }
 
 /*
- * Read a slot's blocks into @bm->recorded: per block, the valid copy of the
- * slot's generation with the higher seq; nothing valid means never written
- * in this generation (zero). Two damaged copies cannot come from a torn
- * write (only one copy is ever being written), so they are refused.
+ * Block @i of a slot from its two copies (@pair: copy 0, then copy 1) into
+ * @bm->recorded: the valid copy of the slot's generation with the higher
+ * seq; nothing valid means never written in this generation (zero). Two
+ * damaged copies cannot come from a torn write (only one copy is ever
+ * being written), so they are refused.
  */
-static int load_slot(struct fleece_tracker *t, struct fleece_bitmap *bm,
-		     void *buf, char **error)
+static int load_block(struct fleece_tracker *t, struct fleece_bitmap *bm,
+		      u64 i, const void *pair, char **error)
 {
 	unsigned int words = FLEECE_BITS_PER_BLOCK / 64;
-	struct fleece_disk_block *b = buf;
-	u64 i, w, best_seq;
-	int r, c, best, corrupt, damaged;
+	const struct fleece_disk_block *b;
+	int c, best = -1, corrupt = 0, damaged = -1;
+	u64 w, best_seq = 0;
 
-	for (i = 0; i < t->nr_blocks; i++) {
-		best = -1;
-		best_seq = 0;
-		corrupt = 0;
-		damaged = -1;
-		for (c = 0; c < 2; c++) {
-			r = meta_io(t, block_sector(t, bm->slot, i, c), buf,
-				    REQ_OP_READ);
-			if (r) {
-				*error = "Cannot read metadata bitmap block";
-				return r;
-			}
-			switch (classify(buf, FLEECE_BLOCK_MAGIC)) {
-			case KIND_VALID:
-				if (le32_to_cpu(b->slot) != bm->slot ||
-				    le32_to_cpu(b->index) != i) {
-					corrupt++;
-					damaged = c;
-					break;
-				}
-				if (le64_to_cpu(b->gen) == bm->gen &&
-				    (best < 0 || le64_to_cpu(b->seq) > best_seq)) {
-					best = c;
-					best_seq = le64_to_cpu(b->seq);
-				}
-				t->block_seq = max(t->block_seq, le64_to_cpu(b->seq));
-				break;
-			case KIND_ZERO:
-				break;
-			default:
+	for (c = 0; c < 2; c++) {
+		b = pair + c * FLEECE_META_BLOCK;
+		switch (classify(b, FLEECE_BLOCK_MAGIC)) {
+		case KIND_VALID:
+			if (le32_to_cpu(b->slot) != bm->slot ||
+			    le32_to_cpu(b->index) != i) {
 				corrupt++;
 				damaged = c;
+				break;
 			}
-		}
-		if (corrupt == 2) {
-			*error = "Metadata bitmap block checksum mismatch";
-			return -EILSEQ;
-		}
-		/*
-		 * The next write goes to the copy not holding the newest
-		 * data; with none of this generation, to a damaged copy, so
-		 * the intact one survives another torn write.
-		 */
-		if (best >= 0)
-			bm->copy[i] = best;
-		else
-			bm->copy[i] = damaged >= 0 ? !damaged : 1;
-		if (best < 0)
-			continue;
-		if (best != 1) {
-			r = meta_io(t, block_sector(t, bm->slot, i, best),
-				    buf, REQ_OP_READ);
-			if (r) {
-				*error = "Cannot read metadata bitmap block";
-				return r;
+			if (le64_to_cpu(b->gen) == bm->gen &&
+			    (best < 0 || le64_to_cpu(b->seq) > best_seq)) {
+				best = c;
+				best_seq = le64_to_cpu(b->seq);
 			}
+			t->block_seq = max(t->block_seq, le64_to_cpu(b->seq));
+			break;
+		case KIND_ZERO:
+			break;
+		default:
+			corrupt++;
+			damaged = c;
 		}
-		for (w = 0; w < words; w++) {
-			u64 bit = i * FLEECE_BITS_PER_BLOCK + w * 64;
-			u64 v = le64_to_cpu(b->bits[w]);
-			unsigned int k;
+	}
+	if (corrupt == 2) {
+		*error = "Metadata bitmap block checksum mismatch";
+		return -EILSEQ;
+	}
+	/*
+	 * The next write goes to the copy not holding the newest data; with
+	 * none of this generation, to a damaged copy, so the intact one
+	 * survives another torn write.
+	 */
+	if (best >= 0)
+		bm->copy[i] = best;
+	else
+		bm->copy[i] = damaged >= 0 ? !damaged : 1;
+	if (best < 0)
+		return 0;
+	b = pair + best * FLEECE_META_BLOCK;
+	for (w = 0; w < words; w++) {
+		u64 bit = i * FLEECE_BITS_PER_BLOCK + w * 64;
+		u64 v = le64_to_cpu(b->bits[w]);
+		unsigned int k;
 
-			for (k = 0; v && k < 64; k++, v >>= 1)
-				if ((v & 1) && bit + k < t->nr_chunks)
-					__set_bit(bit + k, bm->recorded);
-		}
+		for (k = 0; v && k < 64; k++, v >>= 1)
+			if ((v & 1) && bit + k < t->nr_chunks)
+				__set_bit(bit + k, bm->recorded);
+	}
+	return 0;
+}
+
+struct load_ctx {
+	struct fleece_bitmap *bm;
+	char **error;
+};
+
+/* Both copies of a block are next to each other, and a piece holds pairs. */
+static int load_piece(struct fleece_tracker *t, sector_t sector,
+		      const void *buf, unsigned int len, void *ctx)
+{
+	struct load_ctx *lc = ctx;
+	u64 i = (sector - block_sector(t, lc->bm->slot, 0, 0)) /
+		(2 * FLEECE_META_BLOCK_SECTORS);
+	unsigned int off;
+	int r;
+
+	for (off = 0; off < len; off += 2 * FLEECE_META_BLOCK, i++) {
+		r = load_block(t, lc->bm, i, buf + off, lc->error);
+		if (r)
+			return r;
 		cond_resched();
 	}
 	return 0;
+}
+
+/* Read a slot's blocks into @bm->recorded (load_block()). */
+static int load_slot(struct fleece_tracker *t, struct fleece_bitmap *bm,
+		     char **error)
+{
+	struct load_ctx lc = { .bm = bm, .error = error };
+
+	/* A piece never splits a pair: both are a whole number of blocks. */
+	BUILD_BUG_ON(SCAN_READ_BYTES % (2 * FLEECE_META_BLOCK));
+	return meta_scan(t, block_sector(t, bm->slot, 0, 0),
+			 2 * t->nr_blocks * FLEECE_META_BLOCK_SECTORS, load_piece,
+			 &lc, "Cannot read metadata bitmap block", error);
 }
 
 /*
@@ -400,13 +577,13 @@ int fleece_meta_load(struct fleece_tracker *t, unsigned int chunk_sectors,
 		return -ENOSPC;
 	}
 
-	buf = kmalloc(FLEECE_META_BLOCK * 3, GFP_KERNEL);
+	buf = kmalloc(FLEECE_META_BLOCK * 2, GFP_KERNEL);
 	if (!buf) {
 		*error = "Cannot allocate metadata buffers";
 		return -ENOMEM;
 	}
-	sb[0] = buf + FLEECE_META_BLOCK;
-	sb[1] = buf + 2 * FLEECE_META_BLOCK;
+	sb[0] = buf;
+	sb[1] = buf + FLEECE_META_BLOCK;
 	for (c = 0; c < 2; c++) {
 		r = meta_io(t, c * FLEECE_META_BLOCK_SECTORS, sb[c],
 			    REQ_OP_READ);
@@ -431,11 +608,9 @@ int fleece_meta_load(struct fleece_tracker *t, unsigned int chunk_sectors,
 			r = -EINVAL;
 			goto out;
 		}
-		r = area_is_zero(t, buf, &zero);
-		if (r) {
-			*error = "Cannot read metadata device";
+		r = area_is_zero(t, &zero, error);
+		if (r)
 			goto out;
-		}
 		if (!zero) {
 			*error = "Metadata device holds something else: refusing to overwrite it";
 			r = -EINVAL;
@@ -477,7 +652,7 @@ int fleece_meta_load(struct fleece_tracker *t, unsigned int chunk_sectors,
 		bm->untrusted = le32_to_cpu(ds->flags) & FLEECE_SLOT_UNTRUSTED;
 		bm->gap = bm->untrusted && (le32_to_cpu(ds->flags) & FLEECE_SLOT_GAP);
 		t->slot[i] = bm;
-		r = load_slot(t, bm, buf, error);
+		r = load_slot(t, bm, error);
 		if (r)
 			goto out;
 		if (bm->durable)

@@ -108,8 +108,16 @@ struct fleece_cbuf {
  * @cbuf: the copy buffer (copy_buffer_kb), see dm-fleece-cbuf.c.
  * @cbs: bios of buffered copies.
  * @hold_pool: struct fleece_hold for buffered copies.
- * @trk: changed-block bitmaps; exists while a fleece-origin table does.
- *	Views reach it only under the module's device lock (dm-fleece-dev.c).
+ * @trk: changed-block bitmaps; exists while a fleece-origin table does,
+ *	once the first one's constructor has loaded them. Set and cleared
+ *	under the module's device lock; views reach it only under that lock
+ *	(dm-fleece-dev.c).
+ * @attach_lock: serializes loading @trk and destroying it, which do IO,
+ *	without the module's device lock: loading one origin's metadata
+ *	holds up no other origin's or view's constructor.
+ * @meta: the metadata device of @trk, from the start of its load to the
+ *	end of its destruction (under both locks), so that no view takes it
+ *	as scratch meanwhile; NULL without one.
  */
 struct fleece_dev {
 	struct list_head list;
@@ -135,6 +143,8 @@ struct fleece_dev {
 	struct bio_set cbs;
 	mempool_t hold_pool;
 	struct fleece_tracker *trk;
+	struct mutex attach_lock;	/* loads and destroys @trk */
+	struct block_device *meta;
 };
 
 /**
@@ -488,9 +498,10 @@ void fleece_dev_origin_running(struct fleece_dev *fd, struct dm_target *ti,
  * @ti: the same target.
  *
  * When the last fleece-origin goes, writes reach the origin without copies,
- * so every session on it is invalidated.
+ * so every session on it is invalidated, and the bitmaps are detached (a
+ * superblock write, under @fd's own lock only). Drops the reference.
  *
- * Context: process context (dtr), may sleep.
+ * Context: process context (dtr), may sleep and do IO.
  */
 void fleece_dev_put_origin(struct fleece_dev *fd, struct dm_target *ti);
 
@@ -504,7 +515,9 @@ void fleece_dev_put_origin(struct fleece_dev *fd, struct dm_target *ti);
  *
  * The first fleece-origin table of a device loads them (an attach); a
  * reloaded table must name the same metadata device, length and origin,
- * and shares them (no gap: the old table tracked until the swap).
+ * and shares them (no gap: the old table tracked until the swap). Only
+ * @fd's own lock is held over the load's IO: other devices' tables and
+ * views are not held up, tables of this device wait for it.
  *
  * Context: process context (ctr), may sleep and do IO.
  * Return: 0 or a negative errno.
