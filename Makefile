@@ -217,7 +217,7 @@ stress:
 # PROFILE=cpu|io (unthrottled or throttled disks), BENCH_RUNTIME seconds per
 # workload (2 for a quick smoke run); PROFILE=scale runs tests/perf/bench-scale.sh
 # instead (sparse 16 TiB origin, BENCH_SCALE_TIB and BENCH_SCALE_MEM; results in
-# build/bench/scale/), about 25 minutes.
+# build/bench/scale/), about 12 minutes.
 PROFILE ?= cpu
 BENCH_RUNTIME ?= 4
 .PHONY: bench
