@@ -12,7 +12,9 @@
 #   make lint       checkpatch --strict, sparse and W=1 on the module
 #   make fuzz       hostile input: libFuzzer on the parsers, 10000 cases in the VM
 #   make stress     model-based random operations in the VM (STRESS_SECONDS=600)
-#   make bench      fio in the VM: dm-fleece vs dm-linear, dm-snapshot, dm-era (PROFILE=cpu|io)
+#   make bench      fio in the VM: dm-fleece vs dm-linear, dm-snapshot, dm-era (PROFILE=cpu|io);
+#                   PROFILE=scale: a sparse 16 TiB origin next to dm-era (activation,
+#                   status, memory, change lists, view creation and the suspend)
 #   make install    module, fleecectl, man pages, docs, bash completion, the
 #                   fleecetab systemd generator (DESTDIR=, PREFIX=/usr)
 #   make uninstall  remove what make install put (same DESTDIR/PREFIX/KVER)
@@ -214,7 +216,9 @@ stress:
 # fio over dm-fleece and its rivals in the VM: one markdown table, also in
 # build/bench/results.md (Documentation/testing.rst, "Benchmarks").
 # PROFILE=cpu|io (unthrottled or throttled disks), BENCH_RUNTIME seconds per
-# workload (2 for a quick smoke run).
+# workload (2 for a quick smoke run); PROFILE=scale runs tests/perf/bench-scale.sh
+# instead (sparse 16 TiB origin, BENCH_SCALE_TIB and BENCH_SCALE_MEM; results in
+# build/bench/scale/), about 12 minutes.
 PROFILE ?= cpu
 BENCH_RUNTIME ?= 4
 .PHONY: bench
