@@ -21,7 +21,9 @@
  * (the lock is handed from the write to a struct fleece_hold, as the write
  * may complete first), so view reads still find them either not copied and
  * unchanged, or done. A slow scratch then slows the origin only once the
- * buffer is full: copies go through kcopyd, as without a buffer.
+ * buffer is full: a copy then waits in line for pages, which come back as
+ * soon as the oldest buffered copy lands (not behind all of them, as a
+ * kcopyd copy queued at the scratch device would).
  *
  * A copy that cannot read the origin (a bad sector) does not fail the
  * application's write: a backup must never do that, and a rewrite is how a
@@ -57,6 +59,7 @@
  * @status: a buffered copy: the read's status.
  * @wpending: a buffered copy: its writes in flight, plus one.
  * @write_err: a buffered copy: bit i set when the write to @s[i] failed.
+ * @wait: a buffered copy: its request for pages of the buffer.
  */
 struct fleece_copy {
 	struct fleece_io *io;
@@ -74,6 +77,7 @@ struct fleece_copy {
 	blk_status_t status;
 	atomic_t wpending;
 	unsigned long write_err;
+	struct fleece_cbuf_wait wait;
 };
 
 static struct kmem_cache *copy_cache;
@@ -276,9 +280,16 @@ static void buffered_read_endio(struct bio *bio)
 	queue_work(c->fd->wq, &c->retry);
 }
 
+/* A copy that waited for pages of the buffer has them: read. */
+static void buffered_ready(struct fleece_cbuf_wait *w)
+{
+	submit_bio_noacct(container_of(w, struct fleece_copy, wait)->rbio);
+}
+
 /*
- * Read @c's run into the copy buffer, if it has room and the copy is one an
- * origin write waits for. Returns false to copy through kcopyd instead.
+ * Read @c's run into the copy buffer, now or when pages are free, if the
+ * copy is one an origin write waits for and the buffer can ever hold it.
+ * Returns false to copy through kcopyd instead.
  */
 static bool start_buffered(struct fleece_io *io, struct fleece_copy *c)
 {
@@ -287,17 +298,14 @@ static bool start_buffered(struct fleece_io *io, struct fleece_copy *c)
 	sector_t start, len;
 	struct bio *bio;
 
-	if (c->zero || io->session || !fd->cbuf.nr)
+	if (c->zero || io->session)
 		return false;
 	copy_extent(c, &start, &len);
-	if (DIV_ROUND_UP(len, PAGE_SECTORS) > BIO_MAX_VECS)
+	if (DIV_ROUND_UP(len, PAGE_SECTORS) > BIO_MAX_VECS ||
+	    !fleece_cbuf_fits(&fd->cbuf, len << SECTOR_SHIFT))
 		return false;
 	bio = bio_alloc_bioset(fd->bdev, DIV_ROUND_UP(len, PAGE_SECTORS),
 			       REQ_OP_READ, GFP_NOIO, &fd->cbs);
-	if (!fleece_cbuf_take(&fd->cbuf, bio, len << SECTOR_SHIFT)) {
-		bio_put(bio);
-		return false;
-	}
 	hold = io->hold;
 	if (!hold) {
 		hold = mempool_alloc(&fd->hold_pool, GFP_NOIO);
@@ -313,7 +321,12 @@ static bool start_buffered(struct fleece_io *io, struct fleece_copy *c)
 	bio->bi_iter.bi_sector = start;
 	bio->bi_end_io = buffered_read_endio;
 	bio->bi_private = c;
-	submit_bio_noacct(bio);
+	/* All set up first: once in line, it may start on another CPU. */
+	c->wait.bio = bio;
+	c->wait.len = len << SECTOR_SHIFT;
+	c->wait.ready = buffered_ready;
+	if (fleece_cbuf_take(&fd->cbuf, &c->wait))
+		submit_bio_noacct(bio);
 	return true;
 }
 

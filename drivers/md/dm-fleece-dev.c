@@ -92,7 +92,8 @@ static struct fleece_dev *create(struct block_device *bdev,
 		*error = "Cannot allocate copy pool";
 		goto out_kc;
 	}
-	r = fleece_cbuf_init(&fd->cbuf, (u64)READ_ONCE(copy_buffer_kb) * SZ_1K >> PAGE_SHIFT);
+	r = fleece_cbuf_init(&fd->cbuf, (u64)READ_ONCE(copy_buffer_kb) * SZ_1K >> PAGE_SHIFT,
+			     fd->wq);
 	if (r) {
 		*error = "Cannot allocate copy buffer (copy_buffer_kb)";
 		goto out_copy_pool;

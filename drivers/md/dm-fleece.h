@@ -63,16 +63,37 @@ struct fleece_session;
 
 /**
  * struct fleece_cbuf - the copy buffer: pages for buffered copies.
- * @lock: guards @pages and @nr_free.
+ * @lock: guards @pages, @nr_free and @waiters.
  * @pages: the free pages are @pages[0 .. @nr_free).
  * @nr_free: pages free.
  * @nr: pages in all; 0 without a buffer.
+ * @waiters: copies waiting for pages, oldest first.
+ * @work: starts waiting copies once pages are back.
+ * @wq: where @work runs.
  */
 struct fleece_cbuf {
-	spinlock_t lock;		/* guards pages[] and nr_free */
+	spinlock_t lock;		/* guards pages[], nr_free, waiters */
 	struct page **pages;
 	unsigned int nr_free;
 	unsigned int nr;
+	struct list_head waiters;
+	struct work_struct work;
+	struct workqueue_struct *wq;
+};
+
+/**
+ * struct fleece_cbuf_wait - a request for pages of the copy buffer.
+ * @node: on fleece_cbuf.waiters while it waits.
+ * @bio: an empty bio with room for the pages; they are added to it.
+ * @len: bytes wanted.
+ * @ready: called, from the buffer's work, once a waiting request has its
+ *	pages.
+ */
+struct fleece_cbuf_wait {
+	struct list_head node;
+	struct bio *bio;
+	unsigned int len;
+	void (*ready)(struct fleece_cbuf_wait *w);
 };
 
 /**
@@ -723,11 +744,13 @@ void fleece_session_event(struct work_struct *work);
  * fleece_cbuf_init() - allocate the copy buffer.
  * @cb: the buffer.
  * @nr: pages; 0 for none.
+ * @wq: where waiting copies are started.
  *
  * Context: process context, may sleep.
  * Return: 0 or -ENOMEM (then nothing is allocated).
  */
-int fleece_cbuf_init(struct fleece_cbuf *cb, unsigned int nr);
+int fleece_cbuf_init(struct fleece_cbuf *cb, unsigned int nr,
+		     struct workqueue_struct *wq);
 
 /**
  * fleece_cbuf_exit() - free the copy buffer; every page must be back.
@@ -736,15 +759,22 @@ int fleece_cbuf_init(struct fleece_cbuf *cb, unsigned int nr);
 void fleece_cbuf_exit(struct fleece_cbuf *cb);
 
 /**
- * fleece_cbuf_take() - add pages for @len bytes to an empty bio, or none.
+ * fleece_cbuf_fits() - can a request of @len bytes ever be served?
  * @cb: the buffer.
- * @bio: a bio with room for the pages.
  * @len: bytes.
+ */
+bool fleece_cbuf_fits(struct fleece_cbuf *cb, unsigned int len);
+
+/**
+ * fleece_cbuf_take() - pages for a request, now or in turn.
+ * @cb: the buffer.
+ * @w: the request (@w->len must fit, see fleece_cbuf_fits()).
  *
  * Context: any; doesn't sleep.
- * Return: false when fewer pages are free.
+ * Return: true when @w->bio has its pages; false when @w waits in line,
+ * and @w->ready is called once it has them.
  */
-bool fleece_cbuf_take(struct fleece_cbuf *cb, struct bio *bio, unsigned int len);
+bool fleece_cbuf_take(struct fleece_cbuf *cb, struct fleece_cbuf_wait *w);
 
 /**
  * fleece_cbuf_put() - give back the pages of a bio from fleece_cbuf_take().

@@ -10,8 +10,8 @@
 #   the new data, nor scratch, which does not have the old yet) and returns
 #   the old data once scratch IO goes on;
 # - with a buffer of 4 pages (copy_buffer_kb=16, 4 KiB chunks), four first
-#   writes complete, the fifth waits for scratch like a write without a
-#   buffer, and completes when scratch IO goes on;
+#   writes complete, the fifth waits in line for buffer pages, which come
+#   back when scratch IO goes on, and then completes;
 # - afterwards both views read as their point in time (sha256 of the image)
 #   and the origin as written.
 . "$(dirname "$0")/lib.sh"
@@ -98,6 +98,6 @@ for c in 10 20 30 40 50; do
 done
 [ "$(dev_sha /dev/mapper/t082vb)" = "$base_sha" ] || fail "view B is not its point in time"
 [ "$(view_stat t082vb copied)" = 5 ] || fail "view B copied $(view_stat t082vb copied) chunks, expected 5"
-info "the fifth waited for scratch like a write without a buffer; view B is its point in time"
+info "the fifth waited for buffer pages until scratch IO went on; view B is its point in time"
 dmsetup remove t082vb
 dmsetup remove t082b
