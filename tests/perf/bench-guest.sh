@@ -570,7 +570,8 @@ scenario_backup() {
 # dm-snapshot alike. Around each fio the block layer's counters of the
 # origin and scratch disks (/sys/block/X/stat), and the view's status, are
 # recorded: $OUT/slow.tsv (ROW <tab> KEY <tab> VALUE), fio JSON in
-# $OUT/fio/slow.ROW.json and its IOPS log (1 s averages) in $OUT/log/.
+# $OUT/fio/ROW.json and its IOPS log (1 s averages) in $OUT/log/ROW_iops.1.log.
+# Rows: slow.fleece-buf ..., seq.BS.qdN.KIND.
 
 sset() { printf '%s\t%s\t%s\n' "$1" "$2" "$3" >> "$OUT/slow.tsv"; }
 
@@ -612,7 +613,7 @@ slow_target() {
 # slow_row ROW KIND SCRATCH FIO_ARG...: one row, from a fresh target to
 # dm_cleanup.
 slow_row() {
-	local row=$1 kind=$2 s=$3 dev r
+	local row=$1 kind=$2 s=$3 dev r t
 	shift 3
 	dm_cleanup
 	dev=$(slow_target "$row" "$kind" "$s" 2>> "$OUT/log/slow.setup") ||
@@ -622,13 +623,23 @@ slow_row() {
 	sset "$row" scratch_stat_start "$(disk_stat "$s")"
 	timeout -k 10 $((RT + 120)) fio --name=w --filename="$dev" --ioengine=libaio \
 		--direct=1 --size=100% --io_size=1T --time_based --runtime="$RT" \
-		--write_iops_log="$OUT/log/slow.$row" --log_avg_msec=1000 \
-		--output-format=json --output="$OUT/fio/slow.$row.json" "$@" \
-		2> "$OUT/log/slow.$row.err" < /dev/null
+		--write_iops_log="$OUT/log/$row" --log_avg_msec=1000 \
+		--output-format=json --output="$OUT/fio/$row.json" "$@" \
+		2> "$OUT/log/$row.err" < /dev/null
 	r=$?
 	sset "$row" fio_rc "$r"
 	case $kind in
-	fleece) sset "$row" status_end "$(dmsetup status v)" ;;
+	fleece)
+		# The copies still in flight when fio ended (behind the copy
+		# buffer) are counted in "copied" once they land: wait.
+		sset "$row" status_fio_end "$(dmsetup status v)"
+		t=$(date +%s.%N)
+		for _ in $(seq 300); do
+			[ "$(dmsetup status v | awk '{ print $13 }')" = 0 ] && break
+			sleep 0.2
+		done
+		sset "$row" drain_secs "$(awk -v a="$t" -v b="$(date +%s.%N)" 'BEGIN { print b - a }')"
+		sset "$row" status_end "$(dmsetup status v)" ;;
 	snap) sset "$row" status_end "$(dmsetup status snap)" ;;
 	esac
 	# Removing the devices waits for the copies still in flight: the
