@@ -587,20 +587,20 @@ slow_fill() {
 		: > "$OUT/log/slow.filled"
 }
 
-# slow_target ROW KIND SCRATCH: make the device under test and print its
-# path. KIND: fleece (view v on SCRATCH, with the copy buffer as it is),
-# snap (dm-snapshot N 128 on SCRATCH), linear.
+# slow_target ROW KIND SCRATCH CHUNK_SECTORS: make the device under test
+# and print its path. KIND: fleece (view v on SCRATCH, with the copy buffer
+# as it is), snap (dm-snapshot N on SCRATCH), linear.
 slow_target() {
-	local row=$1 kind=$2 s=$3
+	local row=$1 kind=$2 s=$3 cs=$4
 	case $kind in
 	fleece)
-		fo_new && view_new v "$s" || return 1
+		fo_new --chunk-size $((cs / 2))K && view_new v "$s" || return 1
 		sset "$row" copy_buffer_kb "$(cat "$CBUF")"
 		sset "$row" status_start "$(dmsetup status v)"
 		echo /dev/mapper/fo ;;
 	snap)
 		snap_base && dmsetup suspend so &&
-		dmsetup create snap --table "0 $SZ snapshot /dev/mapper/base $s N 128" &&
+		dmsetup create snap --table "0 $SZ snapshot /dev/mapper/base $s N $cs" &&
 		dmsetup resume so || return 1
 		echo /dev/mapper/so ;;
 	linear)
@@ -610,13 +610,13 @@ slow_target() {
 	esac
 }
 
-# slow_row ROW KIND SCRATCH FIO_ARG...: one row, from a fresh target to
-# dm_cleanup.
+# slow_row ROW KIND SCRATCH CHUNK_SECTORS FIO_ARG...: one row, from a fresh
+# target to dm_cleanup.
 slow_row() {
-	local row=$1 kind=$2 s=$3 dev r t
-	shift 3
+	local row=$1 kind=$2 s=$3 cs=$4 dev r t
+	shift 4
 	dm_cleanup
-	dev=$(slow_target "$row" "$kind" "$s" 2>> "$OUT/log/slow.setup") ||
+	dev=$(slow_target "$row" "$kind" "$s" "$cs" 2>> "$OUT/log/slow.setup") ||
 		{ sset "$row" error "setup failed"; dm_cleanup; return 1; }
 	sset "$row" kind "$kind"
 	sset "$row" origin_stat_start "$(disk_stat "$ORIGIN")"
@@ -653,20 +653,25 @@ slow_row() {
 # slowscratch: cold randwrite 4k qd16 with the view's scratch (or the
 # snapshot's COW) on slowscratch; fleece with the copy buffer (default)
 # and without (copy_buffer_kb=0, read when fleece-origin is created),
-# dm-snapshot, and dm-linear with no snapshot as the reference.
+# dm-snapshot, and dm-linear with no snapshot as the reference; 64K chunks
+# (the other scenarios'). Then, for the copy buffer's other bound (2048
+# chunks in flight rather than 128), fleece with the buffer and dm-snapshot
+# with 4K chunks.
 scenario_slowscratch() {
-	local kb row
+	local kb row cs
 	log "== slow scratch"
 	slow_fill || { sset all error "fill failed"; return 0; }
 	kb=$(cat "$CBUF") || { sset all error "no $CBUF"; return 0; }
 	sset all size_bytes $((SZ * 512))
 	sset all copy_buffer_kb_default "$kb"
-	for row in fleece-buf snap fleece-nobuf linear; do
+	for row in fleece-buf snap fleece-nobuf linear fleece-buf-4k snap-4k; do
 		case $row in
 		fleece-nobuf) echo 0 > "$CBUF" ;;
 		*) echo "$kb" > "$CBUF" ;;
 		esac
-		slow_row "slow.$row" "${row%%-*}" "$SLOW" --rw=randwrite --bs=4k --iodepth=16
+		cs=128
+		[ "${row%-4k}" != "$row" ] && cs=8
+		slow_row "slow.$row" "${row%%-*}" "$SLOW" $cs --rw=randwrite --bs=4k --iodepth=16
 		log "slowscratch $row done"
 	done
 	echo "$kb" > "$CBUF"
@@ -686,7 +691,7 @@ scenario_seqwrite() {
 	for bs in 4k 64k; do
 		for qd in 1 16; do
 			for kind in fleece snap linear; do
-				slow_row "seq.$bs.qd$qd.$kind" "$kind" "$SCRATCH" \
+				slow_row "seq.$bs.qd$qd.$kind" "$kind" "$SCRATCH" 128 \
 					--rw=write --bs="$bs" --iodepth="$qd"
 			done
 			log "seqwrite bs=$bs qd$qd done"
