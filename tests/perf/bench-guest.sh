@@ -7,7 +7,9 @@
 # Disks (/dev/disk/by-id/virtio-NAME): origin, scratch and scratch2 (views'
 # scratch, dm-snapshot's COW; a little larger than the origin, so that no
 # session or snapshot ever fills up), meta (fleece-origin metadata), erameta
-# (dm-era metadata), results (raw: gets a tar of everything in $OUT).
+# (dm-era metadata), results (raw: gets a tar of everything in $OUT),
+# slowscratch (a scratch throttled to a quarter of the others' IOPS and
+# bandwidth by the host: the slowscratch scenario).
 #
 # Measurements are fio (libaio, direct=1, time_based). The workloads of a
 # configuration that need no reset between them run as stonewalled jobs of
@@ -26,7 +28,8 @@
 # vCPU stalled by the host skews one short run now and then. "+W" in
 # CONFIGS stands for "W W.c" (W alone, then with dm-linear).
 # The backup-window scenario writes $OUT/window.tsv, the backup throughput
-# one $OUT/backup.tsv, and the memory
+# one $OUT/backup.tsv, the slow-scratch and sequential-writer ones
+# $OUT/slow.tsv, and the memory
 # measurement $OUT/memory.tsv (SCENARIO <tab> KEY <tab> VALUE);
 # tests/perf/report makes the tables. A failure is recorded as an error and
 # the run goes on.
@@ -49,6 +52,7 @@ ONLY=${FLEECE_BENCH_ONLY:-}
 ORIGIN=/dev/disk/by-id/virtio-origin
 SCRATCH=/dev/disk/by-id/virtio-scratch
 SCRATCH2=/dev/disk/by-id/virtio-scratch2
+SLOW=/dev/disk/by-id/virtio-slowscratch
 META=/dev/disk/by-id/virtio-meta
 ERAMETA=/dev/disk/by-id/virtio-erameta
 RESULTS=/dev/disk/by-id/virtio-results
@@ -61,6 +65,7 @@ mkdir -p "$OUT/fio" "$OUT/log"
 : > "$OUT/window.tsv"
 : > "$OUT/backup.tsv"
 : > "$OUT/memory.tsv"
+: > "$OUT/slow.tsv"
 T0=$SECONDS
 SZ=
 
@@ -558,6 +563,145 @@ scenario_backup() {
 }
 
 # ---------------------------------------------------------------------------
+# Cold writes behind a copy (issue 16 items 5 and 6): slowscratch and
+# seqwrite. Each row: a fresh target over an origin full of data, fio on
+# the origin side for RT seconds, one fio per row. 64 KiB chunks (fleecectl's
+# default, as in sess64k, snap64k and the backup window) for fleece and
+# dm-snapshot alike. Around each fio the block layer's counters of the
+# origin and scratch disks (/sys/block/X/stat), and the view's status, are
+# recorded: $OUT/slow.tsv (ROW <tab> KEY <tab> VALUE), fio JSON in
+# $OUT/fio/ROW.json and its IOPS log (1 s averages) in $OUT/log/ROW_iops.1.log.
+# Rows: slow.fleece-buf ..., seq.BS.qdN.KIND.
+
+sset() { printf '%s\t%s\t%s\n' "$1" "$2" "$3" >> "$OUT/slow.tsv"; }
+
+CBUF=/sys/module/dm_fleece/parameters/copy_buffer_kb
+
+disk_stat() { cat "/sys/block/$(basename "$(readlink -f "$1")")/stat"; }
+
+# slow_fill: data in every origin block (no zeroes), once per run.
+slow_fill() {
+	[ -e "$OUT/log/slow.filled" ] && return 0
+	fio --name=fill --filename="$ORIGIN" --ioengine=libaio --direct=1 --rw=write \
+		--bs=1M --iodepth=4 --refill_buffers > /dev/null 2>> "$OUT/log/slow.err" < /dev/null &&
+		: > "$OUT/log/slow.filled"
+}
+
+# slow_target ROW KIND SCRATCH CHUNK_SECTORS: make the device under test
+# and print its path. KIND: fleece (view v on SCRATCH, with the copy buffer
+# as it is), snap (dm-snapshot N on SCRATCH), linear.
+slow_target() {
+	local row=$1 kind=$2 s=$3 cs=$4
+	case $kind in
+	fleece)
+		fo_new --chunk-size $((cs / 2))K && view_new v "$s" || return 1
+		sset "$row" copy_buffer_kb "$(cat "$CBUF")"
+		sset "$row" status_start "$(dmsetup status v)"
+		echo /dev/mapper/fo ;;
+	snap)
+		snap_base && dmsetup suspend so &&
+		dmsetup create snap --table "0 $SZ snapshot /dev/mapper/base $s N $cs" &&
+		dmsetup resume so || return 1
+		echo /dev/mapper/so ;;
+	linear)
+		dmsetup create lin2 --table "0 $SZ linear $ORIGIN 0" || return 1
+		echo /dev/mapper/lin2 ;;
+	*) return 1 ;;
+	esac
+}
+
+# slow_row ROW KIND SCRATCH CHUNK_SECTORS FIO_ARG...: one row, from a fresh
+# target to dm_cleanup.
+slow_row() {
+	local row=$1 kind=$2 s=$3 cs=$4 dev r t
+	shift 4
+	dm_cleanup
+	dev=$(slow_target "$row" "$kind" "$s" "$cs" 2>> "$OUT/log/slow.setup") ||
+		{ sset "$row" error "setup failed"; dm_cleanup; return 1; }
+	sset "$row" kind "$kind"
+	sset "$row" origin_stat_start "$(disk_stat "$ORIGIN")"
+	sset "$row" scratch_stat_start "$(disk_stat "$s")"
+	timeout -k 10 $((RT + 120)) fio --name=w --filename="$dev" --ioengine=libaio \
+		--direct=1 --size=100% --io_size=1T --time_based --runtime="$RT" \
+		--write_iops_log="$OUT/log/$row" --log_avg_msec=1000 \
+		--output-format=json --output="$OUT/fio/$row.json" "$@" \
+		2> "$OUT/log/$row.err" < /dev/null
+	r=$?
+	sset "$row" fio_rc "$r"
+	case $kind in
+	fleece)
+		# The copies still in flight when fio ended (behind the copy
+		# buffer) are counted in "copied" once they land: wait.
+		sset "$row" status_fio_end "$(dmsetup status v)"
+		t=$(date +%s.%N)
+		for _ in $(seq 300); do
+			[ "$(dmsetup status v | awk '{ print $13 }')" = 0 ] && break
+			sleep 0.2
+		done
+		sset "$row" drain_secs "$(awk -v a="$t" -v b="$(date +%s.%N)" 'BEGIN { print b - a }')"
+		sset "$row" status_end "$(dmsetup status v)" ;;
+	snap) sset "$row" status_end "$(dmsetup status snap)" ;;
+	esac
+	# Removing the devices waits for the copies still in flight: the
+	# counters then hold every copy the writes caused.
+	dm_cleanup
+	sset "$row" origin_stat_end "$(disk_stat "$ORIGIN")"
+	sset "$row" scratch_stat_end "$(disk_stat "$s")"
+	return $r
+}
+
+# slowscratch: cold randwrite 4k qd16 with the view's scratch (or the
+# snapshot's COW) on slowscratch; fleece with the copy buffer (default)
+# and without (copy_buffer_kb=0, read when fleece-origin is created),
+# dm-snapshot, and dm-linear with no snapshot as the reference; 64K chunks
+# (the other scenarios'). Then, for the copy buffer's other bound (2048
+# chunks in flight rather than 128), fleece with the buffer and dm-snapshot
+# with 4K chunks.
+scenario_slowscratch() {
+	local kb row cs
+	log "== slow scratch"
+	slow_fill || { sset all error "fill failed"; return 0; }
+	kb=$(cat "$CBUF") || { sset all error "no $CBUF"; return 0; }
+	sset all size_bytes $((SZ * 512))
+	sset all copy_buffer_kb_default "$kb"
+	for row in fleece-buf snap fleece-nobuf linear fleece-buf-4k snap-4k; do
+		case $row in
+		fleece-nobuf) echo 0 > "$CBUF" ;;
+		*) echo "$kb" > "$CBUF" ;;
+		esac
+		cs=128
+		[ "${row%-4k}" != "$row" ] && cs=8
+		slow_row "slow.$row" "${row%%-*}" "$SLOW" $cs --rw=randwrite --bs=4k --iodepth=16
+		log "slowscratch $row done"
+	done
+	echo "$kb" > "$CBUF"
+	save_results
+	return 0
+}
+
+# seqwrite: a sequential writer from offset 0 (bs 4k and 64k, qd 1 and 16)
+# with a cold view on the ordinary scratch (throttled like the origin),
+# against dm-snapshot (64K chunks, same COW disk) and dm-linear, the three
+# one right after the other for each workload.
+scenario_seqwrite() {
+	local bs qd kind
+	log "== sequential writer"
+	slow_fill || { sset all error "fill failed"; return 0; }
+	sset all size_bytes $((SZ * 512))
+	for bs in 4k 64k; do
+		for qd in 1 16; do
+			for kind in fleece snap linear; do
+				slow_row "seq.$bs.qd$qd.$kind" "$kind" "$SCRATCH" 128 \
+					--rw=write --bs="$bs" --iodepth="$qd"
+			done
+			log "seqwrite bs=$bs qd$qd done"
+		done
+	done
+	save_results
+	return 0
+}
+
+# ---------------------------------------------------------------------------
 # Kernel memory per session: slab growth while chunks are preserved.
 
 mset() { printf '%s\t%s\t%s\n' "$1" "$2" "$3" >> "$OUT/memory.tsv"; }
@@ -647,6 +791,14 @@ if wanted window && ! ( scenario_window ); then
 fi
 if wanted backup && ! ( scenario_backup ); then
 	log "backup throughput: aborted"
+	dm_cleanup
+fi
+if wanted slowscratch && ! ( scenario_slowscratch ); then
+	log "slow scratch: aborted"
+	dm_cleanup
+fi
+if wanted seqwrite && ! ( scenario_seqwrite ); then
+	log "sequential writer: aborted"
 	dm_cleanup
 fi
 if wanted memory && ! ( scenario_memory ); then
