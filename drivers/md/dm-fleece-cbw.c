@@ -17,10 +17,11 @@
  * Buffered copies (the copy buffer, dm-fleece-cbuf.c): step 2 reads the old
  * data into the buffer, and the write is submitted as soon as every copy it
  * waits for has been read; each copy then writes to the sessions' slots on
- * its own. The chunks stay locked until the last of those writes is done
- * (the lock is handed from the write to a struct fleece_hold, as the write
- * may complete first), so view reads still find them either not copied and
- * unchanged, or done. A slow scratch then slows the origin only once the
+ * its own. The chunks are settled once read (later origin writes to them go
+ * straight on) but stay locked until the last of those writes is done (the
+ * lock is handed from the write to a struct fleece_hold, as the write may
+ * complete first), so view reads, which always take the lock, still find
+ * them either not copied and unchanged, or done. A slow scratch then slows the origin only once the
  * buffer is full: a copy then waits in line for pages, which come back as
  * soon as the oldest buffered copy lands (not behind all of them, as a
  * kcopyd copy queued at the scratch device would).
@@ -253,6 +254,7 @@ static void buffered_read_done(struct work_struct *work)
 	struct fleece_copy *c = container_of(work, struct fleece_copy, retry);
 	struct fleece_io *io = c->io;
 	unsigned int i;
+	u64 k;
 
 	if (c->status) {
 		buffered_free(c);
@@ -261,6 +263,15 @@ static void buffered_read_done(struct work_struct *work)
 		start_copy(c);
 		return;
 	}
+	/*
+	 * The old data is held: later origin writes to these chunks need no
+	 * copy and may go straight on, rather than wait behind the scratch
+	 * device's queue for the lock. View reads, releases and view writes
+	 * still wait for it, which keeps them off scratch until it is written.
+	 */
+	for (i = 0; i < c->n; i++)
+		for (k = 0; k < c->count; k++)
+			set_bit(c->chunk + k, c->s[i]->settled);
 	c->write_err = 0;
 	atomic_set(&c->wpending, c->n + 1);
 	for (i = 0; i < c->n; i++)

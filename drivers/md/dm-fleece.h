@@ -251,7 +251,8 @@ struct fleece_txn {
  * @writable: the view accepts writes (kept in scratch).
  * @nr_chunks: origin chunks the view covers.
  * @settled: one bit per chunk, set once no origin write needs to copy the
- *	chunk any more: its point-in-time data is in scratch, or the reader
+ *	chunk any more: its point-in-time data is in scratch (or in the copy
+ *	buffer on its way there, the chunk locked until it lands), or the reader
  *	released it, or the backup does not need it (outside the frozen set),
  *	or it could not be read. Set under the chunk's exclusive range lock,
  *	never cleared; origin writes test it without a lock.
