@@ -408,32 +408,61 @@ static bool origins_suspended(struct fleece_dev *fd)
 	return fd->nr_origins;
 }
 
+/*
+ * An incremental view copies only what changed since the last backup: the
+ * other chunks start settled, and unprotected (read from the origin and
+ * checked against what was written since, see view_end_io()).
+ */
+static struct fleece_unrecorded session_unrecorded(struct fleece_session *s)
+{
+	return (struct fleece_unrecorded) {
+		.bits = { s->settled, s->txn.unprotected },
+		.nr = s->nr_chunks,
+	};
+}
+
 /* Freeze the session's bitmap: its transaction begins. */
 static int txn_begin(struct fleece_dev *fd, struct fleece_session *s,
 		     char **error)
 {
+	struct fleece_unrecorded u = session_unrecorded(s);
 	struct fleece_txn *txn = &s->txn;
 	struct fleece_bitmap *frozen, *live;
 	int r;
 
 	r = fleece_track_freeze(fd->trk, txn->fresh, &frozen, &live, txn->full,
-				error);
+				txn->full ? NULL : &u, error);
 	if (r)
 		return r;
 	txn->fresh = NULL;
-	/*
-	 * Only what changed since the last backup is copied. The rest is
-	 * read from the origin and checked against what was written since
-	 * (see view_end_io()).
-	 */
-	if (!txn->full) {
-		bitmap_complement(s->settled, frozen->recorded, s->nr_chunks);
-		bitmap_complement(txn->unprotected, frozen->recorded, s->nr_chunks);
-	}
 	txn->frozen = frozen;
 	rcu_assign_pointer(txn->after, live);
 	WRITE_ONCE(txn->state, FLEECE_TXN_OPEN);
 	return 0;
+}
+
+/*
+ * The complement of the bitmap an incremental view will freeze, made at
+ * the ctr so that the start redoes only what the bitmap records meanwhile:
+ * two passes over a bit per chunk, not under the module's lock. The
+ * device's attach_lock keeps the tracker from being destroyed meanwhile.
+ * Taken after the checks, so that a view of an origin whose metadata is
+ * still loading is refused at once, not after the load. If the tracker
+ * went since, the reservation went with it, and the view cannot start.
+ */
+static void session_unrecorded_init(struct fleece_dev *fd,
+				    struct fleece_session *s)
+{
+	struct fleece_unrecorded u = session_unrecorded(s);
+	struct fleece_tracker *trk;
+
+	mutex_lock(&fd->attach_lock);
+	mutex_lock(&fleece_devs_lock);
+	trk = s->txn.fresh ? fd->trk : NULL;
+	mutex_unlock(&fleece_devs_lock);
+	if (trk)
+		fleece_track_unrecorded(trk, s->txn.fresh, &u);
+	mutex_unlock(&fd->attach_lock);
 }
 
 int fleece_dev_add_session(struct fleece_dev *fd, struct fleece_session *s,
@@ -479,6 +508,8 @@ int fleece_dev_add_session(struct fleece_dev *fd, struct fleece_session *s,
 	mutex_unlock(&fd->sessions_lock);
 out:
 	mutex_unlock(&fleece_devs_lock);
+	if (!r && s->txn.name && !s->txn.full)
+		session_unrecorded_init(fd, s);
 	return r;
 }
 

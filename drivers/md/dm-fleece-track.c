@@ -39,6 +39,18 @@ u64 fleece_count_bits(const unsigned long *bits, u64 nr)
 	return n;
 }
 
+/*
+ * A reserved bitmap notes where it records, one bit per 2^WATCH_SHIFT
+ * chunks (8 KiB at 2^31 chunks), so that the freeze redoes only those
+ * regions of the complement the view made beforehand.
+ */
+#define WATCH_SHIFT	15
+
+static u64 watch_bits(struct fleece_tracker *t)
+{
+	return DIV_ROUND_UP_ULL(t->nr_chunks, BIT_ULL(WATCH_SHIFT));
+}
+
 static unsigned long *zalloc_bits(u64 nr)
 {
 	return kvcalloc(BITS_TO_LONGS(nr), sizeof(unsigned long), GFP_KERNEL);
@@ -50,6 +62,7 @@ static void bitmap_free_now(struct fleece_bitmap *bm)
 	kvfree(bm->durable);
 	kvfree(bm->dirty);
 	kvfree(bm->copy);
+	kvfree(bm->watch);
 	kfree(bm);
 }
 
@@ -247,6 +260,9 @@ static void record_range(struct fleece_tracker *t, struct fleece_bitmap *bm,
 	}
 	WRITE_ONCE(bm->nr_recorded, bm->nr_recorded + n);
 	bitmap_set(bm->recorded, first, end - first);
+	if (unlikely(bm->watch))
+		bitmap_set(bm->watch, first >> WATCH_SHIFT,
+			   ((end - 1) >> WATCH_SHIFT) - (first >> WATCH_SHIFT) + 1);
 }
 
 /*
@@ -857,6 +873,7 @@ int fleece_track_reserve(struct fleece_tracker *t, const char *name, bool full,
 			 struct fleece_bitmap **fresh, char **error)
 {
 	struct fleece_bitmap *old, *bm;
+	unsigned long *watch = NULL;
 	int slot, r = 0;
 
 	/*
@@ -864,9 +881,12 @@ int fleece_track_reserve(struct fleece_tracker *t, const char *name, bool full,
 	 * for, need it, and reclaim may wait for writes to this origin.
 	 */
 	bm = fleece_bitmap_alloc(t, name, 0, false);
-	if (!bm) {
+	if (bm && !full)
+		watch = zalloc_bits(watch_bits(t));
+	if (!bm || (!full && !watch)) {
 		*error = "Cannot allocate bitmap";
-		return -ENOMEM;
+		r = -ENOMEM;
+		goto out_free;
 	}
 	mutex_lock(&t->lock);
 	old = find_live(t, name);
@@ -899,9 +919,12 @@ int fleece_track_reserve(struct fleece_tracker *t, const char *name, bool full,
 	bm->slot = slot;
 	spin_lock_irq(&t->pend_lock);
 	t->reserved[slot] = bm;
+	/* From here on, where @old records is noted for the freeze. */
+	old->watch = watch;
 	spin_unlock_irq(&t->pend_lock);
 	*fresh = bm;
 	bm = NULL;
+	watch = NULL;
 	/*
 	 * Make what is recorded so far durable now: the round at the freeze
 	 * then has only what the last writes before the suspend added.
@@ -910,25 +933,87 @@ int fleece_track_reserve(struct fleece_tracker *t, const char *name, bool full,
 		commit_round(t);
 out:
 	unlock_and_resume(t);
+out_free:
+	kvfree(watch);
 	if (bm)
 		bitmap_free_now(bm);
 	return r;
 }
 
+/* @u's bitmaps = ~@src over words [first, end), within @u. */
+static void complement_words(const struct fleece_unrecorded *u,
+			     const unsigned long *src, u64 first, u64 end)
+{
+	u64 i;
+
+	end = min_t(u64, end, BITS_TO_LONGS(u->nr));
+	/* @src may be recording: a torn word is in a watched region. */
+	for (i = first; i < end; i++) {
+		unsigned long w = ~READ_ONCE(src[i]);
+
+		u->bits[0][i] = w;
+		u->bits[1][i] = w;
+	}
+}
+
+void fleece_track_unrecorded(struct fleece_tracker *t,
+			     struct fleece_bitmap *fresh,
+			     const struct fleece_unrecorded *u)
+{
+	struct fleece_bitmap *old;
+
+	bool ok;
+
+	mutex_lock(&t->lock);
+	old = find_live(t, fresh->name);
+	ok = !WARN_ON(!old || !old->watch || t->reserved[fresh->slot] != fresh);
+	mutex_unlock(&t->lock);
+	/*
+	 * The reservation keeps @old live and watched until the freeze:
+	 * read without the lock, or first writes would wait for this pass.
+	 */
+	if (ok && !WARN_ON(u->nr > t->nr_chunks))
+		complement_words(u, old->recorded, 0, BITS_TO_LONGS(u->nr));
+}
+
+/*
+ * Bring the complement fleece_track_unrecorded() made up to date: only the
+ * blocks @old recorded in since then. @old records no more.
+ */
+static void unrecorded_patch(struct fleece_tracker *t, struct fleece_bitmap *old,
+			     const struct fleece_unrecorded *u)
+{
+	u64 per = BIT(WATCH_SHIFT) / BITS_PER_LONG;
+	unsigned long b;
+
+	for_each_set_bit(b, old->watch, watch_bits(t))
+		complement_words(u, old->recorded, b * per, (b + 1) * per);
+}
+
 void fleece_track_unreserve(struct fleece_tracker *t, struct fleece_bitmap *fresh)
 {
+	struct fleece_bitmap *old;
+	unsigned long *watch = NULL;
+
 	mutex_lock(&t->lock);
 	WARN_ON(t->reserved[fresh->slot] != fresh);
+	old = find_live(t, fresh->name);
 	spin_lock_irq(&t->pend_lock);
 	t->reserved[fresh->slot] = NULL;
+	if (old) {
+		watch = old->watch;
+		old->watch = NULL;
+	}
 	spin_unlock_irq(&t->pend_lock);
 	mutex_unlock(&t->lock);
+	kvfree(watch);
 	bitmap_free_now(fresh);
 }
 
 int fleece_track_freeze(struct fleece_tracker *t, struct fleece_bitmap *fresh,
 			struct fleece_bitmap **frozen, struct fleece_bitmap **live,
-			bool full, char **error)
+			bool full, const struct fleece_unrecorded *unrec,
+			char **error)
 {
 	unsigned int slot = fresh->slot;
 	struct fleece_bitmap *old;
@@ -970,7 +1055,11 @@ int fleece_track_freeze(struct fleece_tracker *t, struct fleece_bitmap *fresh,
 	spin_unlock_irq(&t->pend_lock);
 	rcu_assign_pointer(t->live[slot], fresh);
 	RCU_INIT_POINTER(t->live[old->slot], NULL);
-	synchronize_rcu();
+	/*
+	 * Expedited: the origin is suspended for this (a normal grace period
+	 * was most of the window), as dm swaps tables.
+	 */
+	synchronize_rcu_expedited();
 	/*
 	 * The frozen set no longer records: drop its write-side state. No
 	 * write can reach it any more, and nothing else looks at these.
@@ -979,6 +1068,12 @@ int fleece_track_freeze(struct fleece_tracker *t, struct fleece_bitmap *fresh,
 	kvfree(old->dirty);
 	old->durable = NULL;
 	old->dirty = NULL;
+	if (old->watch) {
+		if (unrec)
+			unrecorded_patch(t, old, unrec);
+		kvfree(old->watch);
+		old->watch = NULL;
+	}
 	*frozen = old;
 	*live = fresh;
 out:

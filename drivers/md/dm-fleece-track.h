@@ -150,6 +150,9 @@ struct fleece_disk_block {
  *	@recorded to write in the next commit round.
  * @copy: persistent only: per metadata block, which copy holds the newest
  *	write.
+ * @watch: while an incremental backup of the bitmap is reserved, else
+ *	NULL: the regions of 2^15 chunks it recorded in since the
+ *	reservation, set with @recorded under fleece_tracker.pend_lock.
  *
  * Ownership: the tracker owns every bitmap (fleece_tracker.slot). The IO
  * path reaches live bitmaps through fleece_tracker.live under RCU. A view's
@@ -173,6 +176,7 @@ struct fleece_bitmap {
 	unsigned long *durable;
 	unsigned long *dirty;
 	u8 *copy;
+	unsigned long *watch;
 };
 
 /**
@@ -369,6 +373,36 @@ void fleece_track_unreserve(struct fleece_tracker *t,
 			    struct fleece_bitmap *fresh);
 
 /**
+ * struct fleece_unrecorded - where an incremental view keeps the chunks
+ *	outside its frozen set.
+ * @bits: two bitmaps the view owns, one bit per chunk of the view, each set
+ *	where the bitmap being frozen has not recorded the chunk.
+ * @nr: bits in each: the view's chunks, at most the tracker's.
+ */
+struct fleece_unrecorded {
+	unsigned long *bits[2];
+	u64 nr;
+};
+
+/**
+ * fleece_track_unrecorded() - what an incremental backup will not copy.
+ * @t: the tracker.
+ * @fresh: from fleece_track_reserve() without @full.
+ * @u: gets the chunks the bitmap @fresh will replace has not recorded (so
+ *	far).
+ *
+ * Two passes over one bit per chunk cost tens of milliseconds at 2^28
+ * chunks: they are made here, while the origin runs, and
+ * fleece_track_freeze() redoes only the regions written since.
+ *
+ * Context: process context (view ctr), may sleep. The caller keeps @t from
+ * being destroyed.
+ */
+void fleece_track_unrecorded(struct fleece_tracker *t,
+			     struct fleece_bitmap *fresh,
+			     const struct fleece_unrecorded *u);
+
+/**
  * fleece_track_freeze() - start a reserved backup transaction.
  * @t: the tracker.
  * @fresh: from fleece_track_reserve(); on success it becomes @live, else it
@@ -378,6 +412,8 @@ void fleece_track_unreserve(struct fleece_tracker *t,
  *	fleece_track_release() of @frozen it is neither cleared, removed,
  *	merged into nor frozen again.
  * @full: as for fleece_track_reserve().
+ * @unrec: NULL, or (without @full) what fleece_track_unrecorded() filled,
+ *	brought up to date on success: the complement of @frozen.
  * @error: set to a reason to log on failure.
  *
  * The bitmap starts again empty, recording what happens from now on. The
@@ -392,7 +428,8 @@ void fleece_track_unreserve(struct fleece_tracker *t,
  */
 int fleece_track_freeze(struct fleece_tracker *t, struct fleece_bitmap *fresh,
 			struct fleece_bitmap **frozen, struct fleece_bitmap **live,
-			bool full, char **error);
+			bool full, const struct fleece_unrecorded *unrec,
+			char **error);
 
 /**
  * fleece_track_commit() - the backup of a frozen set succeeded.
