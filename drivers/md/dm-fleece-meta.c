@@ -60,7 +60,7 @@ static int meta_io(struct fleece_tracker *t, sector_t sector, void *buf,
  * and several are in flight, and the data is looked at in device order.
  */
 #define SCAN_READ_BYTES		SZ_1M
-#define SCAN_READS		4
+#define SCAN_READS		8
 #define SCAN_READ_SECTORS	(SCAN_READ_BYTES >> SECTOR_SHIFT)
 
 /* One read of a scan and its buffer. */
@@ -217,9 +217,27 @@ enum block_kind {
 	KIND_FOREIGN,	/* not ours */
 };
 
+/*
+ * The zero check of a fresh device looks at every byte of an area that is
+ * a GiB at 16 TiB: OR eight words at a time, one test per 64 bytes, where
+ * memchr_inv() tests and branches per word.
+ */
 static bool all_zero(const void *buf, size_t len)
 {
-	return !memchr_inv(buf, 0, len);
+	const unsigned long *w = buf;
+	unsigned long acc = 0;
+	size_t i, n;
+
+	if (!IS_ALIGNED((unsigned long)buf | len, 8 * sizeof(long)))
+		return !memchr_inv(buf, 0, len);
+	n = len / sizeof(long);
+	for (i = 0; i < n; i += 8) {
+		acc |= w[i] | w[i + 1] | w[i + 2] | w[i + 3] |
+		       w[i + 4] | w[i + 5] | w[i + 6] | w[i + 7];
+		if (acc)
+			return false;
+	}
+	return true;
 }
 
 static enum block_kind classify(const void *buf, u32 magic)
