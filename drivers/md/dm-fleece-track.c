@@ -66,6 +66,40 @@ static void bitmap_free_now(struct fleece_bitmap *bm)
 	kfree(bm);
 }
 
+static void trash_work(struct work_struct *work)
+{
+	struct fleece_tracker *t = container_of(work, struct fleece_tracker, trash_work);
+	void *trash[ARRAY_SIZE(t->trash)];
+	unsigned int i, n;
+
+	spin_lock(&t->trash_lock);
+	n = t->nr_trash;
+	memcpy(trash, t->trash, n * sizeof(trash[0]));
+	t->nr_trash = 0;
+	spin_unlock(&t->trash_lock);
+	for (i = 0; i < n; i++)
+		kvfree(trash[i]);
+}
+
+/* Free @p soon, on the workqueue; at once if the trash is full. */
+static void trash_later(struct fleece_tracker *t, void *p)
+{
+	bool queued = false;
+
+	if (!p)
+		return;
+	spin_lock(&t->trash_lock);
+	if (t->nr_trash < ARRAY_SIZE(t->trash)) {
+		t->trash[t->nr_trash++] = p;
+		queued = true;
+	}
+	spin_unlock(&t->trash_lock);
+	if (queued)
+		queue_work(t->wq, &t->trash_work);
+	else
+		kvfree(p);
+}
+
 static void bitmap_free_rcu(struct rcu_head *rcu)
 {
 	bitmap_free_now(container_of(rcu, struct fleece_bitmap, rcu));
@@ -504,6 +538,8 @@ struct fleece_tracker *fleece_track_create(struct block_device *meta,
 	bio_list_init(&t->waiting);
 	bio_list_init(&t->ready);
 	INIT_WORK(&t->commit_work, commit_work);
+	spin_lock_init(&t->trash_lock);
+	INIT_WORK(&t->trash_work, trash_work);
 
 	if (!meta)
 		return t;
@@ -570,6 +606,8 @@ void fleece_track_destroy(struct fleece_tracker *t)
 	unsigned int i;
 
 	flush_work(&t->commit_work);
+	cancel_work_sync(&t->trash_work);
+	trash_work(&t->trash_work);
 	WARN_ON(!bio_list_empty(&t->waiting) || !bio_list_empty(&t->ready));
 	/* A last chance for a device that failed the marks before. */
 	if (t->meta) {
@@ -953,6 +991,9 @@ static void complement_words(const struct fleece_unrecorded *u,
 
 		u->bits[0][i] = w;
 		u->bits[1][i] = w;
+		/* 32 MiB a pass at 16 TiB: let others run. */
+		if (!(i % 4096))
+			cond_resched();
 	}
 }
 
@@ -1064,8 +1105,8 @@ int fleece_track_freeze(struct fleece_tracker *t, struct fleece_bitmap *fresh,
 	 * The frozen set no longer records: drop its write-side state. No
 	 * write can reach it any more, and nothing else looks at these.
 	 */
-	kvfree(old->durable);
-	kvfree(old->dirty);
+	trash_later(t, old->durable);
+	trash_later(t, old->dirty);
 	old->durable = NULL;
 	old->dirty = NULL;
 	if (old->watch) {

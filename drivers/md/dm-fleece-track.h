@@ -201,6 +201,12 @@ struct fleece_bitmap {
  * @ready: writes whose bits are durable, to be let go once @lock is
  *	dropped: what they do next must not wait behind a commit round.
  * @commit_work: writes dirty blocks, then lets @waiting go.
+ * @trash: memory a freeze gave up (a frozen set's write-side bitmaps: a
+ *	quarter of a GiB at 2^31 chunks), freed by @trash_work rather than
+ *	while the origin is suspended; under @trash_lock.
+ * @nr_trash: entries in @trash.
+ * @trash_lock: protects @trash and @nr_trash.
+ * @trash_work: frees @trash.
  * @wq: where @commit_work runs.
  * @page_pool: pages for block writes.
  * @round: the blocks of a commit round's batch (under @lock).
@@ -232,6 +238,10 @@ struct fleece_tracker {
 	struct bio_list waiting;
 	struct bio_list ready;
 	struct work_struct commit_work;
+	void *trash[2 * FLEECE_META_SLOTS];
+	unsigned int nr_trash;
+	spinlock_t trash_lock;	/* @trash, @nr_trash */
+	struct work_struct trash_work;
 	struct workqueue_struct *wq;
 	mempool_t page_pool;
 	struct fleece_block_write *round;
