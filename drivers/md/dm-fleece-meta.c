@@ -682,27 +682,61 @@ out:
 	return r;
 }
 
+/*
+ * A block's bits are 64-bit words from a chunk that is a multiple of 64:
+ * whole words of the bitmap in memory, moved a word at a time (a commit
+ * round fills and applies every block it writes; bit by bit that was most
+ * of a round's time). Chunks from @nr on are never set, nor read.
+ */
+static u64 read_bits64(const unsigned long *map, u64 bit, u64 nr)
+{
+	u64 v = 0;
+	unsigned int i;
+
+	if (bit >= nr)
+		return 0;
+	/* The map may be recording: each word is read once. */
+	for (i = 0; i < 64 / BITS_PER_LONG; i++)
+		if (bit + i * BITS_PER_LONG < nr)
+			v |= (u64)READ_ONCE(map[bit / BITS_PER_LONG + i]) << (i * BITS_PER_LONG);
+	if (nr - bit < 64)
+		v &= GENMASK_ULL(nr - bit - 1, 0);
+	return v;
+}
+
+static void or_bits64(unsigned long *map, u64 bit, u64 nr, u64 v)
+{
+	unsigned int i;
+
+	if (bit >= nr)
+		return;
+	if (nr - bit < 64)
+		v &= GENMASK_ULL(nr - bit - 1, 0);
+	for (i = 0; i < 64 / BITS_PER_LONG; i++) {
+		unsigned long part = v >> (i * BITS_PER_LONG);
+
+		if (part)
+			atomic_long_or(part, (atomic_long_t *)&map[bit / BITS_PER_LONG + i]);
+	}
+}
+
 void fleece_meta_fill_block(struct fleece_tracker *t, struct fleece_bitmap *bm,
 			    u64 index, void *page)
 {
-	unsigned int words = FLEECE_BITS_PER_BLOCK / 64, w, k;
+	unsigned int words = FLEECE_BITS_PER_BLOCK / 64, w;
 	struct fleece_disk_block *b = page;
 	u64 first = index * FLEECE_BITS_PER_BLOCK;
 
+	BUILD_BUG_ON(FLEECE_BITS_PER_BLOCK % 64);
 	memset(page, 0, FLEECE_BLOCK_HEADER);
 	b->magic = cpu_to_le32(FLEECE_BLOCK_MAGIC);
 	b->seq = cpu_to_le64(++t->block_seq);
 	b->gen = cpu_to_le64(bm->gen);
 	b->slot = cpu_to_le32(bm->slot);
 	b->index = cpu_to_le32(index);
-	for (w = 0; w < words; w++) {
-		u64 v = 0, bit = first + (u64)w * 64;
-
-		for (k = 0; k < 64 && bit + k < t->nr_chunks; k++)
-			if (test_bit(bit + k, bm->recorded))
-				v |= BIT_ULL(k);
-		b->bits[w] = cpu_to_le64(v);
-	}
+	for (w = 0; w < words; w++)
+		b->bits[w] = cpu_to_le64(read_bits64(bm->recorded, first + (u64)w * 64,
+						     t->nr_chunks));
 	b->csum = cpu_to_le32(block_csum(page));
 }
 
@@ -710,17 +744,13 @@ void fleece_meta_fill_block(struct fleece_tracker *t, struct fleece_bitmap *bm,
 void fleece_meta_apply_block(struct fleece_tracker *t, struct fleece_bitmap *bm,
 			     u64 index, const void *page)
 {
-	unsigned int words = FLEECE_BITS_PER_BLOCK / 64, w, k;
+	unsigned int words = FLEECE_BITS_PER_BLOCK / 64, w;
 	const struct fleece_disk_block *b = page;
 	u64 first = index * FLEECE_BITS_PER_BLOCK;
 
-	for (w = 0; w < words; w++) {
-		u64 v = le64_to_cpu(b->bits[w]), bit = first + (u64)w * 64;
-
-		for (k = 0; v && k < 64; k++, v >>= 1)
-			if (v & 1)
-				set_bit(bit + k, bm->durable);
-	}
+	for (w = 0; w < words; w++)
+		or_bits64(bm->durable, first + (u64)w * 64, t->nr_chunks,
+			  le64_to_cpu(b->bits[w]));
 }
 
 struct write_batch {
