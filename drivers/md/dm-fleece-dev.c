@@ -563,36 +563,27 @@ out:
 void fleece_dev_remove_session(struct fleece_dev *fd, struct fleece_session *s)
 {
 	struct fleece_txn *txn = &s->txn;
-	struct fleece_bitmap *fresh, *frozen;
-	struct fleece_tracker *trk;
 
 	/*
 	 * The transaction first, while the session is still on the list
-	 * fleece_dev_put_origin() revokes loans from. The device's
-	 * attach_lock, not the module's lock, is held over the release's
-	 * superblock write: a tracker is only destroyed under it, after
-	 * taking the loans back. No view IO is in flight: nothing looks at
-	 * @after. Not committed: the next incremental must still cover the
-	 * set.
+	 * fleece_dev_put_origin() revokes loans from: a tracker is only
+	 * destroyed under this lock after that, so it is there for the
+	 * release. No view IO is in flight: nothing looks at @after.
+	 * Not committed: the next incremental must still cover the set.
 	 */
-	mutex_lock(&fd->attach_lock);
 	mutex_lock(&fleece_devs_lock);
-	trk = fd->trk;
-	fresh = txn->fresh;
-	frozen = txn->frozen;
-	txn->fresh = NULL;
-	if (frozen) {
+	if (txn->fresh) {
+		fleece_track_unreserve(fd->trk, txn->fresh);
+		txn->fresh = NULL;
+	}
+	if (txn->frozen) {
 		RCU_INIT_POINTER(txn->after, NULL);
+		fleece_track_release(fd->trk, txn->frozen);
 		txn->frozen = NULL;
 		if (txn->state == FLEECE_TXN_OPEN)
 			WRITE_ONCE(txn->state, FLEECE_TXN_ENDED);
 	}
 	mutex_unlock(&fleece_devs_lock);
-	if (fresh)
-		fleece_track_unreserve(trk, fresh);
-	if (frozen)
-		fleece_track_release(trk, frozen);
-	mutex_unlock(&fd->attach_lock);
 
 	mutex_lock(&fd->sessions_lock);
 	list_del_rcu(&s->list);
@@ -607,31 +598,19 @@ void fleece_dev_remove_session(struct fleece_dev *fd, struct fleece_session *s)
 int fleece_dev_commit(struct fleece_dev *fd, struct fleece_session *s)
 {
 	struct fleece_txn *txn = &s->txn;
-	struct fleece_bitmap *frozen = NULL;
-	struct fleece_tracker *trk;
-	int r = 0;
+	int r;
 
-	/*
-	 * The device's attach_lock keeps the tracker and the loan (revoked
-	 * only under it) over the superblock write, and serializes commits;
-	 * the module's lock is not held over the IO.
-	 */
-	mutex_lock(&fd->attach_lock);
 	mutex_lock(&fleece_devs_lock);
-	trk = fd->trk;
-	if (txn->state == FLEECE_TXN_COMMITTED)
+	if (txn->state == FLEECE_TXN_COMMITTED) {
 		r = -EALREADY;
-	else if (txn->state != FLEECE_TXN_OPEN || !txn->frozen)
+	} else if (txn->state != FLEECE_TXN_OPEN || !txn->frozen) {
 		r = -ENOENT;
-	else
-		frozen = txn->frozen;
-	mutex_unlock(&fleece_devs_lock);
-	if (frozen) {
-		r = fleece_track_commit(trk, frozen);
+	} else {
+		r = fleece_track_commit(fd->trk, txn->frozen);
 		if (!r)
 			WRITE_ONCE(txn->state, FLEECE_TXN_COMMITTED);
 	}
-	mutex_unlock(&fd->attach_lock);
+	mutex_unlock(&fleece_devs_lock);
 	return r;
 }
 
