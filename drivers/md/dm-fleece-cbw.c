@@ -21,10 +21,10 @@
  * straight on) but stay locked until the last of those writes is done (the
  * lock is handed from the write to a struct fleece_hold, as the write may
  * complete first), so view reads, which always take the lock, still find
- * them either not copied and unchanged, or done. A slow scratch then slows the origin only once the
- * buffer is full: a copy then waits in line for pages, which come back as
- * soon as the oldest buffered copy lands (not behind all of them, as a
- * kcopyd copy queued at the scratch device would).
+ * them either not copied and unchanged, or done. A slow scratch then slows
+ * the origin only once the buffer is full: a copy then waits in line for
+ * pages, which come back as soon as the oldest buffered copy lands (not
+ * behind all of them, as a kcopyd copy queued at the scratch device would).
  *
  * A copy that cannot read the origin (a bad sector) does not fail the
  * application's write: a backup must never do that, and a rewrite is how a

@@ -1002,7 +1002,6 @@ void fleece_track_unrecorded(struct fleece_tracker *t,
 			     const struct fleece_unrecorded *u)
 {
 	struct fleece_bitmap *old;
-
 	bool ok;
 
 	mutex_lock(&t->lock);
@@ -1019,7 +1018,7 @@ void fleece_track_unrecorded(struct fleece_tracker *t,
 
 /*
  * Bring the complement fleece_track_unrecorded() made up to date: only the
- * blocks @old recorded in since then. @old records no more.
+ * regions @old recorded in since then. @old records no more.
  */
 static void unrecorded_patch(struct fleece_tracker *t, struct fleece_bitmap *old,
 			     const struct fleece_unrecorded *u)
