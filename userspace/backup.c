@@ -57,42 +57,6 @@
 #define IOPRIO_CLASS_BE 2
 #define IOPRIO_CLASS_IDLE 3
 
-/*
- * The pieces of one batch, as read: for releasing, and with --verify their
- * bytes too, compared with what is read back (memcmp: exact, and no hash
- * to compute twice; one batch of memory).
- */
-struct batch {
-	struct {
-		uint64_t off;
-		size_t len;
-	} *p;
-	unsigned int n, cap;
-	uint64_t bytes;
-	unsigned char *data;		/* --verify: the batch's bytes, in order */
-	size_t data_cap;
-};
-
-/* Release [off, off + len) on the view: its whole chunks. */
-static int release_range(struct backup *b, uint64_t off, uint64_t len)
-{
-	uint64_t range[2] = { off, len };
-
-	if (b->discard_broken || !len)
-		return 0;
-	if (!ioctl(b->view_fd, BLKDISCARD, range)) {
-		b->released += len;
-		return 0;
-	}
-	if (errno == EOPNOTSUPP) {
-		msg_warn("backup %s: the view does not accept discards; "
-			 "nothing will be released", b->view);
-		b->discard_broken = 1;
-		return 0;
-	}
-	return -errno;
-}
-
 /* Why a view read failed: the session may have been invalidated. */
 static void explain_read_error(struct backup *b, uint64_t off, int r)
 {
@@ -117,111 +81,27 @@ static void explain_read_error(struct backup *b, uint64_t off, int r)
 }
 
 /*
- * The batch is written: make it durable, read it back and compare
- * (--verify), release it. Returns 0 or -1 (printed).
- */
-static int end_batch(struct backup *b, struct batch *t)
-{
-	unsigned char hw[SHA256_DIGEST_SIZE], hg[SHA256_DIGEST_SIZE];
-	char xw[65], xg[65];
-	uint64_t off, len;
-	size_t at = 0;
-	unsigned int i, j;
-	int r;
-
-	if (!t->n)
-		return 0;
-	r = backup_sync(b);
-	if (r) {
-		msg_fail(EXIT_IO, "backup %s: syncing %s failed: %s", b->view, b->out,
-			 strerror(-r));
-		return -1;
-	}
-	for (i = 0; b->verify && i < t->n; at += t->p[i++].len) {
-		r = backup_read_raw(b, t->p[i].off, t->p[i].len);
-		if (r) {
-			msg_fail(EXIT_IO, "backup %s: reading %s back at byte %llu failed: %s", b->view,
-				b->out, (unsigned long long)t->p[i].off, strerror(-r));
-			return -1;
-		}
-		if (memcmp(t->data + at, b->vbuf, t->p[i].len)) {
-			sha256_buf(t->data + at, t->p[i].len, hw);
-			sha256_buf(b->vbuf, t->p[i].len, hg);
-			sha256_hex(hw, xw);
-			sha256_hex(hg, xg);
-			msg_fail(EXIT_IO, "backup %s: verify failed: bytes %llu-%llu of %s differ from "
-				"the view (sha256 %s, view %s); not released", b->view,
-				(unsigned long long)t->p[i].off,
-				(unsigned long long)(t->p[i].off + t->p[i].len - 1), b->out, xg, xw);
-			return -1;
-		}
-	}
-	if (b->verify)
-		b->verified++;
-	/* Contiguous pieces go as one discard, in order. */
-	for (i = 0; b->release && i < t->n; i = j) {
-		off = t->p[i].off;
-		len = t->p[i].len;
-		for (j = i + 1; j < t->n && t->p[j].off == off + len; j++)
-			len += t->p[j].len;
-		r = release_range(b, off, len);
-		if (r) {
-			msg_err("backup %s: releasing bytes %llu-%llu failed: %s", b->view,
-				(unsigned long long)off, (unsigned long long)(off + len - 1),
-				strerror(-r));
-			return -1;
-		}
-	}
-	t->n = 0;
-	t->bytes = 0;
-	return 0;
-}
-
-static int batch_add(struct batch *t, const struct copier_piece *p, int keep)
-{
-	void *np;
-
-	if (keep && t->bytes + p->len > t->data_cap) {
-		np = realloc(t->data, t->bytes + p->len + IO_SIZE);
-		if (!np)
-			return -1;
-		t->data = np;
-		t->data_cap = t->bytes + p->len + IO_SIZE;
-	}
-	if (keep)
-		memcpy(t->data + t->bytes, p->buf, p->len);
-	if (t->n == t->cap) {
-		np = realloc(t->p, (t->cap ? 2 * t->cap : 64) * sizeof(*t->p));
-		if (!np)
-			return -1;
-		t->p = np;
-		t->cap = t->cap ? 2 * t->cap : 64;
-	}
-	t->p[t->n].off = p->off;
-	t->p[t->n].len = p->len;
-	t->n++;
-	t->bytes += p->len;
-	return 0;
-}
-
-/*
  * Copy the extents: the copier reads ahead, this thread writes in order and
- * ends a batch once it holds b->batch bytes and ends on a chunk boundary.
- * Returns 0, -EINTR on a signal (the batch is not released), or -1 with
- * the error printed.
+ * hands a batch over to be ended (backup-batch.c) once it holds b->batch
+ * bytes and ends on a chunk boundary. Returns 0, -EINTR on a signal (the
+ * batch being written is not released), or -1 with the error printed.
  */
 static int copy_extents(struct backup *b, const struct copier_extent *e, unsigned int n)
 {
 	struct copier_opts o = { .fd = b->view_fd, .jobs = b->jobs, .piece = IO_SIZE,
 				 .hash = b->want_manifest, .ioprio = b->ioprio };
-	struct batch t = { 0 };
 	struct copier_piece *p;
 	struct copier *c;
 	uint64_t end;
 	unsigned int i = 0;
 	int r, at_ext_end;
 
-	r = copier_start(&c, &o, e, n);
+	r = backup_batches_start(b);
+	if (!r) {
+		r = copier_start(&c, &o, e, n);
+		if (r)
+			backup_batches_stop(b, 0);
+	}
 	if (r) {
 		msg_err("backup %s: cannot start reading: %s", b->view, strerror(-r));
 		return -1;
@@ -249,7 +129,7 @@ static int copy_extents(struct backup *b, const struct copier_extent *e, unsigne
 		}
 		if (b->want_manifest)
 			manifest_piece(&b->man, p->off, p->len, p->digest);
-		if (batch_add(&t, p, b->verify)) {
+		if (backup_batches_add(b, p)) {
 			msg_err("backup %s: out of memory", b->view);
 			r = -1;
 			break;
@@ -261,19 +141,18 @@ static int copy_extents(struct backup *b, const struct copier_extent *e, unsigne
 		for (at_ext_end = 0; i < n && end >= e[i].off + e[i].len; i++)
 			at_ext_end = end == e[i].off + e[i].len;
 		/* Released ranges are whole chunks: end where a chunk does. */
-		if (t.bytes >= b->batch && (!(end % b->chunk) || at_ext_end)) {
-			r = end_batch(b, &t);
+		if (backup_batches_filled(b) >= b->batch && (!(end % b->chunk) || at_ext_end)) {
+			r = backup_batches_end(b);
 			if (r)
 				break;
 		}
 	}
-	if (!r)
-		r = end_batch(b, &t);
+	/* The batch being ended completes either way; the last only when all went well. */
+	if (backup_batches_stop(b, !r) && !r)
+		r = -1;
 	if (copier_stop(c) == -EPERM && !r)
 		msg_verbose("backup %s: the readers keep their I/O priority: not "
 			    "permitted", b->view);
-	free(t.p);
-	free(t.data);
 	return r;
 }
 

@@ -52,6 +52,7 @@ struct backup {
 	uint64_t size;
 	uint64_t chunk;			/* bytes */
 	unsigned char *vbuf;		/* for reading back */
+	struct backup_batches *batches;	/* during the copy (backup-batch.c) */
 
 	uint64_t skipped;		/* bytes a resumed backup did not copy again */
 	uint64_t done;			/* bytes read from the view */
@@ -97,6 +98,30 @@ int backup_read_raw(struct backup *b, uint64_t off, size_t len);
 int backup_finish_output(struct backup *b);
 /* After a failure: remove a partial image, unless @keep; say what is left. */
 void backup_abandon_output(struct backup *b, int keep);
+
+/* backup-batch.c */
+
+/*
+ * backup_batches_start() - start the thread that ends batches (syncs,
+ * reads back with --verify, releases), one at a time, in order.
+ * Returns 0 or -errno.
+ */
+int backup_batches_start(struct backup *b);
+/* The writer wrote @p: it belongs to the batch being filled. 0 or -1 (ENOMEM). */
+int backup_batches_add(struct backup *b, const struct copier_piece *p);
+/* Bytes in the batch being filled. */
+uint64_t backup_batches_filled(const struct backup *b);
+/*
+ * backup_batches_end() - hand the batch being filled over to be ended,
+ * once the batch before it is. Returns 0, or -1 when a batch could not be
+ * ended (printed; no later batch is released).
+ */
+int backup_batches_end(struct backup *b);
+/*
+ * backup_batches_stop() - hand over the last batch if @finish, wait until
+ * every batch handed over is ended, stop the thread. 0 or -1 (printed).
+ */
+int backup_batches_stop(struct backup *b, int finish);
 
 /* backup-qcow2.c */
 

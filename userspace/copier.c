@@ -162,6 +162,8 @@ int copier_start(struct copier **cp, const struct copier_opts *o,
 		r = -pthread_create(&c->threads[i], NULL, reader, c);
 		if (r)
 			break;
+		/* Told apart in top -H and by their I/O priority (test 077). */
+		pthread_setname_np(c->threads[i], "fleece-read");
 		c->nthreads++;
 	}
 	pthread_sigmask(SIG_SETMASK, &old, NULL);

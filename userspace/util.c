@@ -4,6 +4,7 @@
  */
 #include <ctype.h>
 #include <errno.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -19,21 +20,28 @@ int verbose;
 /* The failure msg_exit_code() and msg_failure() report. */
 static int fail_code;
 static char fail_text[1024];
+/* A backup ends its batches on a thread of its own (backup-batch.c). */
+static pthread_mutex_t msg_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static void note(int code, const char *fmt, va_list ap)
 {
-	if (fail_text[0] && (fail_code != EXIT_ERR || code == EXIT_ERR))
-		return;
-	vsnprintf(fail_text, sizeof(fail_text), fmt, ap);
-	fail_code = code;
+	pthread_mutex_lock(&msg_lock);
+	if (!fail_text[0] || (fail_code == EXIT_ERR && code != EXIT_ERR)) {
+		vsnprintf(fail_text, sizeof(fail_text), fmt, ap);
+		fail_code = code;
+	}
+	pthread_mutex_unlock(&msg_lock);
 }
 
+/* One line, whole, however many threads print. */
 static void vmsg(const char *prefix, const char *fmt, va_list ap)
 {
+	pthread_mutex_lock(&msg_lock);
 	fflush(stdout);
 	fprintf(stderr, "fleecectl: %s", prefix);
 	vfprintf(stderr, fmt, ap);
 	fputc('\n', stderr);
+	pthread_mutex_unlock(&msg_lock);
 }
 
 /* A failure of class @code: noted, and printed. */

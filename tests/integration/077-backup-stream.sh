@@ -50,7 +50,9 @@ done
 info "--jobs 1, 4, 16 under origin writes: images == view (${ref:0:16}...); 3 bad --jobs refused"
 
 # 2. I/O priority of the reader threads, seen while a paced backup runs.
-# prio_classes ARGS...: the classes ionice reports for the backup's threads.
+# prio_classes ARGS...: the classes ionice reports for the backup's reader
+# threads (named fleece-read; the thread that ends batches, fleece-batch,
+# writes and reads back the output at the writer's priority).
 prio_classes() {
 	local t i
 	$F backup $V --full --to $WORK/imgp --no-release --rate-limit 8M --quiet "$@" \
@@ -62,9 +64,10 @@ prio_classes() {
 	done
 	sleep 0.5
 	for t in $(ls /proc/$pid/task); do
-		[ "$t" = "$pid" ] && continue
+		[ "$(cat /proc/$pid/task/$t/comm 2>/dev/null)" = fleece-read ] || continue
 		ionice -p $t | cut -d: -f1
 	done | sort | uniq -c | tr -s ' ' | tr '\n' ';'
+	grep -lx fleece-batch /proc/$pid/task/*/comm 2>/dev/null | wc -l > $WORK/batch-threads
 	kill -INT $pid
 	wait $pid 2>/dev/null || true
 	pid=
@@ -72,6 +75,8 @@ prio_classes() {
 }
 c=$(prio_classes)
 [ "$c" = " 4 idle;" ] || fail "default: the reader threads' classes are '$c', expected 4 idle"
+[ "$(cat $WORK/batch-threads)" = 1 ] ||
+	fail "$(cat $WORK/batch-threads) threads named fleece-batch, expected 1"
 c=$(prio_classes --ioprio inherit --jobs 2)
 case "$c" in *idle*|"") fail "--ioprio inherit: the reader threads' classes are '$c'" ;; esac
 expect_err 2 "invalid --ioprio 'fast'" $F backup $V --full --to $WORK/imgx --ioprio fast
