@@ -516,6 +516,11 @@ timed() {
 	r=$?
 	bset "$name" rc "$r"
 	bset "$name" secs "$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { print b - a }')"
+	# The copy's own rate, from its summary line ("... in 5.2 s, 98.1
+	# MiB/s"): without the command's start (the view's status, opening and
+	# probing the output), as fio's rate is without its own.
+	bset "$name" copy_mibs "$(sed -n 's/^backup .* s, \([0-9.]*\) MiB\/s$/\1/p' \
+		"$OUT/log/backup.$name" | head -n1)"
 	return $r
 }
 
