@@ -36,6 +36,7 @@
 #include <linux/blkdev.h>
 #include <linux/dm-kcopyd.h>
 #include <linux/slab.h>
+#include <linux/wait_bit.h>
 
 #include "dm-fleece.h"
 
@@ -99,10 +100,11 @@ int fleece_copy_pool_init(mempool_t *pool)
 	return mempool_init_slab_pool(pool, 16, copy_cache);
 }
 
+/* The session may be freed as soon as its count drops to zero. */
 static void session_unpin(struct fleece_session *s)
 {
 	if (atomic_dec_and_test(&s->inflight))
-		wake_up(&s->inflight_wait);
+		wake_up_var(&s->inflight);
 }
 
 static void io_set_error(struct fleece_io *io, blk_status_t status)
@@ -232,7 +234,7 @@ static void buffered_write(struct fleece_copy *c, struct fleece_session *s,
 	unsigned int i;
 
 	bio = bio_alloc_bioset(s->scratch_dev->bdev, rbio->bi_vcnt, REQ_OP_WRITE,
-			       GFP_NOIO, &c->fd->cbs);
+			       GFP_NOIO, &c->fd->cws);
 	bio->bi_iter.bi_sector = (sector_t)slot << c->fd->chunk_shift;
 	for (i = 0; i < rbio->bi_vcnt; i++)
 		__bio_add_page(bio, rbio->bi_io_vec[i].bv_page,
@@ -392,7 +394,8 @@ static void copy_complete(int read_err, unsigned long write_err, void *context)
 	struct fleece_hold *hold = c->hold;
 	/* Buffered copies are an origin write's, and read without error. */
 	bool view_write = !hold && io->session;
-	unsigned int i;
+	struct fleece_session *ss[FLEECE_MAX_SESSIONS];
+	unsigned int i, n;
 	u64 k;
 
 	if (read_err && c->count > 1) {
@@ -431,14 +434,20 @@ static void copy_complete(int read_err, unsigned long write_err, void *context)
 		retry_chunk(c, c->chunk + 1);
 		return;
 	}
-	for (i = 0; i < c->n; i++)
-		session_unpin(c->s[i]);
+	/*
+	 * The sessions last: once unpinned, a view's dtr may go on and drop
+	 * the last reference to @fd, whose pools these use.
+	 */
+	n = c->n;
+	memcpy(ss, c->s, n * sizeof(ss[0]));
 	mempool_free(c, &fd->copy_pool);
 	/* A buffered copy let its write go when it was read. */
 	if (hold)
 		hold_put(hold);
 	else
 		io_put(io);
+	for (i = 0; i < n; i++)
+		session_unpin(ss[i]);
 }
 
 /* What one chunk needs in one session. */
@@ -588,6 +597,14 @@ static void origin_copies_done(struct fleece_io *io)
 	if (hold) {
 		fleece_rl_transfer(&io->fd->rl, &io->req, &hold->req);
 		io->hold = NULL;
+		/*
+		 * The write's own reference, taken at the start, before the
+		 * write goes: once it has, the origin and every view may be
+		 * gone, and @fd with them. If it is the last, the copies are
+		 * on scratch and the chunks settled: the range may go first,
+		 * as it does without a buffer.
+		 */
+		hold_put(hold);
 	} else {
 		fleece_rl_release(&io->fd->rl, &io->req);
 	}
@@ -598,9 +615,6 @@ static void origin_copies_done(struct fleece_io *io)
 	} else {
 		submit_bio_noacct(bio);
 	}
-	/* @io may be gone: the write's own reference, taken at the start. */
-	if (hold)
-		hold_put(hold);
 }
 
 static void origin_write_work(struct work_struct *work)

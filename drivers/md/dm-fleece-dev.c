@@ -9,6 +9,7 @@
 #include <linux/log2.h>
 #include <linux/module.h>
 #include <linux/slab.h>
+#include <linux/wait_bit.h>
 
 #include "dm-fleece.h"
 
@@ -103,13 +104,20 @@ static struct fleece_dev *create(struct block_device *bdev,
 		*error = "Cannot allocate copy buffer bioset";
 		goto out_cbuf;
 	}
+	r = bioset_init(&fd->cws, FLEECE_CBUF_BIOS, 0, BIOSET_NEED_BVECS);
+	if (r) {
+		*error = "Cannot allocate copy buffer bioset";
+		goto out_cbs;
+	}
 	r = mempool_init_kmalloc_pool(&fd->hold_pool, 16, sizeof(struct fleece_hold));
 	if (r) {
 		*error = "Cannot allocate copy buffer pool";
-		goto out_cbs;
+		goto out_cws;
 	}
 	return fd;
 
+out_cws:
+	bioset_exit(&fd->cws);
 out_cbs:
 	bioset_exit(&fd->cbs);
 out_cbuf:
@@ -135,12 +143,17 @@ static void release(struct kref *kref)
 	list_del(&fd->list);
 	WARN_ON(!list_empty(&fd->sessions));
 	WARN_ON(fd->trk);
+	/*
+	 * What still runs after the last copy unpinned its sessions (kcopyd's
+	 * completions, work items) ends before the pools it may touch go.
+	 */
+	dm_kcopyd_client_destroy(fd->kc);
+	destroy_workqueue(fd->wq);
 	mempool_exit(&fd->hold_pool);
+	bioset_exit(&fd->cws);
 	bioset_exit(&fd->cbs);
 	fleece_cbuf_exit(&fd->cbuf);
 	mempool_exit(&fd->copy_pool);
-	dm_kcopyd_client_destroy(fd->kc);
-	destroy_workqueue(fd->wq);
 	fleece_rl_exit(&fd->rl);
 	kfree(fd);
 }
@@ -592,7 +605,7 @@ void fleece_dev_remove_session(struct fleece_dev *fd, struct fleece_session *s)
 
 	/* Origin writes that saw the session have pinned it by now. */
 	synchronize_rcu();
-	wait_event(s->inflight_wait, !atomic_read(&s->inflight));
+	wait_var_event(&s->inflight, !atomic_read(&s->inflight));
 }
 
 int fleece_dev_commit(struct fleece_dev *fd, struct fleece_session *s)

@@ -393,7 +393,6 @@ static int view_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 	}
 	s->ti = ti;
 	INIT_LIST_HEAD(&s->list);
-	init_waitqueue_head(&s->inflight_wait);
 	INIT_WORK(&s->event_work, fleece_session_event);
 
 	/*

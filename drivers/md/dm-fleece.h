@@ -127,7 +127,10 @@ struct fleece_cbuf_wait {
  * @kc: copies old chunks to scratch.
  * @copy_pool: struct fleece_copy for in-flight copies.
  * @cbuf: the copy buffer (copy_buffer_kb), see dm-fleece-cbuf.c.
- * @cbs: bios of buffered copies.
+ * @cbs: the reads of buffered copies.
+ * @cws: their writes to scratch: a reserve of their own, as the reads may
+ *	hold every bio of @cbs while they wait for pages, which only the
+ *	writes give back.
  * @hold_pool: struct fleece_hold for buffered copies.
  * @trk: changed-block bitmaps; exists while a fleece-origin table does,
  *	once the first one's constructor has loaded them. Set and cleared
@@ -162,6 +165,7 @@ struct fleece_dev {
 	mempool_t copy_pool;
 	struct fleece_cbuf cbuf;
 	struct bio_set cbs;
+	struct bio_set cws;
 	mempool_t hold_pool;
 	struct fleece_tracker *trk;
 	struct mutex attach_lock;	/* loads and destroys @trk */
@@ -260,8 +264,9 @@ struct fleece_txn {
  *	A chunk that is settled but has no slot was released: it reads as
  *	zeroes. One whose slot is marked unreadable was lost: reads fail.
  * @low_water: raise an event when free slots fall below this.
- * @inflight: copies writing to this session's scratch; the dtr waits for 0.
- * @inflight_wait: woken when @inflight drops to zero.
+ * @inflight: copies writing to this session's scratch; the dtr waits for 0
+ *	(wait_var_event(): the copy that drops it to zero wakes the dtr
+ *	without touching the session, which may be freed at once).
  * @event_work: raises a dm event from process context.
  * @bs: bioset for splitting view bios between origin, scratch and zeroes.
  * @table: the table line.
@@ -291,7 +296,6 @@ struct fleece_session {
 	u64 low_water;
 
 	atomic_t inflight;
-	wait_queue_head_t inflight_wait;
 	struct work_struct event_work;
 	struct bio_set bs;
 	struct fleece_table_line table;
