@@ -11,6 +11,7 @@
  * as soon as the first of those lands.
  */
 #include <linux/bio.h>
+#include <linux/blkdev.h>
 #include <linux/mm.h>
 #include <linux/slab.h>
 
@@ -118,17 +119,21 @@ static void cbuf_work(struct work_struct *work)
 {
 	struct fleece_cbuf *cb = container_of(work, struct fleece_cbuf, work);
 	struct fleece_cbuf_wait *w;
+	struct blk_plug plug;
 
+	/* The reads of neighbouring chunks merge. */
+	blk_start_plug(&plug);
 	for (;;) {
 		spin_lock_irq(&cb->lock);
 		w = list_first_entry_or_null(&cb->waiters, struct fleece_cbuf_wait, node);
 		if (!w || cb->nr_free < pages_for(w->len)) {
 			spin_unlock_irq(&cb->lock);
-			return;
+			break;
 		}
 		list_del_init(&w->node);
 		give_pages(cb, w);
 		spin_unlock_irq(&cb->lock);
 		w->ready(w);
 	}
+	blk_finish_plug(&plug);
 }

@@ -26,6 +26,12 @@
  * pages, which come back as soon as the oldest buffered copy lands (not
  * behind all of them, as a kcopyd copy queued at the scratch device would).
  *
+ * Copies of neighbouring chunks meet in the block layer: origin writes
+ * waiting for copies are queued on the device and started by one work item
+ * under one plug, and so are the scratch writes of buffered copies once
+ * read, so that a sequential writer's copies reach the disks merged into
+ * large requests (a work item per bio would send each chunk on its own).
+ *
  * A copy that cannot read the origin (a bad sector) does not fail the
  * application's write: a backup must never do that, and a rewrite is how a
  * bad sector gets repaired. The chunk's old data is lost to the views that
@@ -39,6 +45,9 @@
 #include <linux/wait_bit.h>
 
 #include "dm-fleece.h"
+
+/* Entries a work item takes per run (see take_run()). */
+#define FLEECE_RUN_MAX 64
 
 /**
  * struct fleece_copy - one kcopyd job: a run of chunks to every session
@@ -54,14 +63,15 @@
  * @slot: first slot of the run in each session's scratch.
  * @retry_end: 0, or, after a run failed to read, one past its last chunk:
  *	the job copies the run again one chunk at a time.
- * @retry: starts the next of those copies; for a buffered copy, its next
- *	step, on the workqueue.
+ * @retry: starts the next of those copies; for a buffered copy, its end
+ *	once written, on the workqueue.
  * @hold: a buffered copy: keeps the chunks locked until it is written.
  * @rbio: a buffered copy: its read, whose pages hold the old data.
  * @status: a buffered copy: the read's status.
  * @wpending: a buffered copy: its writes in flight, plus one.
  * @write_err: a buffered copy: bit i set when the write to @s[i] failed.
  * @wait: a buffered copy: its request for pages of the buffer.
+ * @node: a buffered copy, read: on fleece_dev.reads_done.
  */
 struct fleece_copy {
 	struct fleece_io *io;
@@ -80,6 +90,7 @@ struct fleece_copy {
 	atomic_t wpending;
 	unsigned long write_err;
 	struct fleece_cbuf_wait wait;
+	struct llist_node node;
 };
 
 static struct kmem_cache *copy_cache;
@@ -246,51 +257,105 @@ static void buffered_write(struct fleece_copy *c, struct fleece_session *s,
 }
 
 /*
- * The old data is in the buffer: write it to every session's slot, and let
- * the origin write go as far as this copy is concerned. A run that failed
- * to read goes through kcopyd instead, which copies it again chunk by
- * chunk and loses only what cannot be read.
+ * A run of at most FLEECE_RUN_MAX entries of @head, oldest first, those
+ * left over from the last run before any newer; what is left now stays in
+ * *@left, and @work runs again while anything is left or newer. Bounded
+ * so that one device's work item does not hold up the others on its CPU.
+ * Only @work calls this, and a work item never runs twice at once.
  */
-static void buffered_read_done(struct work_struct *work)
+static struct llist_node *take_run(struct fleece_dev *fd, struct llist_head *head,
+				   struct llist_node **left, struct work_struct *work)
 {
-	struct fleece_copy *c = container_of(work, struct fleece_copy, retry);
-	struct fleece_io *io = c->io;
+	struct llist_node *first, *n;
+	unsigned int i;
+
+	if (!*left)
+		*left = llist_reverse_order(llist_del_all(head));
+	first = *left;
+	for (n = first, i = 1; n && n->next && i < FLEECE_RUN_MAX; i++)
+		n = n->next;
+	*left = n ? n->next : NULL;
+	if (n)
+		n->next = NULL;
+	/*
+	 * Newer entries may wait on @head too: the add that found it empty
+	 * queued the work while it was pending, which counted for nothing.
+	 */
+	if (*left || !llist_empty(head))
+		queue_work(fd->wq, work);
+	return first;
+}
+
+/*
+ * The old data of a run of copies is in the buffer: write it to every
+ * session's slot, and let the origin writes go as far as these copies are
+ * concerned. Copies that failed to read go through kcopyd instead, which
+ * copies each run again chunk by chunk and loses only what cannot be read.
+ *
+ * In three passes, so that each device's requests are neighbours in the
+ * plug, where the block layer merges them: the writes to each session's
+ * scratch, then the origin writes.
+ */
+static void reads_done_work(struct work_struct *work)
+{
+	struct fleece_dev *fd = container_of(work, struct fleece_dev, reads_done_work);
+	struct llist_node *run = take_run(fd, &fd->reads_done, &fd->reads_left, work);
+	struct llist_node *ok = NULL, **tail = &ok;
+	struct fleece_copy *c, *next;
+	struct blk_plug plug;
+	struct fleece_io *io;
 	unsigned int i;
 	u64 k;
 
-	if (c->status) {
-		buffered_free(c);
-		hold_put(c->hold);
-		c->hold = NULL;
-		start_copy(c);
-		return;
+	blk_start_plug(&plug);
+	llist_for_each_entry_safe(c, next, run, node) {
+		if (c->status) {
+			buffered_free(c);
+			hold_put(c->hold);
+			c->hold = NULL;
+			start_copy(c);
+			continue;
+		}
+		/*
+		 * The old data is held: later origin writes to these chunks
+		 * need no copy and may go straight on, rather than wait behind
+		 * the scratch device's queue for the lock. View reads,
+		 * releases and view writes still wait for it, which keeps
+		 * them off scratch until it is written.
+		 */
+		for (i = 0; i < c->n; i++)
+			for (k = 0; k < c->count; k++)
+				set_bit(c->chunk + k, c->s[i]->settled);
+		c->write_err = 0;
+		/* Plus one: @c stays until the last pass is done with it. */
+		atomic_set(&c->wpending, c->n + 1);
+		c->node.next = NULL;
+		*tail = &c->node;
+		tail = &c->node.next;
 	}
-	/*
-	 * The old data is held: later origin writes to these chunks need no
-	 * copy and may go straight on, rather than wait behind the scratch
-	 * device's queue for the lock. View reads, releases and view writes
-	 * still wait for it, which keeps them off scratch until it is written.
-	 */
-	for (i = 0; i < c->n; i++)
-		for (k = 0; k < c->count; k++)
-			set_bit(c->chunk + k, c->s[i]->settled);
-	c->write_err = 0;
-	atomic_set(&c->wpending, c->n + 1);
-	for (i = 0; i < c->n; i++)
-		buffered_write(c, c->s[i], c->slot[i]);
-	/* The write may complete, and @io go, before these writes do. */
-	c->io = NULL;
-	io_put(io);
-	buffered_write_put(c);
+	for (i = 0; i < FLEECE_MAX_SESSIONS; i++)
+		llist_for_each_entry(c, ok, node)
+			if (i < c->n)
+				buffered_write(c, c->s[i], c->slot[i]);
+	llist_for_each_entry_safe(c, next, ok, node) {
+		/* The write may complete, and @io go, before the copy's writes do. */
+		io = c->io;
+		c->io = NULL;
+		io_put(io);
+		buffered_write_put(c);
+	}
+	blk_finish_plug(&plug);
 }
 
 static void buffered_read_endio(struct bio *bio)
 {
 	struct fleece_copy *c = bio->bi_private;
+	struct fleece_dev *fd = c->fd;
 
 	c->status = bio->bi_status;
-	INIT_WORK(&c->retry, buffered_read_done);
-	queue_work(c->fd->wq, &c->retry);
+	/* The first on an empty list queues the work, which takes them all. */
+	if (llist_add(&c->node, &fd->reads_done))
+		queue_work(fd->wq, &fd->reads_done_work);
 }
 
 /* A copy that waited for pages of the buffer has them: read. */
@@ -617,9 +682,8 @@ static void origin_copies_done(struct fleece_io *io)
 	}
 }
 
-static void origin_write_work(struct work_struct *work)
+static void origin_write_start(struct fleece_io *io)
 {
-	struct fleece_io *io = container_of(work, struct fleece_io, work);
 	struct bio *bio = dm_bio_from_per_bio_data(io, sizeof(*io));
 	struct fleece_session *ss[FLEECE_MAX_SESSIONS], *s;
 	struct fleece_dev *fd = io->fd;
@@ -650,11 +714,46 @@ static void origin_write_work(struct work_struct *work)
 	io_put(io);
 }
 
+/*
+ * Every origin write queued since the last run, in the order queued: their
+ * copies' reads go out under one plug, where the reads of neighbouring
+ * chunks merge.
+ */
+static void writes_work(struct work_struct *work)
+{
+	struct fleece_dev *fd = container_of(work, struct fleece_dev, writes_work);
+	struct llist_node *run = take_run(fd, &fd->writes, &fd->writes_left, work);
+	struct fleece_io *io, *next;
+	struct blk_plug plug;
+
+	blk_start_plug(&plug);
+	llist_for_each_entry_safe(io, next, run, wnode)
+		origin_write_start(io);
+	blk_finish_plug(&plug);
+}
+
+/* Copies allocate and may sleep: they always start on the workqueue. */
+static void queue_origin_write(struct fleece_io *io)
+{
+	struct fleece_dev *fd = io->fd;
+
+	if (llist_add(&io->wnode, &fd->writes))
+		queue_work(fd->wq, &fd->writes_work);
+}
+
 static void io_granted(struct fleece_rl_req *req)
 {
-	struct fleece_io *io = container_of(req, struct fleece_io, req);
+	queue_origin_write(container_of(req, struct fleece_io, req));
+}
 
-	queue_work(io->fd->wq, &io->work);
+void fleece_cbw_dev_init(struct fleece_dev *fd)
+{
+	init_llist_head(&fd->writes);
+	fd->writes_left = NULL;
+	INIT_WORK(&fd->writes_work, writes_work);
+	init_llist_head(&fd->reads_done);
+	fd->reads_left = NULL;
+	INIT_WORK(&fd->reads_done_work, reads_done_work);
 }
 
 int fleece_origin_write(struct fleece_dev *fd, struct bio *bio)
@@ -681,11 +780,9 @@ int fleece_origin_write(struct fleece_dev *fd, struct bio *bio)
 	io->session = NULL;
 	io->hold = NULL;
 	io->locked = true;
-	INIT_WORK(&io->work, origin_write_work);
 	fleece_rl_req_init(&io->req, first, end, true, io_granted);
-	/* Copies allocate and may sleep: they always run on the workqueue. */
 	if (fleece_rl_acquire(&fd->rl, &io->req))
-		queue_work(fd->wq, &io->work);
+		queue_origin_write(io);
 	return DM_MAPIO_SUBMITTED;
 }
 

@@ -65,6 +65,7 @@ static struct fleece_dev *create(struct block_device *bdev,
 	mutex_init(&fd->sessions_lock);
 	INIT_LIST_HEAD(&fd->sessions);
 	mutex_init(&fd->attach_lock);
+	fleece_cbw_dev_init(fd);
 
 	/* The lock counts chunks; a region is region_sectors of them. */
 	region_shift = ilog2(fd->region_sectors) - fd->chunk_shift;
@@ -143,6 +144,8 @@ static void release(struct kref *kref)
 	list_del(&fd->list);
 	WARN_ON(!list_empty(&fd->sessions));
 	WARN_ON(fd->trk);
+	WARN_ON(!llist_empty(&fd->writes) || fd->writes_left ||
+		!llist_empty(&fd->reads_done) || fd->reads_left);
 	/*
 	 * What still runs after the last copy unpinned its sessions (kcopyd's
 	 * completions, work items) ends before the pools it may touch go.

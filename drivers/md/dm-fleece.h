@@ -19,6 +19,7 @@
 #include <linux/device-mapper.h>
 #include <linux/kref.h>
 #include <linux/list.h>
+#include <linux/llist.h>
 #include <linux/mempool.h>
 #include <linux/mutex.h>
 #include <linux/spinlock.h>
@@ -132,6 +133,15 @@ struct fleece_cbuf_wait {
  *	hold every bio of @cbs while they wait for pages, which only the
  *	writes give back.
  * @hold_pool: struct fleece_hold for buffered copies.
+ * @writes: origin writes whose chunks are locked, waiting for their copies
+ *	to be planned and started, newest first.
+ * @writes_left: those taken off @writes but left to the next run of
+ *	@writes_work, oldest first; only that work touches it.
+ * @writes_work: starts them in runs, each under one plug (see
+ *	dm-fleece-cbw.c).
+ * @reads_done: buffered copies whose old data was read, newest first.
+ * @reads_left: as @writes_left, for @reads_done_work.
+ * @reads_done_work: writes them to scratch in runs, each under one plug.
  * @trk: changed-block bitmaps; exists while a fleece-origin table does,
  *	once the first one's constructor has loaded them. Set and cleared
  *	under the module's device lock; views reach it only under that lock
@@ -167,6 +177,12 @@ struct fleece_dev {
 	struct bio_set cbs;
 	struct bio_set cws;
 	mempool_t hold_pool;
+	struct llist_head writes;
+	struct llist_node *writes_left;
+	struct work_struct writes_work;
+	struct llist_head reads_done;
+	struct llist_node *reads_left;
+	struct work_struct reads_done_work;
 	struct fleece_tracker *trk;
 	struct mutex attach_lock;	/* loads and destroys @trk */
 	struct block_device *meta;
@@ -313,7 +329,8 @@ struct fleece_session {
 /**
  * struct fleece_io - per-bio state of both targets (ti->per_io_data_size).
  * @req: the range this bio holds or waits for.
- * @work: runs the deferred part of the bio on fleece_dev.wq.
+ * @work: a view bio: runs its deferred part on fleece_dev.wq.
+ * @wnode: an origin write: on fleece_dev.writes until its copies start.
  * @fd: the shared origin state.
  * @session: the view, for view bios; NULL for origin bios.
  * @locked: @req is held and must be released when the bio ends.
@@ -326,7 +343,10 @@ struct fleece_session {
  */
 struct fleece_io {
 	struct fleece_rl_req req;
-	struct work_struct work;
+	union {
+		struct work_struct work;
+		struct llist_node wnode;
+	};
 	struct fleece_dev *fd;
 	struct fleece_session *session;
 	bool locked;
@@ -828,6 +848,12 @@ int fleece_cbw_init(void);
 
 /** fleece_cbw_exit() - undo fleece_cbw_init(). */
 void fleece_cbw_exit(void);
+
+/**
+ * fleece_cbw_dev_init() - set up the copy engine's queues of a device.
+ * @fd: the device, being created.
+ */
+void fleece_cbw_dev_init(struct fleece_dev *fd);
 
 /**
  * fleece_copy_pool_init() - the mempool of in-flight copies of a device.

@@ -13,7 +13,11 @@
 #   writes complete, the fifth waits in line for buffer pages, which come
 #   back when scratch IO goes on, and then completes;
 # - afterwards both views read as their point in time (sha256 of the image)
-#   and the origin as written.
+#   and the origin as written;
+# - a writer with far more first writes in flight than the copy engine
+#   takes per run of its work items (64) completes, every write landed
+#   (fio verifies them) and the view is its point in time: the work must
+#   run again for what came in meanwhile (a lost wakeup here hangs writes).
 . "$(dirname "$0")/lib.sh"
 
 CH=8				# 4 KiB chunks
@@ -24,7 +28,7 @@ PARAM=/sys/module/dm_fleece/parameters/copy_buffer_kb
 cleanup() {
 	dmsetup resume t082sa 2>/dev/null || true
 	dmsetup resume t082sb 2>/dev/null || true
-	for d in t082va t082vb t082a t082b t082sa t082sb t082oa t082ob; do
+	for d in t082va t082vb t082vc t082a t082b t082c t082sa t082sb t082oa t082ob; do
 		dmsetup remove $d 2>/dev/null || true
 	done
 	[ -n "${saved:-}" ] && echo "$saved" > $PARAM
@@ -101,3 +105,19 @@ done
 info "the fifth waited for buffer pages until scratch IO went on; view B is its point in time"
 dmsetup remove t082vb
 dmsetup remove t082b
+
+# --- 3. More first writes in flight than one run of the work takes ------------
+dmsetup create t082c --table "0 $SZ fleece-origin /dev/mapper/t082oa - $CH"
+pit_sha=$(dev_sha /dev/mapper/t082c)
+view_create t082vc t082c "0 $SZ fleece /dev/mapper/t082oa /dev/mapper/t082sa"
+# 2048 chunks, each written once, 256 at a time; fio reads them back.
+fio --name=deep --filename=/dev/mapper/t082c --ioengine=libaio --direct=1 \
+	--rw=randwrite --bs=$CB --iodepth=256 --iodepth_batch_submit=256 \
+	--size=$((SZ * 512)) --verify=crc32c --do_verify=1 \
+	--output="$WORK/fio-deep.out" || { cat "$WORK/fio-deep.out" >&2; fail "fio at qd 256 failed"; }
+[ "$(dev_sha /dev/mapper/t082vc)" = "$pit_sha" ] || fail "view C is not its point in time"
+copied=$(view_stat t082vc copied)
+[ "$copied" = 2048 ] || fail "view C copied $copied chunks, expected 2048"
+info "2048 first writes at qd 256 completed and verified; view C is its point in time"
+dmsetup remove t082vc
+dmsetup remove t082c

@@ -73,6 +73,15 @@ struct xarray {
 	void *kshim_opaque;
 };
 
+/* linux/llist.h: the types the headers embed; nothing here uses the lists. */
+struct llist_node {
+	struct llist_node *next;
+};
+
+struct llist_head {
+	struct llist_node *first;
+};
+
 struct work_struct {
 	void *kshim_opaque;
 };
