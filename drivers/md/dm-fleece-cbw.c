@@ -304,7 +304,7 @@ static void reads_done_work(struct work_struct *work)
 	struct fleece_copy *c, *next;
 	struct blk_plug plug;
 	struct fleece_io *io;
-	unsigned int i;
+	unsigned int i, most = 0;
 	u64 k;
 
 	blk_start_plug(&plug);
@@ -329,11 +329,12 @@ static void reads_done_work(struct work_struct *work)
 		c->write_err = 0;
 		/* Plus one: @c stays until the last pass is done with it. */
 		atomic_set(&c->wpending, c->n + 1);
+		most = max(most, c->n);
 		c->node.next = NULL;
 		*tail = &c->node;
 		tail = &c->node.next;
 	}
-	for (i = 0; i < FLEECE_MAX_SESSIONS; i++)
+	for (i = 0; i < most; i++)
 		llist_for_each_entry(c, ok, node)
 			if (i < c->n)
 				buffered_write(c, c->s[i], c->slot[i]);

@@ -107,7 +107,7 @@ static struct fleece_dev *create(struct block_device *bdev,
 	}
 	r = bioset_init(&fd->cws, FLEECE_CBUF_BIOS, 0, BIOSET_NEED_BVECS);
 	if (r) {
-		*error = "Cannot allocate copy buffer bioset";
+		*error = "Cannot allocate copy buffer write bioset";
 		goto out_cbs;
 	}
 	r = mempool_init_kmalloc_pool(&fd->hold_pool, 16, sizeof(struct fleece_hold));
