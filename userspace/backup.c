@@ -30,11 +30,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
-#include <linux/fs.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <time.h>
@@ -47,7 +45,6 @@
 #include "dm.h"
 #include "fleecectl.h"
 #include "parse.h"
-#include "sha256.h"
 #include "signals.h"
 #include "util.h"
 
