@@ -82,11 +82,18 @@ static struct fleece_dev *create(struct block_device *bdev,
 		goto out_rl;
 	}
 
+	fd->commit_wq = alloc_workqueue("kfleece_commit", WQ_MEM_RECLAIM | WQ_UNBOUND, 0);
+	if (!fd->commit_wq) {
+		*error = "Cannot allocate commit workqueue";
+		r = -ENOMEM;
+		goto out_wq;
+	}
+
 	fd->kc = dm_kcopyd_client_create(NULL);
 	if (IS_ERR(fd->kc)) {
 		*error = "Cannot allocate kcopyd client";
 		r = PTR_ERR(fd->kc);
-		goto out_wq;
+		goto out_commit_wq;
 	}
 
 	r = fleece_copy_pool_init(&fd->copy_pool);
@@ -127,6 +134,8 @@ out_copy_pool:
 	mempool_exit(&fd->copy_pool);
 out_kc:
 	dm_kcopyd_client_destroy(fd->kc);
+out_commit_wq:
+	destroy_workqueue(fd->commit_wq);
 out_wq:
 	destroy_workqueue(fd->wq);
 out_rl:
@@ -151,6 +160,7 @@ static void release(struct kref *kref)
 	 * completions, work items) ends before the pools it may touch go.
 	 */
 	dm_kcopyd_client_destroy(fd->kc);
+	destroy_workqueue(fd->commit_wq);
 	destroy_workqueue(fd->wq);
 	mempool_exit(&fd->hold_pool);
 	bioset_exit(&fd->cws);
@@ -382,7 +392,7 @@ int fleece_dev_attach_tracker(struct fleece_dev *fd, struct block_device *meta,
 	if (t)
 		goto out;
 
-	t = fleece_track_create(meta, origin_sectors, fd->chunk_sectors, opts, fd->wq,
+	t = fleece_track_create(meta, origin_sectors, fd->chunk_sectors, opts, fd->commit_wq,
 				fleece_origin_resume_bio, fd, error);
 	mutex_lock(&fleece_devs_lock);
 	if (IS_ERR(t)) {

@@ -245,6 +245,7 @@ static void set_slot(struct fleece_tracker *t, unsigned int i,
 static void unlock_and_resume(struct fleece_tracker *t)
 {
 	struct bio_list bios;
+	struct blk_plug plug;
 	struct bio *bio;
 
 	spin_lock_irq(&t->pend_lock);
@@ -254,8 +255,11 @@ static void unlock_and_resume(struct fleece_tracker *t)
 	spin_unlock_irq(&t->pend_lock);
 	mutex_unlock(&t->lock);
 
+	/* A round lets many writes go at once: they reach the disk together. */
+	blk_start_plug(&plug);
 	while ((bio = bio_list_pop(&bios)))
 		t->resume(t->resume_ctx, bio);
+	blk_finish_plug(&plug);
 }
 
 /* @dst |= @src, counting the new bits in the same pass over the words. */

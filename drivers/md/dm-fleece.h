@@ -125,6 +125,9 @@ struct fleece_cbuf_wait {
  * @rl: range lock over chunks: view reads hold ranges shared, copies and
  *	releases hold them exclusive.
  * @wq: runs deferred origin writes and view IO (WQ_MEM_RECLAIM).
+ * @commit_wq: runs the tracker's commit rounds (WQ_MEM_RECLAIM, unbound):
+ *	a round queued from a busy writer's CPU starts on an idle one rather
+ *	than waiting for that writer to yield its CPU.
  * @kc: copies old chunks to scratch.
  * @copy_pool: struct fleece_copy for in-flight copies.
  * @cbuf: the copy buffer (copy_buffer_kb), see dm-fleece-cbuf.c.
@@ -171,6 +174,7 @@ struct fleece_dev {
 
 	struct fleece_rl rl;
 	struct workqueue_struct *wq;
+	struct workqueue_struct *commit_wq;
 	struct dm_kcopyd_client *kc;
 	mempool_t copy_pool;
 	struct fleece_cbuf cbuf;
