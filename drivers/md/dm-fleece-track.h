@@ -207,7 +207,7 @@ struct fleece_bitmap {
  * @nr_trash: entries in @trash.
  * @trash_lock: protects @trash and @nr_trash.
  * @trash_work: frees @trash.
- * @wq: where @commit_work runs.
+ * @wq: where @commit_work and @trash_work run.
  * @page_pool: pages for block writes.
  * @round: the blocks of a commit round's batch (under @lock).
  * @bs: bios for metadata IO: a stacked driver does not take them from the
@@ -278,7 +278,8 @@ struct fleece_attach_opts {
  * @origin_sectors: origin length (the fleece-origin target's length).
  * @chunk_sectors: chunk size.
  * @opts: the table's no_gap and origin_id.
- * @wq: workqueue for commits.
+ * @wq: workqueue for @commit_work and @trash_work (WQ_MEM_RECLAIM:
+ *	origin writes wait for commit rounds).
  * @resume: called with each write whose bits became durable.
  * @resume_ctx: its first argument.
  * @error: set to a reason for ti->error on failure.

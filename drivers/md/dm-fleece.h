@@ -125,9 +125,10 @@ struct fleece_cbuf_wait {
  * @rl: range lock over chunks: view reads hold ranges shared, copies and
  *	releases hold them exclusive.
  * @wq: runs deferred origin writes and view IO (WQ_MEM_RECLAIM).
- * @commit_wq: runs the tracker's commit rounds (WQ_MEM_RECLAIM, unbound):
- *	a round queued from a busy writer's CPU starts on an idle one rather
- *	than waiting for that writer to yield its CPU.
+ * @commit_wq: runs the tracker's work, its commit rounds and the freeing
+ *	of what a freeze gave up (WQ_MEM_RECLAIM, unbound): a round queued
+ *	from a busy writer's CPU can start on another one rather than wait
+ *	for that writer to yield its CPU.
  * @kc: copies old chunks to scratch.
  * @copy_pool: struct fleece_copy for in-flight copies.
  * @cbuf: the copy buffer (copy_buffer_kb), see dm-fleece-cbuf.c.
