@@ -622,6 +622,8 @@ scenario_backup() {
 sset() { printf '%s\t%s\t%s\n' "$1" "$2" "$3" >> "$OUT/slow.tsv"; }
 
 CBUF=/sys/module/dm_fleece/parameters/copy_buffer_kb
+SLOW_BURST=800
+SLOW_BURST_KB=65536
 
 disk_stat() { cat "/sys/block/$(basename "$(readlink -f "$1")")/stat"; }
 
@@ -657,7 +659,8 @@ slow_target() {
 }
 
 # slow_row ROW KIND SCRATCH CHUNK_SECTORS FIO_ARG...: one row, from a fresh
-# target to dm_cleanup.
+# target to dm_cleanup. fio runs for RT seconds, or as SLOW_TIME says
+# (fio options, e.g. a number of IOs).
 slow_row() {
 	local row=$1 kind=$2 s=$3 cs=$4 dev r t
 	shift 4
@@ -667,8 +670,9 @@ slow_row() {
 	sset "$row" kind "$kind"
 	sset "$row" origin_stat_start "$(disk_stat "$ORIGIN")"
 	sset "$row" scratch_stat_start "$(disk_stat "$s")"
+	# shellcheck disable=SC2086
 	timeout -k 10 $((RT + 120)) fio --name=w --filename="$dev" --ioengine=libaio \
-		--direct=1 --size=100% --io_size=1T --time_based --runtime="$RT" \
+		--direct=1 --size=100% ${SLOW_TIME:---io_size=1T --time_based --runtime=$RT} \
 		--write_iops_log="$OUT/log/$row" --log_avg_msec=1000 \
 		--output-format=json --output="$OUT/fio/$row.json" "$@" \
 		2> "$OUT/log/$row.err" < /dev/null
@@ -718,6 +722,18 @@ scenario_slowscratch() {
 		cs=128
 		[ "${row%-4k}" != "$row" ] && cs=8
 		slow_row "slow.$row" "${row%%-*}" "$SLOW" $cs --rw=randwrite --bs=4k --iodepth=16
+		log "slowscratch $row done"
+	done
+	# A burst that fits in the buffer: SLOW_BURST random 4K writes (800:
+	# about 760 chunks of 64 KiB) with a buffer of SLOW_BURST_KB (64 MiB,
+	# 1024 chunks), against dm-snapshot with the same writes (fio's seed).
+	# In steady state above, every copy must reach the slow scratch and the
+	# buffer cannot raise the rate; this is what it is for.
+	sset all burst_ios "$SLOW_BURST"
+	for row in fleece-burst snap-burst; do
+		echo "$SLOW_BURST_KB" > "$CBUF"
+		SLOW_TIME="--number_ios=$SLOW_BURST" \
+			slow_row "slow.$row" "${row%%-*}" "$SLOW" 128 --rw=randwrite --bs=4k --iodepth=16
 		log "slowscratch $row done"
 	done
 	echo "$kb" > "$CBUF"
