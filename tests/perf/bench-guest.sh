@@ -360,7 +360,7 @@ run_config() {
 # before its own run, and they take turns three times: era, bmcold, era,
 # bmcold, era, bmcold. The report takes the median of the three ratios.
 scenario_coldpairs() {
-	local k side d file
+	local k side d file reset
 	log "== cold tracking, in turn with dm-era"
 	if ! { setup_bmcold && reset_era; } > "$OUT/log/coldpairs.setup" 2>&1; then
 		log "coldpairs: setup failed: $(tail -n 2 "$OUT/log/coldpairs.setup" | tr '\n' ' ')"
@@ -374,9 +374,11 @@ scenario_coldpairs() {
 	for k in 1 2 3; do
 		for side in e f; do
 			file=coldpairs.$side$k.json
-			if [ $side = e ]; then d=/dev/mapper/era; else d=/dev/mapper/fo; fi
-			if ! { if [ $side = e ]; then reset_era; else reset_bmcold; fi; } \
-			     >> "$OUT/log/coldpairs.setup" 2>&1; then
+			case $side in
+			e) d=/dev/mapper/era reset=reset_era ;;
+			f) d=/dev/mapper/fo reset=reset_bmcold ;;
+			esac
+			if ! "$reset" >> "$OUT/log/coldpairs.setup" 2>&1; then
 				record bmcold "randwrite.$side$k" error "" "reset failed"
 				continue
 			fi
