@@ -71,7 +71,8 @@
  * @wpending: a buffered copy: its writes in flight, plus one.
  * @write_err: a buffered copy: bit i set when the write to @s[i] failed.
  * @wait: a buffered copy: its request for pages of the buffer.
- * @node: a buffered copy, read: on fleece_dev.reads_done.
+ * @node: a buffered copy, read: on fleece_dev.reads_done, then on
+ *	fleece_dev.to_scratch.
  */
 struct fleece_copy {
 	struct fleece_io *io;
@@ -263,7 +264,7 @@ static void buffered_write(struct fleece_copy *c, struct fleece_session *s,
  * so that one device's work item does not hold up the others on its CPU.
  * Only @work calls this, and a work item never runs twice at once.
  */
-static struct llist_node *take_run(struct fleece_dev *fd, struct llist_head *head,
+static struct llist_node *take_run(struct workqueue_struct *wq, struct llist_head *head,
 				   struct llist_node **left, struct work_struct *work)
 {
 	struct llist_node *first, *n;
@@ -282,29 +283,33 @@ static struct llist_node *take_run(struct fleece_dev *fd, struct llist_head *hea
 	 * queued the work while it was pending, which counted for nothing.
 	 */
 	if (*left || !llist_empty(head))
-		queue_work(fd->wq, work);
+		queue_work(wq, work);
 	return first;
 }
 
 /*
- * The old data of a run of copies is in the buffer: write it to every
- * session's slot, and let the origin writes go as far as these copies are
- * concerned. Copies that failed to read go through kcopyd instead, which
- * copies each run again chunk by chunk and loses only what cannot be read.
+ * The old data of a run of copies is in the buffer: let the origin writes
+ * go as far as these copies are concerned, and hand the copies to
+ * to_scratch_work(). Copies that failed to read go through kcopyd instead,
+ * which copies each run again chunk by chunk and loses only what cannot be
+ * read.
  *
- * In three passes, so that each device's requests are neighbours in the
- * plug, where the block layer merges them: the writes to each session's
- * scratch, then the origin writes.
+ * The scratch writes are not submitted here: submitting can sleep until
+ * the scratch device has a free request, which a slow scratch makes the
+ * common case once the buffer holds more copies than its queue does. Here,
+ * that sleep would hold up every origin write whose copy is read after,
+ * however much room the buffer still has.
  */
 static void reads_done_work(struct work_struct *work)
 {
 	struct fleece_dev *fd = container_of(work, struct fleece_dev, reads_done_work);
-	struct llist_node *run = take_run(fd, &fd->reads_done, &fd->reads_left, work);
-	struct llist_node *ok = NULL, **tail = &ok;
+	struct llist_node *run = take_run(fd->wq, &fd->reads_done, &fd->reads_left,
+					 work);
+	struct llist_node *ok = NULL, *ok_last = NULL;
 	struct fleece_copy *c, *next;
 	struct blk_plug plug;
 	struct fleece_io *io;
-	unsigned int i, most = 0;
+	unsigned int i;
 	u64 k;
 
 	blk_start_plug(&plug);
@@ -327,24 +332,48 @@ static void reads_done_work(struct work_struct *work)
 			for (k = 0; k < c->count; k++)
 				set_bit(c->chunk + k, c->s[i]->settled);
 		c->write_err = 0;
-		/* Plus one: @c stays until the last pass is done with it. */
+		/* Plus one: @c stays until to_scratch_work() is done with it. */
 		atomic_set(&c->wpending, c->n + 1);
-		most = max(most, c->n);
-		c->node.next = NULL;
-		*tail = &c->node;
-		tail = &c->node.next;
-	}
-	for (i = 0; i < most; i++)
-		llist_for_each_entry(c, ok, node)
-			if (i < c->n)
-				buffered_write(c, c->s[i], c->slot[i]);
-	llist_for_each_entry_safe(c, next, ok, node) {
+		/* Newest first, as llist_add() would have left them. */
+		c->node.next = ok;
+		ok = &c->node;
+		if (!ok_last)
+			ok_last = ok;
 		/* The write may complete, and @io go, before the copy's writes do. */
 		io = c->io;
 		c->io = NULL;
 		io_put(io);
-		buffered_write_put(c);
 	}
+	blk_finish_plug(&plug);
+	if (ok && llist_add_batch(ok, ok_last, &fd->to_scratch))
+		queue_work(fd->wq, &fd->to_scratch_work);
+}
+
+/*
+ * Write a run of buffered copies to every session's slot. In passes, one
+ * per session, so that each scratch device's requests are neighbours in
+ * the plug, where the block layer merges them. May sleep for the scratch
+ * devices' requests: only the copies behind these wait for that, and the
+ * buffer's pages (which come back as these land) bound how many there are.
+ */
+static void to_scratch_work(struct work_struct *work)
+{
+	struct fleece_dev *fd = container_of(work, struct fleece_dev, to_scratch_work);
+	struct llist_node *run = take_run(fd->wq, &fd->to_scratch,
+					 &fd->to_scratch_left, work);
+	struct fleece_copy *c, *next;
+	struct blk_plug plug;
+	unsigned int i, most = 0;
+
+	llist_for_each_entry(c, run, node)
+		most = max(most, c->n);
+	blk_start_plug(&plug);
+	for (i = 0; i < most; i++)
+		llist_for_each_entry(c, run, node)
+			if (i < c->n)
+				buffered_write(c, c->s[i], c->slot[i]);
+	llist_for_each_entry_safe(c, next, run, node)
+		buffered_write_put(c);
 	blk_finish_plug(&plug);
 }
 
@@ -431,7 +460,7 @@ static void retry_chunk(struct fleece_copy *c, u64 chunk)
 	c->chunk = chunk;
 	c->count = 1;
 	INIT_WORK(&c->retry, copy_retry_work);
-	queue_work(c->io->fd->wq, &c->retry);
+	queue_work(c->fd->wq, &c->retry);
 }
 
 /*
@@ -723,7 +752,7 @@ static void origin_write_start(struct fleece_io *io)
 static void writes_work(struct work_struct *work)
 {
 	struct fleece_dev *fd = container_of(work, struct fleece_dev, writes_work);
-	struct llist_node *run = take_run(fd, &fd->writes, &fd->writes_left, work);
+	struct llist_node *run = take_run(fd->wq, &fd->writes, &fd->writes_left, work);
 	struct fleece_io *io, *next;
 	struct blk_plug plug;
 
@@ -755,6 +784,9 @@ void fleece_cbw_dev_init(struct fleece_dev *fd)
 	init_llist_head(&fd->reads_done);
 	fd->reads_left = NULL;
 	INIT_WORK(&fd->reads_done_work, reads_done_work);
+	init_llist_head(&fd->to_scratch);
+	fd->to_scratch_left = NULL;
+	INIT_WORK(&fd->to_scratch_work, to_scratch_work);
 }
 
 int fleece_origin_write(struct fleece_dev *fd, struct bio *bio)

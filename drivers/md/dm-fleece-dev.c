@@ -154,7 +154,8 @@ static void release(struct kref *kref)
 	WARN_ON(!list_empty(&fd->sessions));
 	WARN_ON(fd->trk);
 	WARN_ON(!llist_empty(&fd->writes) || fd->writes_left ||
-		!llist_empty(&fd->reads_done) || fd->reads_left);
+		!llist_empty(&fd->reads_done) || fd->reads_left ||
+		!llist_empty(&fd->to_scratch) || fd->to_scratch_left);
 	/*
 	 * What still runs after the last copy unpinned its sessions (kcopyd's
 	 * completions, work items) ends before the pools it may touch go.

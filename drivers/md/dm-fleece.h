@@ -145,7 +145,11 @@ struct fleece_cbuf_wait {
  *	dm-fleece-cbw.c).
  * @reads_done: buffered copies whose old data was read, newest first.
  * @reads_left: as @writes_left, for @reads_done_work.
- * @reads_done_work: writes them to scratch in runs, each under one plug.
+ * @reads_done_work: lets their origin writes go, and hands them to
+ *	@to_scratch.
+ * @to_scratch: buffered copies to write to scratch, newest first.
+ * @to_scratch_left: as @writes_left, for @to_scratch_work.
+ * @to_scratch_work: writes them in runs, each under one plug.
  * @trk: changed-block bitmaps; exists while a fleece-origin table does,
  *	once the first one's constructor has loaded them. Set and cleared
  *	under the module's device lock; views reach it only under that lock
@@ -188,6 +192,9 @@ struct fleece_dev {
 	struct llist_head reads_done;
 	struct llist_node *reads_left;
 	struct work_struct reads_done_work;
+	struct llist_head to_scratch;
+	struct llist_node *to_scratch_left;
+	struct work_struct to_scratch_work;
 	struct fleece_tracker *trk;
 	struct mutex attach_lock;	/* loads and destroys @trk */
 	struct block_device *meta;

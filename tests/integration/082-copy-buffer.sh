@@ -17,21 +17,36 @@
 # - a writer with far more first writes in flight than the copy engine
 #   takes per run of its work items (64) completes, every write landed
 #   (fio verifies them) and the view is its point in time: the work must
-#   run again for what came in meanwhile (a lost wakeup here hangs writes).
+#   run again for what came in meanwhile (a lost wakeup here hangs writes);
+# - with a scratch whose request queue is full (request-based dm-multipath,
+#   4 requests, its one path failed with queue_if_no_path: every scratch
+#   write keeps its request), 32 first writes whose copies fit in the buffer
+#   all complete, and none of the copies has landed meanwhile; once the path
+#   is back, the copies land and the view is its point in time. Submitting
+#   to such a scratch sleeps; the origin writes must not wait for it (they
+#   did: the fifth write hung, and a slow scratch's full queue paced a burst
+#   the buffer could hold).
 . "$(dirname "$0")/lib.sh"
 
 CH=8				# 4 KiB chunks
 CB=4096
 SZ=$((8 * 2048))		# 8 MiB
 PARAM=/sys/module/dm_fleece/parameters/copy_buffer_kb
+DEPTH=/sys/module/dm_mod/parameters/dm_mq_queue_depth
 
 cleanup() {
 	dmsetup resume t082sa 2>/dev/null || true
 	dmsetup resume t082sb 2>/dev/null || true
-	for d in t082va t082vb t082vc t082a t082b t082c t082sa t082sb t082oa t082ob; do
+	if [ -n "${scr_dev:-}" ]; then
+		dmsetup message t082m 0 reinstate_path "$scr_dev" 2>/dev/null || true
+	fi
+	for d in t082va t082vb t082vc t082vd t082a t082b t082c t082d t082m t082sa t082sb \
+		t082oa t082ob; do
 		dmsetup remove $d 2>/dev/null || true
 	done
 	[ -n "${saved:-}" ] && echo "$saved" > $PARAM
+	[ -n "${saved_depth:-}" ] && echo "$saved_depth" > $DEPTH
+	true
 	true
 }
 trap cleanup EXIT
@@ -121,3 +136,46 @@ copied=$(view_stat t082vc copied)
 info "2048 first writes at qd 256 completed and verified; view C is its point in time"
 dmsetup remove t082vc
 dmsetup remove t082c
+
+# --- 4. A scratch whose request queue is full ---------------------------------
+modprobe dm-multipath && modprobe dm-round-robin || fail "cannot load dm-multipath"
+saved_depth=$(cat $DEPTH)
+echo 4 > $DEPTH
+scr_dev=$(readlink -f "$SCRATCH")
+# A request-based device: its queue (4 requests, no scheduler) is what fills.
+dmsetup create t082m --table \
+	"0 $SZ multipath 1 queue_if_no_path 0 1 1 round-robin 0 1 1 $scr_dev 1000"
+echo "$saved_depth" > $DEPTH
+echo none > "/sys/block/$(basename "$(readlink -f /dev/mapper/t082m)")/queue/scheduler"
+dmsetup create t082d --table "0 $SZ fleece-origin /dev/mapper/t082ob - 128"
+dd if="$WORK/base" of=/dev/mapper/t082d bs=1M oflag=direct status=none
+view_create t082vd t082d "0 $SZ fleece /dev/mapper/t082ob /dev/mapper/t082m"
+dmsetup message t082m 0 fail_path "$scr_dev"
+# 32 chunks of 64 KiB (2 MiB: the default buffer holds them), one at a time:
+# each waits for its copy's read only. The timeout only turns a hang into a
+# failure.
+for c in $(seq 0 31); do
+	pattern "d$c" $CB > "$WORK/d$c"
+	timeout 120 dd if="$WORK/d$c" of=/dev/mapper/t082d bs=$CB seek=$((c * 16 * 3)) \
+		oflag=direct status=none ||
+		fail "first write $c did not complete with scratch's queue full (copied $(view_stat t082vd copied))"
+done
+copied=$(view_stat t082vd copied)
+[ "$copied" = 0 ] || fail "$copied copies landed with scratch's path failed: the queue was not held"
+inflight=$(view_stat t082vd inflight)
+[ "$inflight" -gt 4 ] || fail "only $inflight copies in flight: scratch's queue never filled"
+info "32 first writes completed with scratch's queue full ($inflight copies in flight, none landed)"
+dmsetup message t082m 0 reinstate_path "$scr_dev"
+for _ in $(seq 600); do
+	[ "$(view_stat t082vd inflight)" = 0 ] && break
+	sleep 0.1
+done
+[ "$(view_stat t082vd copied)" = 32 ] || fail "view D copied $(view_stat t082vd copied) chunks, expected 32"
+[ "$(dev_sha /dev/mapper/t082vd)" = "$base_sha" ] || fail "view D is not its point in time"
+for c in $(seq 0 31); do
+	dev_cmp /dev/mapper/t082d $((c * 16 * 3 * CB)) $CB "$WORK/d$c" 0 || fail "origin chunk of write $c"
+done
+info "the copies landed once the path was back; view D is its point in time, the origin as written"
+dmsetup remove t082vd
+dmsetup remove t082d
+dmsetup remove t082m
