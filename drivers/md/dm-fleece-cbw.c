@@ -221,7 +221,7 @@ static void buffered_write_put(struct fleece_copy *c)
 		return;
 	/* copy_complete() frees slots and queues events: not from irq. */
 	INIT_WORK(&c->retry, buffered_write_done);
-	queue_work(c->fd->wq, &c->retry);
+	queue_work(c->fd->done_wq, &c->retry);
 }
 
 static void buffered_write_endio(struct bio *bio)
@@ -303,7 +303,7 @@ static struct llist_node *take_run(struct workqueue_struct *wq, struct llist_hea
 static void reads_done_work(struct work_struct *work)
 {
 	struct fleece_dev *fd = container_of(work, struct fleece_dev, reads_done_work);
-	struct llist_node *run = take_run(fd->wq, &fd->reads_done, &fd->reads_left,
+	struct llist_node *run = take_run(fd->done_wq, &fd->reads_done, &fd->reads_left,
 					 work);
 	struct llist_node *ok = NULL, *ok_last = NULL;
 	struct fleece_copy *c, *next;
@@ -346,7 +346,7 @@ static void reads_done_work(struct work_struct *work)
 	}
 	blk_finish_plug(&plug);
 	if (ok && llist_add_batch(ok, ok_last, &fd->to_scratch))
-		queue_work(fd->wq, &fd->to_scratch_work);
+		queue_work(fd->done_wq, &fd->to_scratch_work);
 }
 
 /*
@@ -359,7 +359,7 @@ static void reads_done_work(struct work_struct *work)
 static void to_scratch_work(struct work_struct *work)
 {
 	struct fleece_dev *fd = container_of(work, struct fleece_dev, to_scratch_work);
-	struct llist_node *run = take_run(fd->wq, &fd->to_scratch,
+	struct llist_node *run = take_run(fd->done_wq, &fd->to_scratch,
 					 &fd->to_scratch_left, work);
 	struct fleece_copy *c, *next;
 	struct blk_plug plug;
@@ -385,7 +385,7 @@ static void buffered_read_endio(struct bio *bio)
 	c->status = bio->bi_status;
 	/* The first on an empty list queues the work, which takes them all. */
 	if (llist_add(&c->node, &fd->reads_done))
-		queue_work(fd->wq, &fd->reads_done_work);
+		queue_work(fd->done_wq, &fd->reads_done_work);
 }
 
 /* A copy that waited for pages of the buffer has them: read. */
@@ -460,7 +460,7 @@ static void retry_chunk(struct fleece_copy *c, u64 chunk)
 	c->chunk = chunk;
 	c->count = 1;
 	INIT_WORK(&c->retry, copy_retry_work);
-	queue_work(c->fd->wq, &c->retry);
+	queue_work(c->fd->done_wq, &c->retry);
 }
 
 /*

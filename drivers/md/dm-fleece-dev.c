@@ -89,11 +89,18 @@ static struct fleece_dev *create(struct block_device *bdev,
 		goto out_wq;
 	}
 
+	fd->done_wq = alloc_workqueue("kfleece_done", WQ_MEM_RECLAIM, 0);
+	if (!fd->done_wq) {
+		*error = "Cannot allocate copy completion workqueue";
+		r = -ENOMEM;
+		goto out_commit_wq;
+	}
+
 	fd->kc = dm_kcopyd_client_create(NULL);
 	if (IS_ERR(fd->kc)) {
 		*error = "Cannot allocate kcopyd client";
 		r = PTR_ERR(fd->kc);
-		goto out_commit_wq;
+		goto out_done_wq;
 	}
 
 	r = fleece_copy_pool_init(&fd->copy_pool);
@@ -102,7 +109,7 @@ static struct fleece_dev *create(struct block_device *bdev,
 		goto out_kc;
 	}
 	r = fleece_cbuf_init(&fd->cbuf, (u64)READ_ONCE(copy_buffer_kb) * SZ_1K >> PAGE_SHIFT,
-			     fd->wq);
+			     fd->done_wq);
 	if (r) {
 		*error = "Cannot allocate copy buffer (copy_buffer_kb)";
 		goto out_copy_pool;
@@ -134,6 +141,8 @@ out_copy_pool:
 	mempool_exit(&fd->copy_pool);
 out_kc:
 	dm_kcopyd_client_destroy(fd->kc);
+out_done_wq:
+	destroy_workqueue(fd->done_wq);
 out_commit_wq:
 	destroy_workqueue(fd->commit_wq);
 out_wq:
@@ -163,6 +172,7 @@ static void release(struct kref *kref)
 	dm_kcopyd_client_destroy(fd->kc);
 	destroy_workqueue(fd->commit_wq);
 	destroy_workqueue(fd->wq);
+	destroy_workqueue(fd->done_wq);
 	mempool_exit(&fd->hold_pool);
 	bioset_exit(&fd->cws);
 	bioset_exit(&fd->cbs);

@@ -129,6 +129,12 @@ struct fleece_cbuf_wait {
  *	of what a freeze gave up (WQ_MEM_RECLAIM, unbound): a round queued
  *	from a busy writer's CPU can start on another one rather than wait
  *	for that writer to yield its CPU.
+ * @done_wq: runs what ends a copy and gives back what @wq's work waits
+ *	for (pages of @cbuf, @copy_pool, @hold_pool): the buffered copies'
+ *	reads done, their scratch writes, their ends, retries (WQ_MEM_RECLAIM).
+ *	Under memory pressure a workqueue's rescuer runs its items one at a
+ *	time, so a work item of @wq waiting in mempool_alloc() would keep
+ *	these from running if they shared it.
  * @kc: copies old chunks to scratch.
  * @copy_pool: struct fleece_copy for in-flight copies.
  * @cbuf: the copy buffer (copy_buffer_kb), see dm-fleece-cbuf.c.
@@ -180,6 +186,7 @@ struct fleece_dev {
 	struct fleece_rl rl;
 	struct workqueue_struct *wq;
 	struct workqueue_struct *commit_wq;
+	struct workqueue_struct *done_wq;
 	struct dm_kcopyd_client *kc;
 	mempool_t copy_pool;
 	struct fleece_cbuf cbuf;
