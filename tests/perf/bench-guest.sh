@@ -672,6 +672,7 @@ slow_row() {
 	sset "$row" kind "$kind"
 	sset "$row" origin_stat_start "$(disk_stat "$ORIGIN")"
 	sset "$row" scratch_stat_start "$(disk_stat "$s")"
+	sset "$row" scratch_nr_requests "$(cat "/sys/block/$(basename "$(readlink -f "$s")")/queue/nr_requests")"
 	# shellcheck disable=SC2086
 	timeout -k 10 $((RT + 120)) fio --name=w --filename="$dev" --ioengine=libaio \
 		--direct=1 --size=100% ${SLOW_TIME:---io_size=1T --time_based --runtime=$RT} \
