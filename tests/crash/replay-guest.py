@@ -100,6 +100,7 @@ class Recorder:
         self.origin_up = False
         self.kmsg = dmfuzz.Kmsg(fail=lambda why: die(why))
         self.slot = 0		# next scratch slice
+        self.quiet_marks = []	# marks set with no data write in flight
 
     # -- devices
     def setup(self):
@@ -147,6 +148,9 @@ class Recorder:
         self.mark(b)
         ok = fn()
         self.mark(e)
+        if quiet:
+            # The writers are stopped from before @b until after @e.
+            self.quiet_marks += [b, e]
         if ok:
             self.ops.append((kind, kw, b, e))
         return ok
@@ -435,7 +439,7 @@ class Trial:
 
 
 class Checker:
-    def __init__(self, args, log, ops):
+    def __init__(self, args, log, ops, quiet_marks):
         self.a = args
         self.log = log
         self.osz = args.origin_mib << 20
@@ -447,6 +451,7 @@ class Checker:
             if b not in marks or e not in marks:
                 die("mark %s or %s of %s is not in the log" % (b, e, kind))
         self.model = Model([(k, kw, marks[b], marks[e]) for k, kw, b, e in ops])
+        self.quiet = sorted(marks[m] for m in quiet_marks if m in marks)
         self.base_marks = self.model.bases()
         self.bases = {}		# mark entry -> Base
         self.points = self.violations = self.torn = self.cached = 0
@@ -542,6 +547,27 @@ class Checker:
                 die("cannot remove cr-r: errno %d" % r)
             self.kmsg.read()
 
+    def submitted_before(self, p):
+        """Keep only the data writes of @p that may have been submitted
+        before its cut. An epoch's plain writes are all candidates, as one
+        in flight at the cut may reach the media, but none logged after a
+        mark set with no data write in flight (a quiet operation's), if
+        that mark was set after the cut: such a write was submitted after
+        it. (Without this, a write made after a bitmap_remove returned,
+        logged in the same epoch, was put on the media without the
+        remove's superblock write that completed before it was made.)
+        Returns False to skip @p, whose torn write is one of those."""
+        q = next((m for m in self.quiet if m > p.hi), None)
+        if q is None:
+            return True
+
+        def later(e):
+            return e.idx > q and e.sector * self.log.ssize < self.osz
+        if p.torn and later(p.torn[0]):
+            return False
+        p.plain = [e for e in p.plain if not later(e)]
+        return True
+
     def check(self, pt, trial):
         got = self.activate()
         self.points += 1
@@ -595,6 +621,8 @@ class Checker:
             for p in pts:
                 if self.rnd.random() >= keep:
                     continue
+                if not self.submitted_before(p):
+                    continue
                 trial = Trial()
                 for e in p.fua + p.plain:
                     self.write(e, trial=trial)
@@ -626,7 +654,7 @@ def one_seed(a, seed):
     rec.workload()
     rec.teardown()
     log = logwrites.Log(a.log)
-    chk = Checker(a, log, rec.ops)
+    chk = Checker(a, log, rec.ops, rec.quiet_marks)
     v = chk.run()
     return chk.points, v
 
@@ -657,7 +685,8 @@ def main():
     t0 = time.time()
     points = violations = rounds = 0
     while points < a.points:
-        say("round %d: seed %d (reproduce: --seed %d --points 1)" % (rounds + 1, seed, seed))
+        say("round %d: seed %d (reproduce: --seed %d --points %d)" %
+            (rounds + 1, seed, seed, a.max_points))
         p, v = one_seed(a, seed)
         points += p
         violations += v
