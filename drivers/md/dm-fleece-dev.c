@@ -13,7 +13,10 @@
 
 #include "dm-fleece.h"
 
-/* Only ctr and dtr paths take this; the IO path never does. */
+/*
+ * The list of origin devices, and each one's tables and sessions as other
+ * devices see them. Never held over IO, and the IO path never takes it.
+ */
 static DEFINE_MUTEX(fleece_devs_lock);
 static LIST_HEAD(fleece_devs);
 
@@ -65,6 +68,7 @@ static struct fleece_dev *create(struct block_device *bdev,
 	mutex_init(&fd->sessions_lock);
 	INIT_LIST_HEAD(&fd->sessions);
 	mutex_init(&fd->attach_lock);
+	mutex_init(&fd->start_lock);
 	fleece_cbw_dev_init(fd);
 
 	/* The lock counts chunks; a region is region_sectors of them. */
@@ -395,13 +399,14 @@ int fleece_dev_attach_tracker(struct fleece_dev *fd, struct block_device *meta,
 	mutex_lock(&fd->attach_lock);
 	mutex_lock(&fleece_devs_lock);
 	t = fd->trk;
-	if (t)
-		r = same_tracker(t, meta, origin_sectors, opts, error);
-	else
+	if (!t)
 		fd->meta = meta;
 	mutex_unlock(&fleece_devs_lock);
-	if (t)
+	/* Its lock may be held over a commit round: not under the module's. */
+	if (t) {
+		r = same_tracker(t, meta, origin_sectors, opts, error);
 		goto out;
+	}
 
 	t = fleece_track_create(meta, origin_sectors, fd->chunk_sectors, opts, fd->commit_wq,
 				fleece_origin_resume_bio, fd, error);
@@ -418,16 +423,23 @@ out:
 	return r;
 }
 
+/*
+ * Under the device's start_lock too: a view's start holds it from its
+ * check that every origin is suspended until its point in time is taken,
+ * over the freeze's metadata IO, and no origin may resume meanwhile.
+ */
 void fleece_dev_origin_running(struct fleece_dev *fd, struct dm_target *ti,
 			       bool running)
 {
 	unsigned int i;
 
+	mutex_lock(&fd->start_lock);
 	mutex_lock(&fleece_devs_lock);
 	for (i = 0; i < fd->nr_origins; i++)
 		if (fd->origin_ti[i] == ti)
 			fd->origin_running[i] = running;
 	mutex_unlock(&fleece_devs_lock);
+	mutex_unlock(&fd->start_lock);
 }
 
 /*
@@ -458,108 +470,137 @@ static struct fleece_unrecorded session_unrecorded(struct fleece_session *s)
 	};
 }
 
-/* Freeze the session's bitmap: its transaction begins. */
-static int txn_begin(struct fleece_dev *fd, struct fleece_session *s,
-		     char **error)
+/* Can @s be a session of @fd's tracker? Under the module's lock. */
+static int check_origin(struct fleece_dev *fd, struct fleece_session *s,
+			char **error)
 {
-	struct fleece_unrecorded u = session_unrecorded(s);
-	struct fleece_txn *txn = &s->txn;
-	struct fleece_bitmap *frozen, *live;
-	int r;
-
-	r = fleece_track_freeze(fd->trk, txn->fresh, &frozen, &live, txn->full,
-				txn->full ? NULL : &u, error);
-	if (r)
-		return r;
-	txn->fresh = NULL;
-	txn->frozen = frozen;
-	rcu_assign_pointer(txn->after, live);
-	WRITE_ONCE(txn->state, FLEECE_TXN_OPEN);
+	lockdep_assert_held(&fleece_devs_lock);
+	if (!fd->nr_origins || !fd->trk) {
+		*error = "No fleece-origin device on this origin";
+		return -ENODEV;
+	}
+	/* Writes beyond the fleece-origin table would not be copied. */
+	if (s->ti->len > fd->trk->origin_sectors) {
+		*error = "View is larger than the fleece-origin device";
+		return -EINVAL;
+	}
 	return 0;
 }
 
 /*
- * The complement of the bitmap an incremental view will freeze, made at
- * the ctr so that the start redoes only what the bitmap records meanwhile:
- * two passes over a bit per chunk, not under the module's lock. The
- * device's attach_lock keeps the tracker from being destroyed meanwhile.
- * Taken after the checks, so that a view of an origin whose metadata is
- * still loading is refused at once, not after the load. If the tracker
- * went since, the reservation went with it, and the view cannot start.
+ * A view with a transaction reserves its bitmap, which makes what the
+ * bitmap recorded so far durable (a commit round), and makes the
+ * complement of the bitmap it will freeze, so that the start redoes only
+ * what the bitmap records meanwhile (two passes over a bit per chunk).
+ * Neither under the module's lock: the device's attach_lock keeps the
+ * tracker from being destroyed meanwhile. If the tracker goes before the
+ * start, the reservation goes with it, and the view cannot start.
  */
-static void session_unrecorded_init(struct fleece_dev *fd,
-				    struct fleece_session *s)
+static int session_reserve(struct fleece_dev *fd, struct fleece_session *s,
+			   struct fleece_tracker **trkp, char **error)
 {
 	struct fleece_unrecorded u = session_unrecorded(s);
 	struct fleece_tracker *trk;
+	int r;
 
-	mutex_lock(&fd->attach_lock);
+	lockdep_assert_held(&fd->attach_lock);
 	mutex_lock(&fleece_devs_lock);
-	trk = s->txn.fresh ? fd->trk : NULL;
+	r = check_origin(fd, s, error);
+	trk = fd->trk;
 	mutex_unlock(&fleece_devs_lock);
-	if (trk)
+	if (r)
+		return r;
+	r = fleece_track_reserve(trk, s->txn.name, s->txn.full, &s->txn.fresh,
+				 error);
+	if (r)
+		return r;
+	if (!s->txn.full)
 		fleece_track_unrecorded(trk, s->txn.fresh, &u);
-	mutex_unlock(&fd->attach_lock);
+	*trkp = trk;
+	return 0;
 }
 
 int fleece_dev_add_session(struct fleece_dev *fd, struct fleece_session *s,
 			   char **error)
 {
-	int r = 0;
+	struct fleece_tracker *trk = NULL;
+	int r;
+
+	/*
+	 * Checked first without waiting for the device's lock, so that a
+	 * view of an origin whose metadata is still loading is refused at
+	 * once, not after the load.
+	 */
+	mutex_lock(&fleece_devs_lock);
+	r = check_origin(fd, s, error);
+	mutex_unlock(&fleece_devs_lock);
+	if (r)
+		return r;
+
+	if (s->txn.name) {
+		mutex_lock(&fd->attach_lock);
+		r = session_reserve(fd, s, &trk, error);
+		if (r)
+			goto out_attach;
+	}
 
 	mutex_lock(&fleece_devs_lock);
-	if (!fd->nr_origins || !fd->trk) {
-		*error = "No fleece-origin device on this origin";
-		r = -ENODEV;
-		goto out;
+	r = check_origin(fd, s, error);
+	if (!r) {
+		*error = scratch_conflict(fd, s->scratch_dev->bdev);
+		if (*error)
+			r = -EBUSY;
 	}
-	/* Writes beyond the fleece-origin table would not be copied. */
-	if (s->ti->len > fd->trk->origin_sectors) {
-		*error = "View is larger than the fleece-origin device";
-		r = -EINVAL;
-		goto out;
-	}
-	*error = scratch_conflict(fd, s->scratch_dev->bdev);
-	if (*error) {
-		r = -EBUSY;
-		goto out;
-	}
-	if (fd->nr_sessions >= FLEECE_MAX_SESSIONS) {
+	if (!r && fd->nr_sessions >= FLEECE_MAX_SESSIONS) {
 		*error = "Too many sessions on this origin";
 		r = -EBUSY;
-		goto out;
 	}
-	if (s->txn.name) {
-		r = fleece_track_reserve(fd->trk, s->txn.name, s->txn.full,
-					 &s->txn.fresh, error);
-		if (r)
-			goto out;
+	if (!r) {
+		/*
+		 * Listed, so that other views see its scratch device and the
+		 * count, but origin writes ignore it until
+		 * fleece_dev_start_session().
+		 */
+		mutex_lock(&fd->sessions_lock);
+		list_add_tail_rcu(&s->list, &fd->sessions);
+		WRITE_ONCE(fd->nr_sessions, fd->nr_sessions + 1);
+		mutex_unlock(&fd->sessions_lock);
 	}
-	/*
-	 * Listed, so that other views see its scratch device and the count,
-	 * but origin writes ignore it until fleece_dev_start_session().
-	 */
-	mutex_lock(&fd->sessions_lock);
-	list_add_tail_rcu(&s->list, &fd->sessions);
-	WRITE_ONCE(fd->nr_sessions, fd->nr_sessions + 1);
-	mutex_unlock(&fd->sessions_lock);
-out:
 	mutex_unlock(&fleece_devs_lock);
-	if (!r && s->txn.name && !s->txn.full)
-		session_unrecorded_init(fd, s);
+	if (r && s->txn.fresh) {
+		fleece_track_unreserve(trk, s->txn.fresh);
+		s->txn.fresh = NULL;
+	}
+out_attach:
+	if (s->txn.name)
+		mutex_unlock(&fd->attach_lock);
 	return r;
 }
 
+/*
+ * The device's locks, not the module's, are held over the freeze's
+ * metadata IO: attach_lock keeps the tracker and the reservation (taken
+ * back only under it), and start_lock keeps every origin suspended (an
+ * origin's resume waits for it, see fleece_dev_origin_running()).
+ */
 int fleece_dev_start_session(struct fleece_dev *fd, struct fleece_session *s)
 {
 	const char *name = dm_table_device_name(s->ti->table);
+	struct fleece_unrecorded u = session_unrecorded(s);
+	struct fleece_bitmap *frozen = NULL, *live = NULL;
+	struct fleece_txn *txn = &s->txn;
+	struct fleece_tracker *trk;
 	char *error = NULL;
 	int r = 0;
 
-	mutex_lock(&fleece_devs_lock);
+	/* Set only here, under the locks, and never cleared. */
 	if (test_bit(FLEECE_SESSION_STARTED, &s->flags))
-		goto out;
-	if (!fd->nr_origins || !fd->trk) {
+		return 0;
+	mutex_lock(&fd->attach_lock);
+	mutex_lock(&fd->start_lock);
+	mutex_lock(&fleece_devs_lock);
+	trk = fd->trk;
+	if (!fd->nr_origins || !trk) {
 		error = "No fleece-origin device on this origin";
 		r = -ENODEV;
 		goto out;
@@ -569,7 +610,7 @@ int fleece_dev_start_session(struct fleece_dev *fd, struct fleece_session *s)
 	 * another came): what it reserved went with it.
 	 */
 	if (test_bit(FLEECE_SESSION_INVALID, &s->flags) ||
-	    (s->txn.name && !s->txn.fresh)) {
+	    (txn->name && !txn->fresh)) {
 		error = "The fleece-origin was removed after the view was loaded";
 		r = -ENODEV;
 		goto out;
@@ -583,15 +624,30 @@ int fleece_dev_start_session(struct fleece_dev *fd, struct fleece_session *s)
 		r = -EBUSY;
 		goto out;
 	}
-	if (s->txn.name) {
-		r = txn_begin(fd, s, &error);
+	mutex_unlock(&fleece_devs_lock);
+
+	/* Freeze the session's bitmap: its transaction begins. */
+	if (txn->name) {
+		r = fleece_track_freeze(trk, txn->fresh, &frozen, &live, txn->full,
+					txn->full ? NULL : &u, &error);
 		if (r)
-			goto out;
+			goto out_attach;
+	}
+
+	mutex_lock(&fleece_devs_lock);
+	if (txn->name) {
+		txn->fresh = NULL;
+		txn->frozen = frozen;
+		rcu_assign_pointer(txn->after, live);
+		WRITE_ONCE(txn->state, FLEECE_TXN_OPEN);
 	}
 	/* The point in time: from here on origin writes copy for it. */
 	set_bit(FLEECE_SESSION_STARTED, &s->flags);
 out:
 	mutex_unlock(&fleece_devs_lock);
+out_attach:
+	mutex_unlock(&fd->start_lock);
+	mutex_unlock(&fd->attach_lock);
 	if (error)
 		DMERR("%s: cannot resume: %s", name, error);
 	return r;
@@ -600,27 +656,36 @@ out:
 void fleece_dev_remove_session(struct fleece_dev *fd, struct fleece_session *s)
 {
 	struct fleece_txn *txn = &s->txn;
+	struct fleece_bitmap *fresh, *frozen;
+	struct fleece_tracker *trk;
 
 	/*
 	 * The transaction first, while the session is still on the list
-	 * fleece_dev_put_origin() revokes loans from: a tracker is only
-	 * destroyed under this lock after that, so it is there for the
-	 * release. No view IO is in flight: nothing looks at @after.
-	 * Not committed: the next incremental must still cover the set.
+	 * fleece_dev_put_origin() revokes loans from. The device's
+	 * attach_lock, not the module's lock, is held over the release's
+	 * superblock write: a tracker is only destroyed under it, after
+	 * taking the loans back. No view IO is in flight: nothing looks at
+	 * @after. Not committed: the next incremental must still cover the
+	 * set.
 	 */
+	mutex_lock(&fd->attach_lock);
 	mutex_lock(&fleece_devs_lock);
-	if (txn->fresh) {
-		fleece_track_unreserve(fd->trk, txn->fresh);
-		txn->fresh = NULL;
-	}
-	if (txn->frozen) {
+	trk = fd->trk;
+	fresh = txn->fresh;
+	frozen = txn->frozen;
+	txn->fresh = NULL;
+	if (frozen) {
 		RCU_INIT_POINTER(txn->after, NULL);
-		fleece_track_release(fd->trk, txn->frozen);
 		txn->frozen = NULL;
 		if (txn->state == FLEECE_TXN_OPEN)
 			WRITE_ONCE(txn->state, FLEECE_TXN_ENDED);
 	}
 	mutex_unlock(&fleece_devs_lock);
+	if (fresh)
+		fleece_track_unreserve(trk, fresh);
+	if (frozen)
+		fleece_track_release(trk, frozen);
+	mutex_unlock(&fd->attach_lock);
 
 	mutex_lock(&fd->sessions_lock);
 	list_del_rcu(&s->list);
@@ -635,19 +700,31 @@ void fleece_dev_remove_session(struct fleece_dev *fd, struct fleece_session *s)
 int fleece_dev_commit(struct fleece_dev *fd, struct fleece_session *s)
 {
 	struct fleece_txn *txn = &s->txn;
-	int r;
+	struct fleece_bitmap *frozen = NULL;
+	struct fleece_tracker *trk;
+	int r = 0;
 
+	/*
+	 * The device's attach_lock keeps the tracker and the loan (revoked
+	 * only under it) over the superblock write, and serializes commits;
+	 * the module's lock is not held over the IO.
+	 */
+	mutex_lock(&fd->attach_lock);
 	mutex_lock(&fleece_devs_lock);
-	if (txn->state == FLEECE_TXN_COMMITTED) {
+	trk = fd->trk;
+	if (txn->state == FLEECE_TXN_COMMITTED)
 		r = -EALREADY;
-	} else if (txn->state != FLEECE_TXN_OPEN || !txn->frozen) {
+	else if (txn->state != FLEECE_TXN_OPEN || !txn->frozen)
 		r = -ENOENT;
-	} else {
-		r = fleece_track_commit(fd->trk, txn->frozen);
+	else
+		frozen = txn->frozen;
+	mutex_unlock(&fleece_devs_lock);
+	if (frozen) {
+		r = fleece_track_commit(trk, frozen);
 		if (!r)
 			WRITE_ONCE(txn->state, FLEECE_TXN_COMMITTED);
 	}
-	mutex_unlock(&fleece_devs_lock);
+	mutex_unlock(&fd->attach_lock);
 	return r;
 }
 

@@ -110,8 +110,9 @@ struct fleece_cbuf_wait {
  *	takes its point in time.
  * @origin_running: for each of @origin_ti, from its preresume (before IO
  *	flows again) to its postsuspend (after IO drained), under the
- *	module's device lock: dm_suspended() turns false only after the
- *	origin's IO is let go, too late to keep a view's start out.
+ *	module's device lock and @start_lock: dm_suspended() turns false
+ *	only after the origin's IO is let go, too late to keep a view's
+ *	start out.
  * @chunk_sectors: copy and tracking unit.
  * @chunk_shift: log2(@chunk_sectors).
  * @region_sectors: the largest bio the targets take, see
@@ -158,11 +159,16 @@ struct fleece_cbuf_wait {
  * @to_scratch_work: writes them in runs, each under one plug.
  * @trk: changed-block bitmaps; exists while a fleece-origin table does,
  *	once the first one's constructor has loaded them. Set and cleared
- *	under the module's device lock; views reach it only under that lock
- *	(dm-fleece-dev.c).
- * @attach_lock: serializes loading @trk and destroying it, which do IO,
- *	without the module's device lock: loading one origin's metadata
- *	holds up no other origin's or view's constructor.
+ *	under the module's device lock and @attach_lock; views reach it
+ *	only under one of them (dm-fleece-dev.c).
+ * @attach_lock: serializes what does metadata IO for this device's views
+ *	and tables (loading @trk and destroying it, a view's start, commit
+ *	and release) without the module's device lock, so that a slow
+ *	metadata device holds up no other origin's tables or views.
+ * @start_lock: held by a view's start from its check that every origin
+ *	table is suspended to its point in time, and by origin tables'
+ *	preresume and postsuspend: no origin resumes in between. Taken
+ *	after @attach_lock.
  * @meta: the metadata device of @trk, from the start of its load to the
  *	end of its destruction (under both locks), so that no view takes it
  *	as scratch meanwhile; NULL without one.
@@ -203,7 +209,8 @@ struct fleece_dev {
 	struct llist_node *to_scratch_left;
 	struct work_struct to_scratch_work;
 	struct fleece_tracker *trk;
-	struct mutex attach_lock;	/* loads and destroys @trk */
+	struct mutex attach_lock;	/* metadata IO of @trk's users */
+	struct mutex start_lock;	/* views' starts against origin resumes */
 	struct block_device *meta;
 };
 
@@ -244,7 +251,8 @@ enum fleece_txn_state {
  * struct fleece_txn - a view's backup transaction on a changed-block bitmap.
  * @name: the bitmap ("bitmap <name>"), or NULL without a transaction.
  * @full: "full": the backup reads every chunk, not only the frozen set.
- * @state: a FLEECE_TXN_* value. Changed under the module's device lock
+ * @state: a FLEECE_TXN_* value. Changed under the origin device's
+ *	attach_lock, and the module's device lock but for a commit's
  *	(dm-fleece-dev.c); status reads it without.
  * @fresh: between the view's ctr and its first resume, the empty bitmap
  *	reserved to record writes after the point in time
