@@ -244,8 +244,13 @@ void fleece_dev_put_origin(struct fleece_dev *fd, struct dm_target *ti)
 	struct fleece_session *s;
 	unsigned int i;
 
-	/* An attach waits until the detach is on disk: one tracker at a time. */
+	/*
+	 * An attach waits until the detach is on disk: one tracker at a time.
+	 * A view's start, which holds only start_lock, sees the tracker and
+	 * its reservation either still there or gone.
+	 */
 	mutex_lock(&fd->attach_lock);
+	mutex_lock(&fd->start_lock);
 	mutex_lock(&fleece_devs_lock);
 	for (i = 0; i < fd->nr_origins; i++)
 		if (fd->origin_ti[i] == ti)
@@ -270,6 +275,7 @@ void fleece_dev_put_origin(struct fleece_dev *fd, struct dm_target *ti)
 		fd->trk = NULL;
 	}
 	mutex_unlock(&fleece_devs_lock);
+	mutex_unlock(&fd->start_lock);
 
 	/* The detach writes the superblock: not under the module's lock. */
 	if (trk) {
@@ -470,9 +476,12 @@ static struct fleece_unrecorded session_unrecorded(struct fleece_session *s)
 	};
 }
 
-/* Can @s be a session of @fd's tracker? Under the module's lock. */
-static int check_origin(struct fleece_dev *fd, struct fleece_session *s,
-			char **error)
+/*
+ * Can @s be a session of @fd, as things are? Under the module's lock, with
+ * the registration that relies on it.
+ */
+static int check_session(struct fleece_dev *fd, struct fleece_session *s,
+			 char **error)
 {
 	lockdep_assert_held(&fleece_devs_lock);
 	if (!fd->nr_origins || !fd->trk) {
@@ -483,6 +492,13 @@ static int check_origin(struct fleece_dev *fd, struct fleece_session *s,
 	if (s->ti->len > fd->trk->origin_sectors) {
 		*error = "View is larger than the fleece-origin device";
 		return -EINVAL;
+	}
+	*error = scratch_conflict(fd, s->scratch_dev->bdev);
+	if (*error)
+		return -EBUSY;
+	if (fd->nr_sessions >= FLEECE_MAX_SESSIONS) {
+		*error = "Too many sessions on this origin";
+		return -EBUSY;
 	}
 	return 0;
 }
@@ -505,7 +521,7 @@ static int session_reserve(struct fleece_dev *fd, struct fleece_session *s,
 
 	lockdep_assert_held(&fd->attach_lock);
 	mutex_lock(&fleece_devs_lock);
-	r = check_origin(fd, s, error);
+	r = check_session(fd, s, error);
 	trk = fd->trk;
 	mutex_unlock(&fleece_devs_lock);
 	if (r)
@@ -529,10 +545,12 @@ int fleece_dev_add_session(struct fleece_dev *fd, struct fleece_session *s,
 	/*
 	 * Checked first without waiting for the device's lock, so that a
 	 * view of an origin whose metadata is still loading is refused at
-	 * once, not after the load.
+	 * once, not after the load, and a view refused for another reason
+	 * reserves nothing; checked again when it is registered, in one step
+	 * with the registration, as things may have changed meanwhile.
 	 */
 	mutex_lock(&fleece_devs_lock);
-	r = check_origin(fd, s, error);
+	r = check_session(fd, s, error);
 	mutex_unlock(&fleece_devs_lock);
 	if (r)
 		return r;
@@ -545,16 +563,7 @@ int fleece_dev_add_session(struct fleece_dev *fd, struct fleece_session *s,
 	}
 
 	mutex_lock(&fleece_devs_lock);
-	r = check_origin(fd, s, error);
-	if (!r) {
-		*error = scratch_conflict(fd, s->scratch_dev->bdev);
-		if (*error)
-			r = -EBUSY;
-	}
-	if (!r && fd->nr_sessions >= FLEECE_MAX_SESSIONS) {
-		*error = "Too many sessions on this origin";
-		r = -EBUSY;
-	}
+	r = check_session(fd, s, error);
 	if (!r) {
 		/*
 		 * Listed, so that other views see its scratch device and the
@@ -578,10 +587,13 @@ out_attach:
 }
 
 /*
- * The device's locks, not the module's, are held over the freeze's
- * metadata IO: attach_lock keeps the tracker and the reservation (taken
- * back only under it), and start_lock keeps every origin suspended (an
- * origin's resume waits for it, see fleece_dev_origin_running()).
+ * The device's start_lock, not the module's lock, is held over the
+ * freeze's metadata IO: it keeps the tracker and the reservation (taken
+ * back only under it, see fleece_dev_put_origin()), and every origin
+ * suspended (an origin's resume waits for it, see
+ * fleece_dev_origin_running()). Not attach_lock, which other views' ctrs
+ * and removals hold over longer work while this origin is suspended: the
+ * tracker's own lock orders the freeze against them.
  */
 int fleece_dev_start_session(struct fleece_dev *fd, struct fleece_session *s)
 {
@@ -596,7 +608,6 @@ int fleece_dev_start_session(struct fleece_dev *fd, struct fleece_session *s)
 	/* Set only here, under the locks, and never cleared. */
 	if (test_bit(FLEECE_SESSION_STARTED, &s->flags))
 		return 0;
-	mutex_lock(&fd->attach_lock);
 	mutex_lock(&fd->start_lock);
 	mutex_lock(&fleece_devs_lock);
 	trk = fd->trk;
@@ -631,7 +642,7 @@ int fleece_dev_start_session(struct fleece_dev *fd, struct fleece_session *s)
 		r = fleece_track_freeze(trk, txn->fresh, &frozen, &live, txn->full,
 					txn->full ? NULL : &u, &error);
 		if (r)
-			goto out_attach;
+			goto out_start;
 	}
 
 	mutex_lock(&fleece_devs_lock);
@@ -645,9 +656,8 @@ int fleece_dev_start_session(struct fleece_dev *fd, struct fleece_session *s)
 	set_bit(FLEECE_SESSION_STARTED, &s->flags);
 out:
 	mutex_unlock(&fleece_devs_lock);
-out_attach:
+out_start:
 	mutex_unlock(&fd->start_lock);
-	mutex_unlock(&fd->attach_lock);
 	if (error)
 		DMERR("%s: cannot resume: %s", name, error);
 	return r;

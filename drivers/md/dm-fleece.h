@@ -162,13 +162,15 @@ struct fleece_cbuf_wait {
  *	under the module's device lock and @attach_lock; views reach it
  *	only under one of them (dm-fleece-dev.c).
  * @attach_lock: serializes what does metadata IO for this device's views
- *	and tables (loading @trk and destroying it, a view's start, commit
- *	and release) without the module's device lock, so that a slow
- *	metadata device holds up no other origin's tables or views.
+ *	and tables (loading @trk and destroying it, a view's reservation at
+ *	its ctr, its commit and release) without the module's device lock,
+ *	so that a slow metadata device holds up no other origin's tables or
+ *	views.
  * @start_lock: held by a view's start from its check that every origin
- *	table is suspended to its point in time, and by origin tables'
- *	preresume and postsuspend: no origin resumes in between. Taken
- *	after @attach_lock.
+ *	table is suspended to its point in time, over the freeze, by origin
+ *	tables' preresume and postsuspend (no origin resumes in between), and
+ *	where @trk is taken away and reservations revoked. Taken after
+ *	@attach_lock.
  * @meta: the metadata device of @trk, from the start of its load to the
  *	end of its destruction (under both locks), so that no view takes it
  *	as scratch meanwhile; NULL without one.
@@ -252,8 +254,9 @@ enum fleece_txn_state {
  * @name: the bitmap ("bitmap <name>"), or NULL without a transaction.
  * @full: "full": the backup reads every chunk, not only the frozen set.
  * @state: a FLEECE_TXN_* value. Changed under the origin device's
- *	attach_lock, and the module's device lock but for a commit's
- *	(dm-fleece-dev.c); status reads it without.
+ *	attach_lock (the start's under its start_lock), and the module's
+ *	device lock but for a commit's (dm-fleece-dev.c); status reads it
+ *	without.
  * @fresh: between the view's ctr and its first resume, the empty bitmap
  *	reserved to record writes after the point in time
  *	(fleece_track_reserve()); owned by the tracker, NULL otherwise.

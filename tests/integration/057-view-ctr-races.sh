@@ -1,7 +1,8 @@
 #!/bin/bash
 # View constructors racing each other and the origin's removal (issue 12,
-# item 3). Every check that depends on the origin's state and the session's
-# registration happen in one step under one lock; before, they did not.
+# item 3). The checks that depend on the origin's state are made again in
+# one step with the session's registration, under one lock, after the
+# bitmap's reservation; before, they were not.
 # - Two views naming the same scratch device, constructed at once (each
 #   with its own bitmap, whose freeze does metadata IO and so used to open
 #   a wide window between the scratch check and the registration): exactly
