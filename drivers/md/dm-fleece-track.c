@@ -639,27 +639,28 @@ void fleece_track_destroy(struct fleece_tracker *t)
  * Messages
  */
 
-static int msg_add(struct fleece_tracker *t, const char *name)
+/*
+ * @bm was allocated before @t->lock was taken (see fleece_track_message());
+ * it is @t's from here on when this returns 0, and still the caller's to
+ * free otherwise.
+ */
+static int msg_add(struct fleece_tracker *t, struct fleece_bitmap *bm)
 {
-	struct fleece_bitmap *bm;
 	int slot, r;
 
-	if (find_live(t, name))
+	if (find_live(t, bm->name))
 		return -EEXIST;
 	if (count_bitmaps(t, NULL, false) >= FLEECE_MAX_BITMAPS)
 		return -ENOSPC;
 	slot = free_slot(t);
 	if (slot < 0)
 		return slot;
-	bm = fleece_bitmap_alloc(t, name, slot, false);
-	if (!bm)
-		return -ENOMEM;
+	bm->slot = slot;
 	new_generation(t, bm);
 	sb_set_slot(t, bm, FLEECE_SLOT_LIVE);
 	r = sb_write(t);
 	if (r) {
 		sb_set_slot(t, bm, FLEECE_SLOT_FREE);
-		bitmap_free_now(bm);
 		return r;
 	}
 	/* Records every write from here on. */
@@ -839,13 +840,34 @@ int fleece_track_message(struct fleece_tracker *t, unsigned int argc,
 	if (r)
 		return r;
 
+	/*
+	 * A new bitmap is allocated before the lock: commit rounds, which
+	 * first writes wait for, need it, and reclaim may wait for writes to
+	 * this origin. At 2^32 chunks it is more than 1 GiB.
+	 */
+	if (m.cmd == FLEECE_BM_MSG_ADD) {
+		mutex_lock(&t->lock);
+		r = find_live(t, m.name) ? -EEXIST : 0;
+		mutex_unlock(&t->lock);
+		/* So that a name in use is told apart from a lack of memory. */
+		if (r) {
+			DMWARN("bitmap_add: bitmap '%s' exists", m.name);
+			return r;
+		}
+		bm = fleece_bitmap_alloc(t, m.name, 0, false);
+		if (!bm)
+			return -ENOMEM;
+	}
+
 	mutex_lock(&t->lock);
 	if (m.cmd == FLEECE_BM_MSG_LIST) {
 		r = msg_list(t, result, maxlen);
 		goto out;
 	}
 	if (m.cmd == FLEECE_BM_MSG_ADD) {
-		r = msg_add(t, m.name);
+		r = msg_add(t, bm);
+		if (r)
+			bitmap_free_now(bm);
 		if (r == -EEXIST)
 			DMWARN("bitmap_add: bitmap '%s' exists", m.name);
 		else if (r == -ENOSPC)
