@@ -35,6 +35,8 @@
 #                         (default 65536)
 #   FLEECE_SCALE_N        dmsetup calls per status latency median (default
 #                         11; the ioctl alone: 20 times as many)
+#   FLEECE_SCALE_VIEWS    views made in turn with dm-era's, for the medians
+#                         of the view rows (default 5)
 #   FLEECE_BENCH_ONLY     "64k", "4k" or both (default both)
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
@@ -45,6 +47,7 @@ TIB=${FLEECE_SCALE_TIB:-16}
 WRITES=${FLEECE_SCALE_WRITES:-4000}
 FRAG=${FLEECE_SCALE_FRAG:-65536}
 N=${FLEECE_SCALE_N:-11}
+VIEWS=${FLEECE_SCALE_VIEWS:-5}
 ONLY=${FLEECE_BENCH_ONLY:-}
 PY=/usr/bin/python3
 
@@ -355,18 +358,24 @@ scale_64k() {
 	# A view, as fleecectl snapshot makes it (suspend, create, resume),
 	# with an incremental backup of b0; dm-era's counterpart, a
 	# checkpoint and a metadata snapshot.
+	# VIEWS times in turn, each made, committed and removed: the stall
+	# rows are single longest gaps, noisy on a TCG guest; the report
+	# gives their medians. The first view freezes the spread's bits, the
+	# next ones only what the writer wrote since.
 	m0=$(mem_snap)
-	gap_around fo_view /dev/mapper/fo "$FLEECECTL" snapshot -v fo --scratch "$SCRATCH" \
-		--view v --bitmap b0
-	suspended_for fo_view
-	mem_delta fo_mem_session "$m0" "$(mem_snap)"
-	gap_around era_view /dev/mapper/era sh -c \
-		'dmsetup message era 0 checkpoint && dmsetup message era 0 take_metadata_snap'
+	for i in $(seq "$VIEWS"); do
+		gap_around fo_view_$i /dev/mapper/fo "$FLEECECTL" snapshot -v fo \
+			--scratch "$SCRATCH" --view v --bitmap b0
+		suspended_for fo_view_$i
+		[ "$i" = 1 ] && mem_delta fo_mem_session "$m0" "$(mem_snap)"
+		timed fo_commit_$i dmsetup message v 0 commit
+		timed fo_view_remove_$i dmsetup remove v
+		gap_around era_view_$i /dev/mapper/era sh -c \
+			'dmsetup message era 0 checkpoint && dmsetup message era 0 take_metadata_snap'
+		timed era_view_remove_$i dmsetup message era 0 drop_metadata_snap
+	done
+	sset views "$VIEWS"
 	log "views done"
-
-	timed fo_commit dmsetup message v 0 commit
-	timed fo_view_remove dmsetup remove v
-	timed era_view_remove dmsetup message era 0 drop_metadata_snap
 
 	# Activation on existing metadata (eight bitmaps, written all over),
 	# as after a reboot: clean_detach before the removal, no_gap in the
