@@ -9,7 +9,7 @@
 #   make check-612  the kernel-facing integration tests on Debian 12's 6.12 (CI)
 #   make check-kernels   make check on Debian 12's 6.1 and 6.12 kernels
 #   make crash      5000 crash points replayed, then 20 power cuts under load
-#   make lint       checkpatch --strict, sparse and W=1 on the module; docutils on the rst
+#   make lint       checkpatch --strict, sparse and W=1 on the module; docutils, groff on the docs
 #   make fuzz       hostile input: libFuzzer on the parsers, 10000 cases in the VM
 #   make stress     model-based random operations in the VM (STRESS_SECONDS=600)
 #   make bench      fio in the VM: dm-fleece vs dm-linear, dm-snapshot, dm-era (PROFILE=cpu|io);
@@ -40,7 +40,7 @@ KVER_SERIES ?= 6.1 6.12
 DEB_PKGS := build-essential linux-headers-amd64 linux-image-amd64 \
 	qemu-system-x86 qemu-utils libnbd-bin busybox-static cpio kmod udev dmsetup lvm2 \
 	libdevmapper-dev libblkid-dev libssl-dev pkg-config fio e2fsprogs xfsprogs libcmocka-dev sparse cryptsetup-bin \
-	python3 python3-docutils xz-utils zstd util-linux linux-source-6.1 openssl \
+	python3 python3-docutils groff-base xz-utils zstd util-linux linux-source-6.1 openssl \
 	clang-14 libclang-rt-14-dev
 DEB_PKGS_612 := linux-image-6.12-amd64 linux-headers-6.12-amd64
 # Only for building and testing the Debian packages (make check-install).
