@@ -640,6 +640,28 @@ void fleece_track_destroy(struct fleece_tracker *t)
  */
 
 /*
+ * May a bitmap @name be added? Checked before the bitmap is allocated, so
+ * that a refusal is not reported as a lack of memory (nor costs a GiB of
+ * it), and again once it is (the lock was dropped in between).
+ */
+static int add_allowed(struct fleece_tracker *t, const char *name)
+{
+	int r = 0;
+
+	lockdep_assert_held(&t->lock);
+	if (find_live(t, name)) {
+		DMWARN("bitmap_add: bitmap '%s' exists", name);
+		r = -EEXIST;
+	} else if (count_bitmaps(t, NULL, false) >= FLEECE_MAX_BITMAPS ||
+		   free_slot(t) < 0) {
+		DMWARN("bitmap_add: too many bitmaps (at most %d)",
+		       FLEECE_MAX_BITMAPS);
+		r = -ENOSPC;
+	}
+	return r;
+}
+
+/*
  * @bm was allocated before @t->lock was taken (see fleece_track_message());
  * it is @t's from here on when this returns 0, and still the caller's to
  * free otherwise.
@@ -648,13 +670,10 @@ static int msg_add(struct fleece_tracker *t, struct fleece_bitmap *bm)
 {
 	int slot, r;
 
-	if (find_live(t, bm->name))
-		return -EEXIST;
-	if (count_bitmaps(t, NULL, false) >= FLEECE_MAX_BITMAPS)
-		return -ENOSPC;
+	r = add_allowed(t, bm->name);
+	if (r)
+		return r;
 	slot = free_slot(t);
-	if (slot < 0)
-		return slot;
 	bm->slot = slot;
 	new_generation(t, bm);
 	sb_set_slot(t, bm, FLEECE_SLOT_LIVE);
@@ -847,32 +866,25 @@ int fleece_track_message(struct fleece_tracker *t, unsigned int argc,
 	 */
 	if (m.cmd == FLEECE_BM_MSG_ADD) {
 		mutex_lock(&t->lock);
-		r = find_live(t, m.name) ? -EEXIST : 0;
+		r = add_allowed(t, m.name);
 		mutex_unlock(&t->lock);
-		/* So that a name in use is told apart from a lack of memory. */
-		if (r) {
-			DMWARN("bitmap_add: bitmap '%s' exists", m.name);
+		if (r)
 			return r;
-		}
 		bm = fleece_bitmap_alloc(t, m.name, 0, false);
 		if (!bm)
 			return -ENOMEM;
+		mutex_lock(&t->lock);
+		r = msg_add(t, bm);
+		unlock_and_resume(t);
+		/* Freed unlocked: vfree of a GiB would hold up commit rounds. */
+		if (r)
+			bitmap_free_now(bm);
+		return r;
 	}
 
 	mutex_lock(&t->lock);
 	if (m.cmd == FLEECE_BM_MSG_LIST) {
 		r = msg_list(t, result, maxlen);
-		goto out;
-	}
-	if (m.cmd == FLEECE_BM_MSG_ADD) {
-		r = msg_add(t, bm);
-		if (r)
-			bitmap_free_now(bm);
-		if (r == -EEXIST)
-			DMWARN("bitmap_add: bitmap '%s' exists", m.name);
-		else if (r == -ENOSPC)
-			DMWARN("bitmap_add: too many bitmaps (at most %d)",
-			       FLEECE_MAX_BITMAPS);
 		goto out;
 	}
 
