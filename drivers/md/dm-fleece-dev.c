@@ -158,12 +158,9 @@ out_free:
 	return ERR_PTR(r);
 }
 
-static void release(struct kref *kref)
+/* Tear down what create() made: @fd is on no list, nothing uses it. */
+static void free_dev(struct fleece_dev *fd)
 {
-	struct fleece_dev *fd = container_of(kref, struct fleece_dev, kref);
-
-	lockdep_assert_held(&fleece_devs_lock);
-	list_del(&fd->list);
 	WARN_ON(!list_empty(&fd->sessions));
 	WARN_ON(fd->trk);
 	WARN_ON(!llist_empty(&fd->writes) || fd->writes_left ||
@@ -186,14 +183,38 @@ static void release(struct kref *kref)
 	kfree(fd);
 }
 
+static void release(struct kref *kref)
+{
+	struct fleece_dev *fd = container_of(kref, struct fleece_dev, kref);
+
+	lockdep_assert_held(&fleece_devs_lock);
+	list_del(&fd->list);
+	free_dev(fd);
+}
+
 struct fleece_dev *fleece_dev_get_origin(struct dm_target *ti,
 					 struct block_device *bdev,
 					 sector_t chunk_sectors, char **error)
 {
-	struct fleece_dev *fd;
+	struct fleece_dev *fd, *fresh = NULL;
 
+	/*
+	 * The first table of a device makes its state (workqueues, a kcopyd
+	 * client, the copy buffer) before the module's lock is taken: every
+	 * origin's and view's resume needs that lock, and reclaim may wait
+	 * for writes to a suspended origin. Two first tables at once: one
+	 * state is kept, the other freed.
+	 */
 	mutex_lock(&fleece_devs_lock);
 	fd = lookup(bdev->bd_dev);
+	if (!fd) {
+		mutex_unlock(&fleece_devs_lock);
+		fresh = create(bdev, chunk_sectors, error);
+		if (IS_ERR(fresh))
+			return fresh;
+		mutex_lock(&fleece_devs_lock);
+		fd = lookup(bdev->bd_dev);
+	}
 	if (fd) {
 		if (fd->nr_origins == FLEECE_MAX_ORIGINS) {
 			*error = "Too many fleece-origin tables on this device";
@@ -207,15 +228,16 @@ struct fleece_dev *fleece_dev_get_origin(struct dm_target *ti,
 		}
 		kref_get(&fd->kref);
 	} else {
-		fd = create(bdev, chunk_sectors, error);
-		if (IS_ERR(fd))
-			goto out;
+		fd = fresh;
+		fresh = NULL;
 		list_add(&fd->list, &fleece_devs);
 	}
 	fd->origin_running[fd->nr_origins] = false;
 	fd->origin_ti[fd->nr_origins++] = ti;
 out:
 	mutex_unlock(&fleece_devs_lock);
+	if (fresh)
+		free_dev(fresh);
 	return fd;
 }
 

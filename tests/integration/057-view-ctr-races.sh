@@ -8,6 +8,12 @@
 #   a wide window between the scratch check and the registration): exactly
 #   one is created, the other refused with "Scratch device is in use by
 #   another session"; the survivor reads its point in time.
+# - Four first fleece-origin tables of one origin device, constructed at
+#   once (the device's state is made before the module's lock is taken,
+#   and a constructor that loses the race frees its own): all four share
+#   one state, so a fifth is refused ("Too many fleece-origin tables on
+#   this device"); a view then keeps its point in time under writes made
+#   through each of the four.
 # - A view constructed while the last fleece-origin is being removed:
 #   either refused ("No fleece-origin device on this origin"), or created
 #   before the removal and then Invalid with its transaction ended; never an
@@ -20,7 +26,7 @@ SL=/dev/mapper/t057s
 ROUNDS=${FLEECE_RACE_ROUNDS:-12}
 
 cleanup() {
-	for d in t057x t057y t057 t057s t057a; do
+	for d in t057x t057y t057v t057o1 t057o2 t057o3 t057o4 t057o5 t057 t057s t057a t057p; do
 		dmsetup remove $d 2>/dev/null || true
 	done
 }
@@ -110,3 +116,38 @@ info "$ROUNDS constructors racing the origin's removal: $created created then In
 dmsetup create t057 --table "0 $SZ fleece-origin $SL $META 8 1 no_gap"
 [ "$(dmsetup message t057 0 bitmap_list | wc -l)" = 4 ] || fail "bitmaps lost: $(dmsetup message t057 0 bitmap_list)"
 [[ "$(dmsetup status t057)" == *" ok 4 "* ]] || fail "origin status after the races: $(dmsetup status t057)"
+
+# First tables of one origin device, at once: one device state.
+dmsetup create t057p --table "0 $SZ linear $ORIGIN $SZ"
+PD=/dev/mapper/t057p
+HALF=$(((ROUNDS + 1) / 2))
+for r in $(seq 1 $HALF); do
+	mark=$(dmesg_mark)
+	pids=
+	for i in 1 2 3 4; do
+		dmsetup create t057o$i --table "0 $SZ fleece-origin $PD - 8" &
+		pids="$pids $!"
+	done
+	for p in $pids; do wait $p || fail "round $r: a first fleece-origin table was refused: $(new_dmesg "$mark" | tail -3)"; done
+	dmsetup create t057o5 --table "0 $SZ fleece-origin $PD - 8" 2>/dev/null &&
+		fail "round $r: a fifth fleece-origin table was accepted: the four do not share one state"
+	new_dmesg "$mark" | grep -q "Too many fleece-origin tables on this device" ||
+		fail "round $r: the fifth table was refused without the reason: $(new_dmesg "$mark" | tail -3)"
+	if [ "$r" = 1 ]; then
+		pattern pp$r $((SZ * 512)) > "$WORK/pp"
+		dd if="$WORK/pp" of=/dev/mapper/t057o1 bs=1M oflag=direct status=none
+		for i in 1 2 3 4; do dmsetup suspend t057o$i; done
+		dmsetup create t057v --table "0 $SZ fleece $PD /dev/mapper/t057a"
+		for i in 1 2 3 4; do dmsetup resume t057o$i; done
+		for i in 1 2 3 4; do
+			dd if=/dev/urandom of=/dev/mapper/t057o$i bs=64k count=2 seek=$((i * 8)) oflag=direct status=none
+		done
+		dev_cmp /dev/mapper/t057v 0 $((SZ * 512)) "$WORK/pp" ||
+			fail "the view of four tables' origin does not read its point in time"
+		[ "$(awk '{ print $4 }' <<< "$(dmsetup status t057v)")" = Active ] ||
+			fail "view: $(dmsetup status t057v)"
+		dmsetup remove t057v
+	fi
+	for i in 1 2 3 4; do dmsetup remove t057o$i; done
+done
+info "$HALF rounds of four first tables of one origin at once: one state, a fifth refused; a view of it kept its point in time"
