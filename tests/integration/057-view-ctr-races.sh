@@ -144,8 +144,7 @@ for r in $(seq 1 $HALF); do
 		done
 		dev_cmp /dev/mapper/t057v 0 $((SZ * 512)) "$WORK/pp" ||
 			fail "the view of four tables' origin does not read its point in time"
-		[ "$(awk '{ print $4 }' <<< "$(dmsetup status t057v)")" = Active ] ||
-			fail "view: $(dmsetup status t057v)"
+		[ "$(view_stat t057v state)" = Active ] || fail "view: $(dmsetup status t057v)"
 		dmsetup remove t057v
 	fi
 	for i in 1 2 3 4; do dmsetup remove t057o$i; done
