@@ -66,8 +66,10 @@ mkdir -p "$OUT/fio" "$OUT/log"
 : > "$OUT/backup.tsv"
 : > "$OUT/memory.tsv"
 : > "$OUT/slow.tsv"
+: > "$OUT/coldset.tsv"
 T0=$SECONDS
 SZ=
+ERA_BLOCK=128	# dm-era's block size in sectors; scenario_coldpairs sets its own
 
 log() { printf '[%4ds] %s\n' $((SECONDS - T0)) "$*"; }
 
@@ -208,13 +210,13 @@ setup_era() { DEV=/dev/mapper/era; }
 reset_era() {
 	if dmsetup info era > /dev/null 2>&1; then dmsetup remove --retry era || return 1; fi
 	zero_head "$ERAMETA" &&
-	dmsetup create era --table "0 $SZ era $ERAMETA $ORIGIN 128"
+	dmsetup create era --table "0 $SZ era $ERAMETA $ORIGIN $ERA_BLOCK"
 }
 
 setup_fo() { fo_new && DEV=/dev/mapper/fo; }
 
-setup_bmcold() {
-	zero_head "$META" && fo_new --meta "$META" && fctl bitmap add fo b &&
+setup_bmcold() {	# setup_bmcold [fleecectl create option...]
+	zero_head "$META" && fo_new --meta "$META" "$@" && fctl bitmap add fo b &&
 	DEV=/dev/mapper/fo
 }
 reset_bmcold() { fctl bitmap clear fo b; }
@@ -359,37 +361,49 @@ run_config() {
 # cold again (dm-era recreated on zeroed metadata, the bitmap cleared) just
 # before its own run, and they take turns three times: era, bmcold, era,
 # bmcold, era, bmcold. The report takes the median of the three ratios.
-scenario_coldpairs() {
-	local k side d file reset
-	log "== cold tracking, in turn with dm-era"
-	if ! { setup_bmcold && reset_era; } > "$OUT/log/coldpairs.setup" 2>&1; then
+#
+# Twice: with 64 KiB chunks (dm-era's 64 KiB blocks), where the random
+# writes set every chunk of a small origin within the first seconds and
+# the rest of the run is warm, and with 4 KiB chunks and blocks (cfg
+# bmcold4k), where fio's random map writes no block twice in a pass, so
+# every write of the run is a chunk's first. After each fleece-origin run
+# coldset.tsv gets the bitmap's count of set chunks, which the report
+# puts next to fio's count of writes: how many of them were first writes.
+scenario_coldpairs() {	# scenario_coldpairs CFG CHUNK
+	local cfg=$1 chunk=$2 k side d file reset
+	log "== cold tracking, in turn with dm-era, $chunk chunks"
+	ERA_BLOCK=$(($(numfmt --from=iec "$chunk") / 512))
+	if ! { setup_bmcold --chunk-size "$chunk" && reset_era; } \
+			> "$OUT/log/coldpairs.setup" 2>&1; then
 		log "coldpairs: setup failed: $(tail -n 2 "$OUT/log/coldpairs.setup" | tr '\n' ' ')"
 		for k in 1 2 3; do
-			record bmcold "randwrite.e$k" error "" "setup failed"
-			record bmcold "randwrite.f$k" error "" "setup failed"
+			record "$cfg" "randwrite.e$k" error "" "setup failed"
+			record "$cfg" "randwrite.f$k" error "" "setup failed"
 		done
 		dm_cleanup
 		return 0
 	fi
 	for k in 1 2 3; do
 		for side in e f; do
-			file=coldpairs.$side$k.json
+			file=coldpairs.$cfg.$side$k.json
 			case $side in
 			e) d=/dev/mapper/era reset=reset_era ;;
 			f) d=/dev/mapper/fo reset=reset_bmcold ;;
 			esac
 			if ! "$reset" >> "$OUT/log/coldpairs.setup" 2>&1; then
-				record bmcold "randwrite.$side$k" error "" "reset failed"
+				record "$cfg" "randwrite.$side$k" error "" "reset failed"
 				continue
 			fi
 			if fio_group "$file" "$d" "" "randwrite.$side$k"; then
-				record bmcold "randwrite.$side$k" ok "$file" ""
+				record "$cfg" "randwrite.$side$k" ok "$file" ""
 			else
-				record bmcold "randwrite.$side$k" error "$file" ""
+				record "$cfg" "randwrite.$side$k" error "$file" ""
 			fi
+			[ "$side" = f ] && printf '%s\t%s\t%s\n' "$cfg" "randwrite.f$k" \
+				"$(dmsetup status fo | awk '{ print $9 }')" >> "$OUT/coldset.tsv"
 		done
 	done
-	log "coldpairs done"
+	log "coldpairs $chunk done"
 	dm_cleanup
 	save_results
 	return 0
@@ -850,10 +864,13 @@ for c in "${CONFIGS[@]}"; do
 	done
 	dm_cleanup
 done
-if wanted coldpairs && ! ( scenario_coldpairs ); then
-	log "cold tracking in turn: aborted"
-	dm_cleanup
-fi
+for c in "bmcold 64K" "bmcold4k 4K"; do
+	# shellcheck disable=SC2086
+	if wanted coldpairs && ! ( scenario_coldpairs $c ); then
+		log "cold tracking in turn, $c: aborted"
+		dm_cleanup
+	fi
+done
 if wanted window && ! ( scenario_window ); then
 	log "backup window: aborted"
 	dm_cleanup
