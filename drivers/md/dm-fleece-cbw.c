@@ -476,7 +476,10 @@ static void chunk_lost(struct fleece_session *s, u64 chunk)
 }
 
 /*
- * kcopyd's completion, in its thread: may take spinlocks, not sleep. A run
+ * kcopyd's completion, in its worker (process context). It may allocate
+ * with GFP_NOIO and submit bios, as @io's copies_done does once the last
+ * copy is in (a view write's pieces go out from here), but must never wait
+ * for another copy of this client: the same worker completes those. A run
  * that fails to read is copied again chunk by chunk with the same job, one
  * after the other (an error path: no allocation, and the sessions stay
  * pinned), so that only the chunks that cannot be read are lost.

@@ -670,7 +670,8 @@ int fleece_dev_start_session(struct fleece_dev *fd, struct fleece_session *s)
 	mutex_lock(&fleece_devs_lock);
 	if (txn->name) {
 		txn->fresh = NULL;
-		txn->frozen = frozen;
+		/* Read under attach_lock alone: fleece_dev_emit_changes(). */
+		smp_store_release(&txn->frozen, frozen);
 		rcu_assign_pointer(txn->after, live);
 		WRITE_ONCE(txn->state, FLEECE_TXN_OPEN);
 	}
@@ -765,15 +766,26 @@ int fleece_dev_emit_changes(struct fleece_dev *fd, struct fleece_session *s,
 			    unsigned int maxlen)
 {
 	struct fleece_txn *txn = &s->txn;
+	struct fleece_bitmap *frozen;
 	int r = -ENOENT;
 
-	mutex_lock(&fleece_devs_lock);
-	if (txn->frozen) {
+	/*
+	 * The scan can take long on a sparse set of 2^32 chunks: not under
+	 * the module's lock, which every origin's suspend and resume take.
+	 * attach_lock is enough: the set is taken back (txn_revoke(),
+	 * fleece_dev_remove_session()) and freed only under it, and its bits
+	 * no longer change once frozen. fleece_dev_start_session() publishes
+	 * it without attach_lock.
+	 */
+	mutex_lock(&fd->attach_lock);
+	/* Pairs with the release there: the set's bits before the pointer. */
+	frozen = smp_load_acquire(&txn->frozen);
+	if (frozen) {
 		/* A full backup reads everything. */
-		fleece_track_emit_ranges(txn->full ? NULL : txn->frozen->recorded,
+		fleece_track_emit_ranges(txn->full ? NULL : frozen->recorded,
 					 s->nr_chunks, start, max, result, maxlen);
 		r = 1;
 	}
-	mutex_unlock(&fleece_devs_lock);
+	mutex_unlock(&fd->attach_lock);
 	return r;
 }
