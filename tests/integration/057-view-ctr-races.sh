@@ -18,6 +18,9 @@
 #   either refused ("No fleece-origin device on this origin"), or created
 #   before the removal and then Invalid with its transaction ended; never an
 #   Active view of an origin that writes no longer copy for.
+# - A view's changes messages while the last fleece-origin is removed
+#   (the frozen set taken back and freed): each answer is the whole list,
+#   or the error of an ended transaction.
 . "$(dirname "$0")/lib.sh"
 
 SZ=$((16 * 2048))
@@ -117,10 +120,60 @@ dmsetup create t057 --table "0 $SZ fleece-origin $SL $META 8 1 no_gap"
 [ "$(dmsetup message t057 0 bitmap_list | wc -l)" = 4 ] || fail "bitmaps lost: $(dmsetup message t057 0 bitmap_list)"
 [[ "$(dmsetup status t057)" == *" ok 4 "* ]] || fail "origin status after the races: $(dmsetup status t057)"
 
+HALF=$(((ROUNDS + 1) / 2))
+
+# A view's changes messages racing the origin's removal, which takes the
+# frozen set back and frees it (the message scans it under the device's
+# attach_lock, not the module's lock). Every answer is the whole list of
+# the chunks written before the view, or the error of an ended
+# transaction; the loop runs until it sees that error, so the removal
+# falls inside it.
+for r in $(seq 1 $HALF); do
+	dmsetup message t057 0 bitmap_clear b0
+	for c in 5 6 $((r * 7 + 100)) 4000; do
+		dd if=/dev/urandom of=$OD bs=4k count=1 seek=$c oflag=direct status=none
+	done
+	dmsetup message t057 0 clean_detach
+	dmsetup suspend t057
+	dmsetup create t057x --table "0 $SZ fleece $SL /dev/mapper/t057a 2 bitmap b0"
+	dmsetup resume t057
+	mark=$(dmesg_mark)
+	want="end 5+2 $((r * 7 + 100))+1 4000+1"
+	got=$(dmsetup message t057x 0 changes)
+	[ "$got" = "$want" ] || fail "round $r: changes before the race: '$got', want '$want'"
+	rm -f "$WORK/go"
+	mkfifo "$WORK/go"
+	(
+		for i in $(seq 1 5000); do
+			out=$(dmsetup message t057x 0 changes 2>&1) || { echo "ERR $out"; exit 0; }
+			echo "OK $out"
+			# The removal starts once the loop is answered.
+			[ "$i" = 1 ] && echo go > "$WORK/go"
+		done
+		echo "CAP"
+	) > "$WORK/changes.$r" &
+	pm=$!
+	read -r _ < "$WORK/go"
+	dmsetup remove t057 || fail "round $r: cannot remove the origin"
+	wait $pm
+	grep -q "^CAP" "$WORK/changes.$r" && fail "round $r: changes still answered 5000 times after the origin's removal"
+	grep -q "^ERR .*No such file or directory" "$WORK/changes.$r" ||
+		fail "round $r: changes after the removal: $(grep ^ERR "$WORK/changes.$r")"
+	new_dmesg "$mark" | grep -q ": changes: no open bitmap transaction" ||
+		fail "round $r: changes refused without the reason: $(new_dmesg "$mark" | tail -3)"
+	bad=$(grep "^OK" "$WORK/changes.$r" | grep -vxF "OK $want" | head -1 || true)
+	[ -z "$bad" ] || fail "round $r: changes answered '$bad' during the removal, want '$want'"
+	[ "$(view_stat t057x state)" = Invalid ] || fail "round $r: view: $(dmsetup status t057x)"
+	oks[r]=$(grep -c "^OK" "$WORK/changes.$r" || true)
+	dmsetup remove t057x
+	dmsetup create t057 --table "0 $SZ fleece-origin $SL $META 8 1 no_gap" ||
+		fail "round $r: cannot create the origin again"
+done
+info "$HALF rounds of changes messages racing the origin's removal: answers before it (${oks[*]}) all whole, then the ended transaction's error"
+
 # First tables of one origin device, at once: one device state.
 dmsetup create t057p --table "0 $SZ linear $ORIGIN $SZ"
 PD=/dev/mapper/t057p
-HALF=$(((ROUNDS + 1) / 2))
 for r in $(seq 1 $HALF); do
 	mark=$(dmesg_mark)
 	pids=
