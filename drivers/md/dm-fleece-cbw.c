@@ -476,7 +476,8 @@ static void chunk_lost(struct fleece_session *s, u64 chunk)
 }
 
 /*
- * kcopyd's completion, in its worker (process context). It may allocate
+ * kcopyd's completion, in its worker, or a buffered copy's in done_wq
+ * (buffered_write_done()): process context either way. It may allocate
  * with GFP_NOIO and submit bios, as @io's copies_done does once the last
  * copy is in (a view write's pieces go out from here), but must never wait
  * for another copy of this client: the same worker completes those. A run

@@ -262,8 +262,9 @@ enum fleece_txn_state {
  *	(fleece_track_reserve()); owned by the tracker, NULL otherwise.
  * @frozen: what the bitmap held at the view's point in time. Owned by the
  *	origin's tracker and lent to the view until the view is removed or the
- *	tracker goes (committed or not); NULL then. Read under the device
- *	lock.
+ *	tracker goes (committed or not); NULL then. Read under the module's
+ *	device lock, or under the origin device's attach_lock (taken back and
+ *	freed only under it; the start publishes it with a release store).
  * @after: the live bitmap of the same name, recording writes since the point
  *	in time. Owned by the tracker, which keeps it (no clear, remove, merge
  *	into or second freeze while @frozen exists) as long as @frozen. RCU,

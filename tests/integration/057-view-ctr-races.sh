@@ -145,9 +145,14 @@ for r in $(seq 1 $HALF); do
 	mkfifo "$WORK/go"
 	(
 		for i in $(seq 1 5000); do
-			out=$(dmsetup message t057x 0 changes 2>&1) || { echo "ERR $out"; exit 0; }
+			# The removal starts once the loop is answered (or
+			# refused: the checks below then say how).
+			if ! out=$(dmsetup message t057x 0 changes 2>&1); then
+				echo "ERR $out"
+				[ "$i" = 1 ] && echo go > "$WORK/go"
+				exit 0
+			fi
 			echo "OK $out"
-			# The removal starts once the loop is answered.
 			[ "$i" = 1 ] && echo go > "$WORK/go"
 		done
 		echo "CAP"
