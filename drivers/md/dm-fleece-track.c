@@ -262,14 +262,31 @@ static void unlock_and_resume(struct fleece_tracker *t)
 	blk_finish_plug(&plug);
 }
 
-/* @dst |= @src, counting the new bits in the same pass over the words. */
+/*
+ * Passes over a whole bitmap (clear, merge) go a piece of PASS_CHUNKS
+ * chunks at a time: @pend_lock, which first writes take with interrupts
+ * off, is then held over a few words, never over the whole bitmap (512 MiB
+ * at 2^32 chunks). A multiple of BITS_PER_LONG: pieces start on a word.
+ */
+#define PASS_CHUNKS	1024
+
+/* The next piece of a pass from @p0: [@p0, return value). */
+static u64 pass_end(struct fleece_tracker *t, u64 p0)
+{
+	return min_t(u64, p0 + PASS_CHUNKS, t->nr_chunks);
+}
+
+/*
+ * @dst |= @src over chunks [@p0, @p1), @p0 on a word, counting the new bits
+ * in the same pass over the words.
+ */
 static void or_counting(struct fleece_tracker *t, struct fleece_bitmap *dst,
-			const struct fleece_bitmap *src)
+			const struct fleece_bitmap *src, u64 p0, u64 p1)
 {
 	u64 i, n = 0, words = BITS_TO_LONGS(t->nr_chunks);
 
 	lockdep_assert_held(&t->pend_lock);
-	for (i = 0; i < words; i++) {
+	for (i = p0 / BITS_PER_LONG; i < BITS_TO_LONGS(p1); i++) {
 		unsigned long add = src->recorded[i] & ~dst->recorded[i];
 
 		/* Whatever lies past the last chunk is not counted. */
@@ -465,19 +482,27 @@ static void merge_frozen_into(struct fleece_tracker *t,
 			      struct fleece_bitmap *frozen,
 			      struct fleece_bitmap *live)
 {
-	u64 b;
+	u64 p0, p1, b, lo, hi;
 
-	spin_lock_irq(&t->pend_lock);
-	or_counting(t, live, frozen);
-	/* Only blocks the frozen set has bits in need writing. */
-	for (b = 0; live->dirty && b < t->nr_blocks; b++) {
-		u64 first = b * FLEECE_BITS_PER_BLOCK;
-		u64 end = min(first + FLEECE_BITS_PER_BLOCK, t->nr_chunks);
-
-		if (find_next_bit(frozen->recorded, end, first) < end)
-			__set_bit(b, live->dirty);
+	/*
+	 * A piece at a time: writes that set bits in between are counted by
+	 * whoever sets a bit first, and an OR keeps them.
+	 */
+	for (p0 = 0; p0 < t->nr_chunks; p0 = p1) {
+		p1 = pass_end(t, p0);
+		spin_lock_irq(&t->pend_lock);
+		or_counting(t, live, frozen, p0, p1);
+		/* Only blocks the frozen set has bits in need writing. */
+		for (b = p0 / FLEECE_BITS_PER_BLOCK; live->dirty &&
+		     b <= (p1 - 1) / FLEECE_BITS_PER_BLOCK; b++) {
+			lo = max(p0, b * FLEECE_BITS_PER_BLOCK);
+			hi = min(p1, (b + 1) * FLEECE_BITS_PER_BLOCK);
+			if (find_next_bit(frozen->recorded, hi, lo) < hi)
+				__set_bit(b, live->dirty);
+		}
+		spin_unlock_irq(&t->pend_lock);
+		cond_resched();
 	}
-	spin_unlock_irq(&t->pend_lock);
 }
 
 #define GAP_ERROR "Bitmap untrusted since the origin was attached after a possible gap: use full"
@@ -708,19 +733,39 @@ static int msg_remove(struct fleece_tracker *t, struct fleece_bitmap *bm)
 
 static int msg_clear(struct fleece_tracker *t, struct fleece_bitmap *bm)
 {
+	u64 p0, p1, w, n;
 	struct bio *bio;
 
 	/* A view checks its reads against what the bitmap recorded. */
 	if (in_backup(t, bm->name))
 		return -EBUSY;
 
+	/*
+	 * A piece at a time. A write between two pieces counts as before
+	 * the clear if its chunks are cleared after it, as one that came
+	 * before the whole pass would; the others are recorded.
+	 */
+	for (p0 = 0; p0 < t->nr_chunks; p0 = p1) {
+		p1 = pass_end(t, p0);
+		w = p0 / BITS_PER_LONG;
+		spin_lock_irq(&t->pend_lock);
+		n = bitmap_weight(bm->recorded + w, p1 - p0);
+		bitmap_zero(bm->recorded + w, p1 - p0);
+		WRITE_ONCE(bm->nr_recorded, bm->nr_recorded - n);
+		if (bm->durable)
+			bitmap_zero(bm->durable + w, p1 - p0);
+		spin_unlock_irq(&t->pend_lock);
+		cond_resched();
+	}
 	spin_lock_irq(&t->pend_lock);
-	bitmap_zero(bm->recorded, t->nr_chunks);
-	WRITE_ONCE(bm->nr_recorded, 0);
 	if (bm->durable) {
-		bitmap_zero(bm->durable, t->nr_chunks);
 		bitmap_zero(bm->dirty, t->nr_blocks);
-		/* Writes waiting now were issued after the clear began. */
+		/*
+		 * Writes waiting now were issued after the clear began (no
+		 * round runs before it ends): some were recorded before their
+		 * piece was cleared, so all are recorded again (a bit already
+		 * set is not counted twice).
+		 */
 		bio_list_for_each(bio, &t->waiting) {
 			u64 first = bio->bi_iter.bi_sector >> t->chunk_shift;
 			u64 end = ((bio_end_sector(bio) - 1) >> t->chunk_shift) + 1;
