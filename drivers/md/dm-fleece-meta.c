@@ -673,8 +673,13 @@ int fleece_meta_load(struct fleece_tracker *t, unsigned int chunk_sectors,
 		r = load_slot(t, bm, error);
 		if (r)
 			goto out;
+		/*
+		 * Not bitmap_copy(): its unsigned int size rounds up to zero
+		 * words past 2^32 - 64 chunks, which the ctr allows.
+		 */
 		if (bm->durable)
-			bitmap_copy(bm->durable, bm->recorded, t->nr_chunks);
+			memcpy(bm->durable, bm->recorded,
+			       BITS_TO_LONGS(t->nr_chunks) * sizeof(unsigned long));
 	}
 	r = attach(t, opts, error);
 out:

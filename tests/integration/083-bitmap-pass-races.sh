@@ -3,15 +3,16 @@
 # chunks at a time, taking the tracker's spinlock for each piece, while
 # writers record chunks in between. Three writer threads write 4 KiB
 # chunks of a 1 GiB origin (4 KiB chunks: 262144 of them, 256 pieces, nine
-# metadata blocks), each chunk once, in random order, and log a sequence
-# number when each write starts and ends. Meanwhile a fourth thread, in
+# metadata blocks), each to its own 700 chunks spread over the origin, at
+# random, again and again, and log a sequence number when each write
+# starts and ends. Meanwhile a fourth thread, in
 # rounds (at least ROUNDS, and until 2000 writes have ended): clears a;
 # merges a into b; clears c and merges b into c. The writers stop 300
 # writes after the last round, and:
-# - a holds every chunk whose write started after the last clear of a
-#   returned, and none whose write ended before it began;
+# - a holds every chunk with a write started after the last clear of a
+#   returned, and none whose writes all ended before it began;
 # - b (never cleared, merged into) holds every chunk written and no other;
-# - c holds every chunk whose write ended before the last merge into it
+# - c holds every chunk with a write ended before the last merge into it
 #   began, and only chunks written;
 # - every bitmap's count in the status is the number of chunks its
 #   bitmap_changes lists (the counts are kept as bits are set and cleared);
@@ -38,11 +39,13 @@ CB = 4096
 fd0 = os.open(dev, os.O_RDONLY)
 nr = os.lseek(fd0, 0, os.SEEK_END) // CB
 os.close(fd0)
-order = list(range(nr))
-random.Random(seed).shuffle(order)
+# Each writer its own 700 chunks, spread over every piece, written again
+# and again: a chunk's bit is on disk when it is written after a clear.
+pool = random.Random(seed).sample(range(nr), 2100)
 lock = threading.Lock()
 seq = [0]
-start, end = {}, {}	# chunk -> sequence number
+start, end = {}, {}	# chunk -> sequence numbers of its writes
+done = [0]		# writes ended
 stop_at = [0]		# writes ended at which the writers stop
 first = [threading.Event() for _ in range(3)]
 errors = []
@@ -57,12 +60,15 @@ def writer(w):
         fd = os.open(dev, os.O_WRONLY | os.O_DIRECT)
         buf = mmap.mmap(-1, CB)
         buf.write(bytes([w + 1]) * CB)
-        for k in order[w::3]:
-            if stop_at[0] and len(end) >= stop_at[0]:
-                break
-            start[k] = tick()
+        mine, rnd = pool[w::3], random.Random(seed + w)
+        while not (stop_at[0] and done[0] >= stop_at[0]):
+            k = rnd.choice(mine)
+            start.setdefault(k, []).append(tick())
             os.pwritev(fd, [buf], k * CB)
-            end[k] = tick()
+            with lock:
+                seq[0] += 1
+                end.setdefault(k, []).append(seq[0])
+                done[0] += 1
             first[w].set()
         os.close(fd)
     except Exception as e:
@@ -86,7 +92,7 @@ last = {}
 r = 0
 # Counts, not time: at least ROUNDS rounds and 2000 writes, rounds all
 # along; then 300 writes more after the last.
-while r < rounds or len(end) < 2000:
+while r < rounds or done[0] < 2000:
     p0 = tick(); msg(['bitmap_clear', 'a']); p1 = tick()
     last['a'] = (p0, p1)
     msg(['bitmap_merge', 'b', 'a'])
@@ -96,12 +102,12 @@ while r < rounds or len(end) < 2000:
     r += 1
     if errors:
         break
-stop_at[0] = len(end) + 300
+stop_at[0] = done[0] + 300
 for t in ws:
     t.join()
 if errors:
     sys.exit('; '.join(errors))
-if not all(k in end for k in start):
+if any(len(start[k]) != len(end.get(k, [])) for k in start):
     sys.exit('a write did not end')
 
 def chunks(name):
@@ -126,8 +132,8 @@ for n in 'abc':
     if got[n] - written:
         fails.append('%s: %d chunks never written, e.g. %d' % (n, len(got[n] - written), min(got[n] - written)))
 a0, a1 = last['a']
-after = {k for k in written if start[k] > a1}
-before = {k for k in written if end[k] < a0}
+after = {k for k in written if max(start[k]) > a1}
+before = {k for k in written if max(end[k]) < a0}
 if after - got['a']:
     fails.append('a: %d of %d writes started after the last clear are missing, e.g. chunk %d' % (len(after - got['a']), len(after), min(after - got['a'])))
 if before & got['a']:
@@ -135,13 +141,13 @@ if before & got['a']:
 if got['b'] != written:
     fails.append('b: %d chunks missing, e.g. %s' % (len(written - got['b']), sorted(written - got['b'])[:3]))
 c0, c1 = last['c']
-cbefore = {k for k in written if end[k] < c0}
+cbefore = {k for k in written if min(end[k]) < c0}
 if cbefore - got['c']:
     fails.append('c: %d writes ended before the last merge into it are missing, e.g. chunk %d' % (len(cbefore - got['c']), min(cbefore - got['c'])))
 if fails:
     sys.exit('; '.join(fails))
-print('%d rounds, %d writes, %d pieces; a %d (%d started after its last clear, %d ended before it), c %d (%d ended before its last merge)' % (
-    r, len(written), (nr + 1023) // 1024, len(got['a']), len(after), len(before), len(got['c']), len(cbefore)), file=sys.stderr)
+print('%d rounds, %d writes to %d chunks, %d pieces; a %d (%d started after its last clear, %d ended before it), c %d (%d ended before its last merge)' % (
+    r, done[0], len(written), (nr + 1023) // 1024, len(got['a']), len(after), len(before), len(got['c']), len(cbefore)), file=sys.stderr)
 " "/dev/mapper/t083" "$ROUNDS" "$1"
 }
 
