@@ -761,10 +761,10 @@ static int msg_clear(struct fleece_tracker *t, struct fleece_bitmap *bm)
 	if (bm->durable) {
 		bitmap_zero(bm->dirty, t->nr_blocks);
 		/*
-		 * Writes waiting now were issued after the clear began (no
-		 * round runs before it ends): some were recorded before their
-		 * piece was cleared, so all are recorded again (a bit already
-		 * set is not counted twice).
+		 * Writes still waiting (no round runs before the clear ends)
+		 * have not gone to disk: they count as after it. Some were
+		 * recorded before their piece was cleared, so all are recorded
+		 * again (a bit already set is not counted twice).
 		 */
 		bio_list_for_each(bio, &t->waiting) {
 			u64 first = bio->bi_iter.bi_sector >> t->chunk_shift;
