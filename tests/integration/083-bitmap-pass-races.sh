@@ -111,15 +111,11 @@ if any(len(start[k]) != len(end.get(k, [])) for k in start):
     sys.exit('a write did not end')
 
 def chunks(name):
-    s, out = 0, set()
-    while True:
-        page = dm_message(dev_name, ['bitmap_changes', name, str(s)]).split()
-        for rg in page[1:]:
-            f, n = rg.split('+')
-            out.update(range(int(f), int(f) + int(n)))
-        if page[0] == 'end':
-            return out
-        s = int(page[0])
+    out = set()
+    for rg in bitmap_ranges(dev_name, name):
+        f, n = rg.split('+')
+        out.update(range(int(f), int(f) + int(n)))
+    return out
 
 got = {n: chunks(n) for n in 'abc'}
 written = set(start)

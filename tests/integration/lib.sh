@@ -327,6 +327,16 @@ def dm_status(name):
         off = HDR + nxt
     return "\n".join(out)
 
+def bitmap_ranges(odev, name):
+    """Every "first+count" range of bitmap NAME, all pages of bitmap_changes."""
+    start, ranges = 0, []
+    while True:
+        page = dm_message(odev, ["bitmap_changes", name, str(start)]).split()
+        ranges += page[1:]
+        if page[0] == "end":
+            return ranges
+        start = int(page[0])
+
 def bitmap_state(odev):
     st = dm_status(odev)
     lines = [st]
@@ -334,14 +344,7 @@ def bitmap_state(odev):
     names = sorted(l.split()[0] for l in lst.splitlines() if l.strip())
     lines += sorted(l for l in lst.splitlines() if l.strip())
     for n in names:
-        start, ranges = 0, []
-        while True:
-            page = dm_message(odev, ["bitmap_changes", n, str(start)]).split()
-            ranges += page[1:]
-            if page[0] == "end":
-                break
-            start = int(page[0])
-        lines.append("== %s %s" % (n, " ".join(ranges)))
+        lines.append("== %s %s" % (n, " ".join(bitmap_ranges(odev, n))))
     return "\n".join(lines)
 
 def main_state(odev):
