@@ -371,6 +371,7 @@ static void commit_round(struct fleece_tracker *t)
 	spin_lock_irq(&t->pend_lock);
 	bio_list_merge(&bios, &t->waiting);
 	bio_list_init(&t->waiting);
+	t->round_open = true;
 	spin_unlock_irq(&t->pend_lock);
 
 	for (i = 0; i < FLEECE_META_SLOTS && !t->lost; i++) {
@@ -405,6 +406,9 @@ static void commit_round(struct fleece_tracker *t)
 	/* Durable, or tracking is lost and says so: either way, go on. */
 	spin_lock_irq(&t->pend_lock);
 	bio_list_merge(&t->ready, &bios);
+	bio_list_merge(&t->ready, &t->in_round);
+	bio_list_init(&t->in_round);
+	t->round_open = false;
 	spin_unlock_irq(&t->pend_lock);
 }
 
@@ -416,6 +420,36 @@ static void commit_work(struct work_struct *work)
 	mutex_lock(&t->lock);
 	commit_round(t);
 	unlock_and_resume(t);
+}
+
+/*
+ * Whether the round under way makes durable every bit of chunks [@first,
+ * @end) that is not already: each is recorded and its block is not dirty.
+ * Then the round took the block after the bit was set (a bit set later
+ * marks its block dirty again; a block taken by an earlier round is
+ * durable since) and writes it with the bit. A sequential writer's next
+ * writes to a chunk whose bit is being written wait for that write, not
+ * for a round of their own after it.
+ */
+static bool in_open_round(struct fleece_tracker *t, u64 first, u64 end)
+{
+	u64 b0 = first / FLEECE_BITS_PER_BLOCK;
+	u64 b1 = (end - 1) / FLEECE_BITS_PER_BLOCK;
+	struct fleece_bitmap *bm;
+	unsigned int i;
+
+	lockdep_assert_held(&t->pend_lock);
+	if (!t->round_open)
+		return false;
+	for (i = 0; i < FLEECE_META_SLOTS; i++) {
+		bm = rcu_dereference(t->live[i]);
+		if (!bm || find_next_zero_bit(bm->durable, end, first) >= end)
+			continue;
+		if (find_next_zero_bit(bm->recorded, end, first) < end ||
+		    find_next_bit(bm->dirty, b1 + 1, b0) <= b1)
+			return false;
+	}
+	return true;
 }
 
 /* Chunks a write may go on for at once: durable, or merely recorded. */
@@ -450,6 +484,12 @@ bool fleece_track_write(struct fleece_tracker *t, struct bio *bio)
 	/* In memory only (or tracking lost): recording is all there is. */
 	defer = t->meta && !READ_ONCE(t->lost);
 	spin_lock_irqsave(&t->pend_lock, flags);
+	if (defer && in_open_round(t, first, end)) {
+		bio_list_add(&t->in_round, bio);
+		spin_unlock_irqrestore(&t->pend_lock, flags);
+		rcu_read_unlock();
+		return false;
+	}
 	for (i = 0; i < FLEECE_META_SLOTS; i++) {
 		bm = rcu_dereference(t->live[i]);
 		if (!bm || find_next_zero_bit(no_wait_bits(bm), end, first) >= end)
@@ -565,6 +605,7 @@ struct fleece_tracker *fleece_track_create(struct block_device *meta,
 	mutex_init(&t->lock);
 	spin_lock_init(&t->pend_lock);
 	bio_list_init(&t->waiting);
+	bio_list_init(&t->in_round);
 	bio_list_init(&t->ready);
 	INIT_WORK(&t->commit_work, commit_work);
 	spin_lock_init(&t->trash_lock);
@@ -637,7 +678,8 @@ void fleece_track_destroy(struct fleece_tracker *t)
 	flush_work(&t->commit_work);
 	cancel_work_sync(&t->trash_work);
 	trash_work(&t->trash_work);
-	WARN_ON(!bio_list_empty(&t->waiting) || !bio_list_empty(&t->ready));
+	WARN_ON(!bio_list_empty(&t->waiting) || !bio_list_empty(&t->in_round) ||
+		!bio_list_empty(&t->ready));
 	/* A last chance for a device that failed the marks before. */
 	if (t->meta) {
 		fleece_meta_lost_retry(t);

@@ -188,7 +188,8 @@ struct fleece_bitmap {
  * @nr_blocks: metadata blocks per bitmap copy.
  * @lock: serializes messages, superblock writes and commit rounds.
  * @pend_lock: protects the bitmaps' @recorded, @nr_recorded and @dirty,
- *	@waiting and @ready (taken on the IO path), and changes of @slot, so
+ *	@waiting, @in_round, @round_open and @ready (taken on the IO path),
+ *	and changes of @slot, so
  *	that status can read them without waiting for @lock (which is held
  *	over metadata IO).
  * @live: live bitmaps by slot, RCU-read by the IO path.
@@ -198,6 +199,9 @@ struct fleece_bitmap {
  *	@lock and @pend_lock.
  *	Their slots are taken, and their names have a backup in progress.
  * @waiting: writes waiting for their bits to be durable.
+ * @in_round: writes whose bits the commit round under way makes durable
+ *	(in_open_round()): let go at its end, not one round later.
+ * @round_open: a commit round has taken @waiting and not yet ended.
  * @ready: writes whose bits are durable, to be let go once @lock is
  *	dropped: what they do next must not wait behind a commit round.
  * @commit_work: writes dirty blocks, then lets @waiting go.
@@ -236,6 +240,8 @@ struct fleece_tracker {
 	struct fleece_bitmap *slot[FLEECE_META_SLOTS];
 	struct fleece_bitmap *reserved[FLEECE_META_SLOTS];
 	struct bio_list waiting;
+	struct bio_list in_round;
+	bool round_open;
 	struct bio_list ready;
 	struct work_struct commit_work;
 	void *trash[2 * FLEECE_META_SLOTS];
