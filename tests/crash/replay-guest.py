@@ -195,6 +195,28 @@ class Recorder:
             os.close(fd)
             os.close(fds)
 
+    def gang_writer(self, seed, count, slot, gate, errors):
+        """One of a gang of threads that write, together, each its own
+        4 KiB of the same chunk: those that arrive while the commit round
+        writing the chunk's bit is under way wait for that round (the
+        track code's in_open_round()), the others for the next."""
+        r = random.Random(seed)     # the same seed in each: the same chunks
+        fd = os.open("/dev/mapper/cr-o", os.O_RDWR | os.O_DIRECT)
+        try:
+            import mmap
+            buf = mmap.mmap(-1, 4096)
+            per = max(1, self.chunk // 4096)
+            for i in range(count):
+                c = r.randrange(0, self.osz // self.chunk)
+                buf[:] = r.randbytes(4096)
+                gate.wait()
+                os.pwritev(fd, [buf], c * self.chunk + (slot % per) * 4096)
+        except (OSError, threading.BrokenBarrierError) as e:
+            gate.abort()
+            errors.append("gang writer: %s" % e)
+        finally:
+            os.close(fd)
+
     def burst(self, during=None):
         """Writers for a while; @during runs meanwhile (an operation that
         may overlap writes)."""
@@ -202,6 +224,11 @@ class Recorder:
         ths = [threading.Thread(target=self.writer,
                                 args=(self.r.randrange(1 << 30), self.a.writes, errors))
                for _ in range(self.a.threads)]
+        gate = threading.Barrier(4)
+        gseed = self.r.randrange(1 << 30)
+        ths += [threading.Thread(target=self.gang_writer,
+                                 args=(gseed, self.a.writes, k, gate, errors))
+                for k in range(4)]
         for t in ths:
             t.start()
         if during:
