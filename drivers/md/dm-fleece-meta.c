@@ -303,7 +303,7 @@ static void mark_untrusted(struct fleece_tracker *t)
 
 void fleece_meta_lost(struct fleece_tracker *t)
 {
-	t->lost = true;
+	WRITE_ONCE(t->lost, true);	/* the IO path reads it unlocked */
 	mark_untrusted(t);
 	if (t->lost_on_disk)
 		return;

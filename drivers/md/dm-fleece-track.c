@@ -7,7 +7,8 @@
  * chunk's bit is on disk (written to its older copy, then a flush); only
  * then does the write go on. Later writes to the chunk find the bit durable
  * and pass at once. Writes arriving while a round of block writes is under
- * way are batched into the next round, so the cost is one metadata write
+ * way are batched into the next round (or go with that round, when it
+ * writes their bits: in_open_round()), so the cost is one metadata write
  * per dirty block per round, not per write.
  *
  * Backup transactions (QEMU's successor/abdicate/reclaim): a view created
@@ -354,8 +355,9 @@ static int write_batch(struct fleece_tracker *t, struct fleece_block_write *w,
 
 /*
  * Write every dirty block; the writes that waited for them are then ready
- * to go (unlock_and_resume()). Writes that arrive meanwhile wait for the
- * next round.
+ * to go (unlock_and_resume()), with those that arrived meanwhile for
+ * blocks the round had taken (@in_round). Other writes that arrive
+ * meanwhile wait for the next round.
  */
 static void commit_round(struct fleece_tracker *t)
 {

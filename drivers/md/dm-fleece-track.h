@@ -189,9 +189,8 @@ struct fleece_bitmap {
  * @lock: serializes messages, superblock writes and commit rounds.
  * @pend_lock: protects the bitmaps' @recorded, @nr_recorded and @dirty,
  *	@waiting, @in_round, @round_open and @ready (taken on the IO path),
- *	and changes of @slot, so
- *	that status can read them without waiting for @lock (which is held
- *	over metadata IO).
+ *	and changes of @slot, so that status can read them without waiting
+ *	for @lock (which is held over metadata IO).
  * @live: live bitmaps by slot, RCU-read by the IO path.
  * @slot: every bitmap by slot, under @lock.
  * @reserved: by slot, the bitmaps allocated for views that will freeze a
@@ -204,7 +203,7 @@ struct fleece_bitmap {
  * @round_open: a commit round has taken @waiting and not yet ended.
  * @ready: writes whose bits are durable, to be let go once @lock is
  *	dropped: what they do next must not wait behind a commit round.
- * @commit_work: writes dirty blocks, then lets @waiting go.
+ * @commit_work: writes dirty blocks, then lets @waiting and @in_round go.
  * @trash: memory a freeze gave up (a frozen set's write-side bitmaps: a
  *	quarter of a GiB at 2^31 chunks), freed by @trash_work rather than
  *	while the origin is suspended; under @trash_lock.
