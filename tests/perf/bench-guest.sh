@@ -93,6 +93,7 @@ fio_job() {
 	esac
 	case ${1%.*} in
 	randwrite) rw="--rw=randwrite --bs=4k --iodepth=16" ;;
+	seqwrite4k) rw="--rw=write --bs=4k --iodepth=16" ;;
 	seqwrite) rw="--rw=write --bs=1M --iodepth=4" ;;
 	randread) rw="--rw=randread --bs=4k --iodepth=16" ;;
 	seqread|viewread) rw="--rw=read --bs=1M --iodepth=4" ;;
@@ -381,7 +382,7 @@ run_config() {
 # fio's 0.5 s IOPS log of each run gives the report the first 2 s, the
 # cold phase of the 64 KiB runs (most of their first writes fall in it).
 scenario_coldpairs() {	# scenario_coldpairs CFG CHUNK
-	local cfg=$1 chunk=$2 k side sides d file reset
+	local cfg=$1 chunk=$2 k side sides d file reset wl wls
 	log "== cold tracking, in turn with dm-era, $chunk chunks"
 	ERA_BLOCK=$(($(numfmt --from=iec "$chunk") / 512))
 	if ! { setup_bmcold --chunk-size "$chunk" && reset_era; } \
@@ -420,29 +421,37 @@ scenario_coldpairs() {	# scenario_coldpairs CFG CHUNK
 	# At once: both made cold, then one fio with a job on each, so that
 	# both see the same host at the same moment (jobs randwrite.aNe on
 	# dm-era, randwrite.aNf on fleece-origin; FIO_LOG_iops.1.log is era's).
-	for k in 1 2 3; do
-		file=coldpairs.$cfg.a$k.json
-		if ! { reset_era && reset_bmcold; } >> "$OUT/log/coldpairs.setup" 2>&1; then
-			record "$cfg" "randwrite.a${k}e" error "" "reset failed"
-			record "$cfg" "randwrite.a${k}f" error "" "reset failed"
-			continue
-		fi
-		# shellcheck disable=SC2046
-		if timeout -k 10 $((RT + 60)) \
-				fio --ioengine=libaio --direct=1 --size=100% --io_size=1T \
-				--time_based --runtime="$RT" --write_iops_log="$OUT/log/coldpairs.$cfg.a$k" \
-				--log_avg_msec=500 --output-format=json --output="$OUT/fio/$file" \
-				$(fio_job "randwrite.a${k}e" /dev/mapper/era) \
-				$(fio_job "randwrite.a${k}f" /dev/mapper/fo) \
-				2> "$OUT/log/${file%.json}.err" < /dev/null; then
-			record "$cfg" "randwrite.a${k}e" ok "$file" ""
-			record "$cfg" "randwrite.a${k}f" ok "$file" ""
-		else
-			record "$cfg" "randwrite.a${k}e" error "$file" ""
-			record "$cfg" "randwrite.a${k}f" error "$file" ""
-		fi
-		printf '%s\t%s\t%s\n' "$cfg" "randwrite.a${k}f" \
-			"$(dmsetup status fo | awk '{ print $9 }')" >> "$OUT/coldset.tsv"
+	# With 64 KiB chunks also a sequential 4 KiB writer, which writes
+	# each chunk 16 times in a row while its first write's round runs.
+	wls=randwrite
+	[ "$chunk" = 64K ] && wls="randwrite seqwrite4k"
+	for wl in $wls; do
+		for k in 1 2 3; do
+			file=coldpairs.$cfg.$wl.a$k.json
+			[ "$wl" = randwrite ] && file=coldpairs.$cfg.a$k.json
+			if ! { reset_era && reset_bmcold; } >> "$OUT/log/coldpairs.setup" 2>&1; then
+				record "$cfg" "$wl.a${k}e" error "" "reset failed"
+				record "$cfg" "$wl.a${k}f" error "" "reset failed"
+				continue
+			fi
+			# shellcheck disable=SC2046
+			if timeout -k 10 $((RT + 60)) \
+					fio --ioengine=libaio --direct=1 --size=100% --io_size=1T \
+					--time_based --runtime="$RT" \
+					--write_iops_log="$OUT/log/${file%.json}" --log_avg_msec=500 \
+					--output-format=json --output="$OUT/fio/$file" \
+					$(fio_job "$wl.a${k}e" /dev/mapper/era) \
+					$(fio_job "$wl.a${k}f" /dev/mapper/fo) \
+					2> "$OUT/log/${file%.json}.err" < /dev/null; then
+				record "$cfg" "$wl.a${k}e" ok "$file" ""
+				record "$cfg" "$wl.a${k}f" ok "$file" ""
+			else
+				record "$cfg" "$wl.a${k}e" error "$file" ""
+				record "$cfg" "$wl.a${k}f" error "$file" ""
+			fi
+			printf '%s\t%s\t%s\n' "$cfg" "$wl.a${k}f" \
+				"$(dmsetup status fo | awk '{ print $9 }')" >> "$OUT/coldset.tsv"
+		done
 	done
 	log "coldpairs $chunk done"
 	dm_cleanup
