@@ -103,14 +103,15 @@ fio_job() {
 }
 
 # fio_group FILE DEV VIEW WORKLOAD...: the workloads one after the other
-# (stonewall) in one fio, WORKLOAD viewread on VIEW, the others on DEV.
+# (stonewall) in one fio, WORKLOAD viewread on VIEW, the others on DEV;
+# coldpairs' W.aNf runs on VIEW at once with W.aNe on DEV (fio_job).
 # FIO_LOG, when set, is where fio writes a 0.5 s IOPS log (FIO_LOG_iops.1.log).
 fio_group() {
 	local file=$1 dev=$2 view=$3 jobs='' wl d k
 	shift 3
 	for wl; do
 		case $wl in
-		viewread) d=$view ;;
+		viewread|*.a[123]f) d=$view ;;
 		*.raw[12]) d=$ORIGIN ;;
 		*) d=$dev ;;
 		esac
@@ -419,8 +420,8 @@ scenario_coldpairs() {	# scenario_coldpairs CFG CHUNK
 		done
 	done
 	# At once: both made cold, then one fio with a job on each, so that
-	# both see the same host at the same moment (jobs randwrite.aNe on
-	# dm-era, randwrite.aNf on fleece-origin; FIO_LOG_iops.1.log is era's).
+	# both see the same host at the same moment (jobs WL.aNe on dm-era,
+	# WL.aNf on fleece-origin; FIO_LOG_iops.1.log is era's, .2 fleece's).
 	# With 64 KiB chunks also a sequential 4 KiB writer, which writes
 	# each chunk 16 times in a row while its first write's round runs.
 	wls=randwrite
@@ -428,21 +429,13 @@ scenario_coldpairs() {	# scenario_coldpairs CFG CHUNK
 	for wl in $wls; do
 		for k in 1 2 3; do
 			file=coldpairs.$cfg.$wl.a$k.json
-			[ "$wl" = randwrite ] && file=coldpairs.$cfg.a$k.json
 			if ! { reset_era && reset_bmcold; } >> "$OUT/log/coldpairs.setup" 2>&1; then
 				record "$cfg" "$wl.a${k}e" error "" "reset failed"
 				record "$cfg" "$wl.a${k}f" error "" "reset failed"
 				continue
 			fi
-			# shellcheck disable=SC2046
-			if timeout -k 10 $((RT + 60)) \
-					fio --ioengine=libaio --direct=1 --size=100% --io_size=1T \
-					--time_based --runtime="$RT" \
-					--write_iops_log="$OUT/log/${file%.json}" --log_avg_msec=500 \
-					--output-format=json --output="$OUT/fio/$file" \
-					$(fio_job "$wl.a${k}e" /dev/mapper/era) \
-					$(fio_job "$wl.a${k}f" /dev/mapper/fo) \
-					2> "$OUT/log/${file%.json}.err" < /dev/null; then
+			if FIO_LOG=$OUT/log/${file%.json} fio_group "$file" /dev/mapper/era \
+					/dev/mapper/fo "$wl.a${k}e" "$wl.a${k}f"; then
 				record "$cfg" "$wl.a${k}e" ok "$file" ""
 				record "$cfg" "$wl.a${k}f" ok "$file" ""
 			else
