@@ -94,6 +94,23 @@ struct fleece_copy {
 	struct llist_node node;
 };
 
+/**
+ * struct fleece_cwrite - a buffered copy's write to one session's scratch,
+ * around its bio (the front pad of fleece_dev.cws).
+ * @c: the copy.
+ * @i: the session's index in @c.
+ * @bio: the write; last, as the bio_set needs.
+ *
+ * The index says whose write failed. The bio's device cannot: a driver
+ * under the scratch device may point the bio at its own lower device before
+ * completing it (md linear and raid0, NVMe multipath do).
+ */
+struct fleece_cwrite {
+	struct fleece_copy *c;
+	unsigned int i;
+	struct bio bio;
+};
+
 static struct kmem_cache *copy_cache;
 
 int fleece_cbw_init(void)
@@ -105,6 +122,12 @@ int fleece_cbw_init(void)
 void fleece_cbw_exit(void)
 {
 	kmem_cache_destroy(copy_cache);
+}
+
+/* The front pad of fleece_dev.cws: struct fleece_cwrite. */
+unsigned int fleece_cbw_write_pad(void)
+{
+	return offsetof(struct fleece_cwrite, bio);
 }
 
 int fleece_copy_pool_init(mempool_t *pool)
@@ -226,34 +249,33 @@ static void buffered_write_put(struct fleece_copy *c)
 
 static void buffered_write_endio(struct bio *bio)
 {
-	struct fleece_copy *c = bio->bi_private;
-	unsigned int i;
+	struct fleece_cwrite *w = container_of(bio, struct fleece_cwrite, bio);
+	struct fleece_copy *c = w->c;
 
-	/* Each session has its own scratch device: that says which. */
 	if (bio->bi_status)
-		for (i = 0; i < c->n; i++)
-			if (c->s[i]->scratch_dev->bdev == bio->bi_bdev)
-				set_bit(i, &c->write_err);
+		set_bit(w->i, &c->write_err);
 	bio_put(bio);
 	buffered_write_put(c);
 }
 
-/* Write the read data to slot @slot of session @s. */
-static void buffered_write(struct fleece_copy *c, struct fleece_session *s,
-			   u32 slot)
+/* Write the read data to the slot of session @si of @c. */
+static void buffered_write(struct fleece_copy *c, unsigned int si)
 {
 	struct bio *rbio = c->rbio, *bio;
+	struct fleece_cwrite *w;
 	unsigned int i;
 
-	bio = bio_alloc_bioset(s->scratch_dev->bdev, rbio->bi_vcnt, REQ_OP_WRITE,
-			       GFP_NOIO, &c->fd->cws);
-	bio->bi_iter.bi_sector = (sector_t)slot << c->fd->chunk_shift;
+	bio = bio_alloc_bioset(c->s[si]->scratch_dev->bdev, rbio->bi_vcnt,
+			       REQ_OP_WRITE, GFP_NOIO, &c->fd->cws);
+	w = container_of(bio, struct fleece_cwrite, bio);
+	w->c = c;
+	w->i = si;
+	bio->bi_iter.bi_sector = (sector_t)c->slot[si] << c->fd->chunk_shift;
 	for (i = 0; i < rbio->bi_vcnt; i++)
 		__bio_add_page(bio, rbio->bi_io_vec[i].bv_page,
 			       rbio->bi_io_vec[i].bv_len,
 			       rbio->bi_io_vec[i].bv_offset);
 	bio->bi_end_io = buffered_write_endio;
-	bio->bi_private = c;
 	submit_bio_noacct(bio);
 }
 
@@ -371,7 +393,7 @@ static void to_scratch_work(struct work_struct *work)
 	for (i = 0; i < most; i++)
 		llist_for_each_entry(c, run, node)
 			if (i < c->n)
-				buffered_write(c, c->s[i], c->slot[i]);
+				buffered_write(c, i);
 	llist_for_each_entry_safe(c, next, run, node)
 		buffered_write_put(c);
 	blk_finish_plug(&plug);

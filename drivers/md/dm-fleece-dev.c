@@ -123,7 +123,8 @@ static struct fleece_dev *create(struct block_device *bdev,
 		*error = "Cannot allocate copy buffer bioset";
 		goto out_cbuf;
 	}
-	r = bioset_init(&fd->cws, FLEECE_CBUF_BIOS, 0, BIOSET_NEED_BVECS);
+	r = bioset_init(&fd->cws, FLEECE_CBUF_BIOS,
+			fleece_cbw_write_pad(), BIOSET_NEED_BVECS);
 	if (r) {
 		*error = "Cannot allocate copy buffer write bioset";
 		goto out_cbs;

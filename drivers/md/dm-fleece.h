@@ -893,6 +893,13 @@ void fleece_cbw_dev_init(struct fleece_dev *fd);
  */
 int fleece_copy_pool_init(mempool_t *pool);
 
+/**
+ * fleece_cbw_write_pad() - the front pad of the bio_set of buffered copies'
+ * writes to scratch (fleece_dev.cws).
+ * Return: bytes before each bio.
+ */
+unsigned int fleece_cbw_write_pad(void);
+
 extern struct target_type fleece_origin_target;
 extern struct target_type fleece_view_target;
 

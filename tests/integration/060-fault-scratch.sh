@@ -103,4 +103,48 @@ grep -qE 'err= *[1-9]' $WORK/fio.out && fail "fio saw IO errors: $(grep err= $WO
 dmsetup remove t060v
 info "scratch vanished under fio: no origin IO error, view Invalid, nothing in flight"
 
+# A scratch device whose driver points the failed write at its own lower
+# device before completing it (md raid0, no io accounting: the bio itself
+# goes down): the copy must still know whose write failed. It did not when
+# it looked at the bio's device: the view stayed Active and read back what
+# the slot held before.
+modprobe raid0 || fail "no md raid0 in this kernel"
+mdn=60
+md=/sys/block/md$mdn/md
+stop_md() { [ -e $md/array_state ] && echo clear > $md/array_state; }
+trap 'stop_md 2>/dev/null' EXIT
+swap t060s "$good"
+zero_dev /dev/mapper/t060s 0 $((ssz * 512))
+echo md$mdn > /sys/module/md_mod/parameters/new_array
+echo none > $md/metadata_version
+echo raid0 > $md/level
+echo 65536 > $md/chunk_size
+echo 1 > $md/raid_disks
+echo "$(majmin /dev/mapper/t060s)" > $md/new_dev
+mem=$(basename "$(readlink -f /dev/mapper/t060s)")
+echo 0 > $md/dev-$mem/slot
+echo $((ssz / 2)) > $md/dev-$mem/size
+echo active > $md/array_state
+[ -b /dev/md$mdn ] || mknod /dev/md$mdn b 9 $mdn
+echo 0 > /sys/block/md$mdn/queue/iostats
+MD=/dev/md$mdn
+dd if=$WORK/pre.img of=$O bs=1M oflag=direct status=none
+view_create t060v t060o "0 $sz fleece /dev/mapper/t060l $MD" || fail "md raid0 scratch: cannot create the view"
+dd if=$WORK/new.img of=$O bs=1M count=1 oflag=direct status=none
+read_ok /dev/mapper/t060v 0 $R || fail "md raid0 scratch: the view is not the point in time"
+mark=$(dmesg_mark)
+swap t060s "0 $ssz flakey $SCRATCH 0 0 1 1 error_writes"
+dd if=$WORK/new.img of=$O bs=1M skip=4 seek=4 count=1 oflag=direct status=none ||
+	fail "md raid0 scratch: the origin write failed when its copy could not be written"
+[ "$(view_stat t060v state)" = Invalid ] ||
+	fail "md raid0 scratch: view is $(view_stat t060v state) after a scratch write error (reads of 4 MiB: $(dev_cmp /dev/mapper/t060v $((4 * mib)) $mib $WORK/pre.img 2>&1 && echo the point in time || echo NOT the point in time))"
+new_dmesg $mark | grep -q "session invalidated: scratch write error" ||
+	fail "md raid0 scratch: the kernel did not log why the session ended"
+read_eio /dev/mapper/t060v $((4 * mib))
+dmsetup remove t060v
+stop_md
+trap - EXIT
+swap t060s "$good"
+info "md raid0 scratch (the write's device changed under it): write error seen, view Invalid, reads EIO"
+
 dmsetup remove t060o t060l t060s
