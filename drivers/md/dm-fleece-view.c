@@ -337,10 +337,6 @@ static int view_end_io(struct dm_target *ti, struct bio *bio,
 	struct fleece_session *s = ti->private;
 	struct fleece_io *io = dm_per_bio_data(bio, sizeof(*io));
 
-	if (io->locked) {
-		fleece_rl_release(&s->fd->rl, &io->req);
-		io->locked = false;
-	}
 	/*
 	 * An origin read that was in flight when the session became invalid
 	 * may have raced with a write that no longer copied: fail it. Pairs
@@ -350,8 +346,17 @@ static int view_end_io(struct dm_target *ti, struct bio *bio,
 	if (bio_op(bio) == REQ_OP_READ && !*error &&
 	    test_bit(FLEECE_SESSION_INVALID, &s->flags))
 		*error = BLK_STS_IOERR;
+	/*
+	 * Before the lock goes: a discard waiting for it clears the chunks'
+	 * unprotected bits, after which the check would pass whatever the
+	 * read returned.
+	 */
 	if (io->checked && !*error && !unprotected_still_valid(s, io))
 		*error = BLK_STS_IOERR;
+	if (io->locked) {
+		fleece_rl_release(&s->fd->rl, &io->req);
+		io->locked = false;
+	}
 	return DM_ENDIO_DONE;
 }
 
