@@ -721,6 +721,14 @@ static int add_allowed(struct fleece_tracker *t, const char *name)
 	if (find_live(t, name)) {
 		DMWARN("bitmap_add: bitmap '%s' exists", name);
 		r = -EEXIST;
+	} else if (t->lost) {
+		/*
+		 * Its slot would say trusted on disk, but no round writes its
+		 * blocks any more: a later activation would vouch for an empty
+		 * bitmap that missed every write since.
+		 */
+		DMWARN("bitmap_add: tracking is lost until the origin is attached again");
+		r = -EIO;
 	} else if (count_bitmaps(t, NULL, false) >= FLEECE_MAX_BITMAPS ||
 		   free_slot(t) < 0) {
 		DMWARN("bitmap_add: too many bitmaps (at most %d)",

@@ -65,6 +65,12 @@ swap t062m "0 16 linear $META 0
 dd if=$WORK/a.img of=/dev/mapper/t062 bs=1M skip=4 seek=4 count=1 oflag=direct status=none ||
 	fail "an origin write failed with the bitmap blocks failing"
 [ "$(tracking)" = lost ] || fail "tracking '$(tracking)' after a bitmap block write error"
+# The superblock still takes writes: a new bitmap's slot would say trusted,
+# and no round would write its blocks.
+mark=$(dmesg_mark)
+expect_rc 1 dmsetup message t062 0 bitmap_add c
+new_dmesg $mark | grep -q "bitmap_add: tracking is lost" ||
+	fail "bitmap_add with the bitmap blocks failing: no reason logged"
 swap t062m "$good"
 dmsetup remove t062
 dmsetup create t062 --table "0 $sz fleece-origin /dev/mapper/t062l /dev/mapper/t062m 128" ||
