@@ -303,20 +303,29 @@ static void mark_untrusted(struct fleece_tracker *t)
 
 void fleece_meta_lost(struct fleece_tracker *t)
 {
-	WRITE_ONCE(t->lost, true);	/* the IO path reads it unlocked */
+	bool on_disk = t->lost_on_disk;
+
 	mark_untrusted(t);
-	if (t->lost_on_disk)
-		return;
 	/*
-	 * Writes go on unrecorded from now on. If the device takes this one
-	 * write, the next activation says "lost" too instead of trusting
-	 * bitmaps that miss them. No flush first: the marks are all that
-	 * matters here, whatever else is on disk, and a device that fails
+	 * Writes go on unrecorded once t->lost is set. If the device takes
+	 * this one write, the next activation says "lost" too instead of
+	 * trusting bitmaps that miss them. No flush first: the marks are all
+	 * that matters here, whatever else is on disk, and a device that fails
 	 * flushes may still take a FUA write.
 	 */
-	if (write_sb_once(t, false))
+	if (!on_disk && !write_sb_once(t, false))
+		on_disk = true;
+	else if (!on_disk)
 		DMERR_LIMIT("%pg: cannot mark the bitmaps untrusted on disk yet: will retry",
 			    t->meta);
+	/*
+	 * Only now, with the marks on disk (or tried): a write let go before
+	 * could complete, and a power cut then leave neither its bit nor the
+	 * marks. Writes meanwhile wait for a round, which finds tracking lost
+	 * and lets them go. The IO path reads it unlocked.
+	 */
+	t->lost_on_disk = on_disk;
+	WRITE_ONCE(t->lost, true);
 }
 
 void fleece_meta_lost_retry(struct fleece_tracker *t)
