@@ -516,6 +516,11 @@ static int check_session(struct fleece_dev *fd, struct fleece_session *s,
 		*error = "View is larger than the fleece-origin device";
 		return -EINVAL;
 	}
+	/* Its commit forgets the whole bitmap's changes, not only the view's. */
+	if (s->txn.name && s->ti->len < fd->trk->origin_sectors) {
+		*error = "View with bitmap is shorter than the fleece-origin device";
+		return -EINVAL;
+	}
 	*error = scratch_conflict(fd, s->scratch_dev->bdev);
 	if (*error)
 		return -EBUSY;

@@ -16,6 +16,7 @@ odev=/dev/mapper/$ODM
 otable="$ORIGIN - 8"
 
 dmsetup create $ODM --table "0 $sz fleece-origin $otable"
+dmsetup message $ODM 0 bitmap_add t010b
 want=$(stamp $odev 0 $region t010)
 sessions=0
 
@@ -56,6 +57,9 @@ bad "$ORIGIN /dev/nonexistent" "Cannot open scratch device"
 bad "$ORIGIN $ORIGIN" "Scratch device must not be the origin device"
 majmin=$(printf '%d:%d' $(stat -L -c '0x%t 0x%T' $ORIGIN))
 bad "$ORIGIN $majmin" "Scratch device must not be the origin device"
+# A backup of part of the origin would commit the changes of all of it.
+bad "len=$((sz - 8)) $ORIGIN $SCRATCH 2 bitmap t010b" "View with bitmap is shorter than the fleece-origin device"
+bad "len=$((sz - 8)) $ORIGIN $SCRATCH 3 bitmap t010b full" "View with bitmap is shorter than the fleece-origin device"
 # A scratch device of 4 sectors with 8-sector chunks.
 dmsetup create t010tiny --table "0 4 linear $SCRATCH 0"
 bad "$ORIGIN /dev/mapper/t010tiny" "Scratch device is smaller than one chunk"
