@@ -534,7 +534,13 @@ static void copy_complete(int read_err, unsigned long write_err, void *context)
 			chunk_lost(s, c->chunk);
 		} else if (write_err & BIT(i)) {
 			forget_slots(s, c->chunk, c->count);
-			fleece_session_invalidate(s, "scratch write error");
+			/*
+			 * A writable view's own write fails instead: its chunks
+			 * are as they were (not copied, or released), and an
+			 * origin write copies them again when it needs to.
+			 */
+			if (!view_write)
+				fleece_session_invalidate(s, "scratch write error");
 		} else {
 			for (k = 0; k < c->count; k++)
 				set_bit(c->chunk + k, s->settled);
@@ -550,6 +556,10 @@ static void copy_complete(int read_err, unsigned long write_err, void *context)
 	} else if (read_err) {
 		DMERR_LIMIT("%pg: chunk %llu unreadable, lost to %u view(s); the write goes on",
 			    fd->bdev, c->chunk, c->n);
+	} else if (write_err && view_write) {
+		DMERR_LIMIT("%pg: scratch write error preparing chunk %llu: view write failed",
+			    fd->bdev, c->chunk);
+		io_set_error(io, BLK_STS_IOERR);
 	}
 	if (c->retry_end && c->chunk + 1 < c->retry_end) {
 		retry_chunk(c, c->chunk + 1);
