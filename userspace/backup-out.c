@@ -383,9 +383,19 @@ static int write_manifest(struct backup *b)
 	return r ? -1 : 0;
 }
 
+/* Remove the manifest at @path, if any: 0, or -1 said. */
+static int remove_old_manifest(const struct backup *b, const char *path)
+{
+	if (!path[0] || !unlink(path) || errno == ENOENT)
+		return 0;
+	msg_err("backup %s: cannot remove the old manifest %s: %s", b->view, path,
+		strerror(errno));
+	return -1;
+}
+
 int backup_finish_output(struct backup *b)
 {
-	char dir[PATH_MAX];
+	char dir[PATH_MAX], path[PATH_MAX];
 	int dfd, r = 0;
 
 	if (b->out_is_pipe) {
@@ -402,12 +412,17 @@ int backup_finish_output(struct backup *b)
 		r = write_manifest(b);
 		goto out;
 	}
-	/* The old image's manifest must not be taken for the new one's. */
-	if (b->manifest_path[0] && unlink(b->manifest_path) && errno != ENOENT) {
-		msg_err("backup %s: cannot remove the old manifest %s: %s", b->view,
-			b->manifest_path, strerror(errno));
+	/*
+	 * The old image's manifest must not be taken for the new one's: the
+	 * one at --manifest, and the one beside the image, which verify and
+	 * the next incremental look for when given none.
+	 */
+	if (remove_old_manifest(b, b->manifest_path))
 		return -1;
-	}
+	if (snprintf(path, sizeof(path), "%s%s", b->final, MANIFEST_SUFFIX) <
+	    (int)sizeof(path) && strcmp(path, b->manifest_path) &&
+	    remove_old_manifest(b, path))
+		return -1;
 	/* Renamed while locked: no other backup takes the new image for a partial. */
 	if (rename(b->partial, b->final)) {
 		msg_err("backup %s: renaming %s to %s failed: %s", b->view, b->partial,

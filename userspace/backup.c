@@ -30,6 +30,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <sys/file.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -169,6 +170,16 @@ static int open_view(struct backup *b, const struct fl_view *v)
 	}
 	if (b->view_fd < 0) {
 		msg_err("backup %s: cannot open %s: %s", b->view, path, strerror(errno));
+		return -1;
+	}
+	/*
+	 * Two backups of one view would each release chunks the other has not
+	 * read yet, and the slower would copy zeroes into its image. The lock
+	 * lives as long as the open file, until this backup ends.
+	 */
+	if (flock(b->view_fd, LOCK_EX | LOCK_NB)) {
+		msg_err("backup %s: %s", b->view, errno == EWOULDBLOCK ?
+			"another fleecectl backup of this view is running" : strerror(errno));
 		return -1;
 	}
 	if (bdev_size_fd(b->view_fd, &b->size)) {
@@ -635,6 +646,13 @@ int cmd_backup(int argc, char **argv)
 			"--resume" : "take a new snapshot, or use --force");
 		return EXIT_ERR;
 	}
+	if (v.status.released && b.force && !b.resume && b.commit) {
+		/* The image has zeroes where the view had data: not a backup to vouch for. */
+		msg_err("backup %s: --force: %llu chunks released earlier read as zeroes; "
+			"the bitmap is not committed", v.name,
+			(unsigned long long)v.status.released);
+		b.commit = 0;
+	}
 	if (check_transaction(&b, &v))
 		return EXIT_ERR;
 	b.chunk = v.status.chunk_sectors << 9;
@@ -700,8 +718,7 @@ out:
 	sig_restore();
 	if (rc && b.to) {
 		/* What the view released is only in the output: keep it to resume. */
-		keep = b.release && (b.released || v.status.released) && !b.out_is_pipe &&
-		       !b.qcow2;
+		keep = (b.released || v.status.released) && !b.out_is_pipe && !b.qcow2;
 		backup_abandon_output(&b, keep);
 		if (!keep)
 			backup_resume_forget(&b);

@@ -40,6 +40,13 @@ interrupt() {
 		kill -0 $pid 2>/dev/null || break
 		sleep 0.05
 	done
+	if [ -n "${second:-}" ]; then
+		# One backup of a view at a time: each would release what the
+		# other has not read yet.
+		expect_err 1 "another fleecectl backup of this view is running" \
+			$F backup $V --full --force --no-release --to $WORK/second.img
+		[ ! -e $WORK/second.img ] || fail "the refused second backup left an image"
+	fi
 	kill -$sig $pid
 	rc=0
 	{ wait $pid; } 2>/dev/null || rc=$?
@@ -63,12 +70,33 @@ img=$WORK/full.img
 # 1. Full backup to an image file, SIGKILL mid-way.
 expect_rc 0 $F snapshot t076 --scratch $SCRATCH --bitmap nightly --full --view $V
 ref=$(dev_sha /dev/mapper/$V)
-interrupt KILL --full --to $img --verify
+second=1 interrupt KILL --full --to $img --verify
 [ $rc = 137 ] || { cat $WORK/bg.err >&2; fail "the backup exited $rc before SIGKILL"; }
 [ ! -e $img ] && [ -e $img$P ] || fail "SIGKILL left $img, or no $img$P"
 overwrite 0 $((size / mib))
 expect_err 5 "released already .*continue the interrupted backup with --resume" \
 	$F backup $V --full --to $img
+# --force reads the released chunks as zeroes: such an image is never committed.
+expect_rc 0 $F backup $V --full --force --no-release --to $WORK/forced.img
+grep -q "released earlier read as zeroes; the bitmap is not committed" $WORK/stderr ||
+	fail "--force over released chunks: no word that it does not commit: $(cat $WORK/stderr)"
+[ "$(txn)" != committed ] || fail "--force over released chunks committed the bitmap"
+rm -f $WORK/forced.img $WORK/forced.img.fleece-manifest
+# An interrupted --resume --no-release keeps the partial and the record:
+# what the view released is only there.
+$F backup $V --full --to $img --resume --no-release --rate-limit 4M >$WORK/bg.out 2>$WORK/bg.err &
+pid=$!
+for i in $(seq 600); do
+	ls -l /proc/$pid/fd 2>/dev/null | grep -q -- "$P" && break
+	kill -0 $pid 2>/dev/null || break
+	sleep 0.05
+done
+kill -TERM $pid
+rc=0
+{ wait $pid; } 2>/dev/null || rc=$?
+pid=
+[ $rc != 0 ] || fail "the --resume --no-release backup was done before SIGTERM"
+[ -e $img$P ] || { cat $WORK/bg.err >&2; fail "an interrupted --resume --no-release removed $img$P, what the view released"; }
 expect_rc 0 $F backup $V --full --to $img --resume --verify
 grep -q "resumed: " $WORK/stdout || fail "no 'resumed' in the summary: $(cat $WORK/stdout)"
 [ "$(whole_sha $img)" = "$ref" ] || fail "the resumed image differs from the view"

@@ -111,6 +111,15 @@ expect_rc 0 $F backup $V --full --to $img --no-manifest --no-release --quiet
 [ ! -e $img$M ] || fail "--no-manifest left the old manifest beside the new image"
 info "--no-manifest: no manifest, the old one removed"
 
+# 5a. --manifest FILE: the old manifest beside the replaced image goes too
+# (verify and the next incremental would take it for the new image's).
+expect_rc 0 $F backup $V --full --to $img --no-release --quiet
+[ -e $img$M ] || fail "no manifest beside $img"
+expect_rc 0 $F backup $V --full --to $img --manifest $WORK/else$M --no-release --quiet
+[ ! -e $img$M ] || fail "--manifest FILE left the old manifest beside the replaced image"
+verify_ok $img --manifest $WORK/else$M
+info "--manifest FILE: the old manifest beside the replaced image removed"
+
 # 6. A device and a stream, with --manifest FILE.
 dmsetup create t078t --table "0 $((size / 512 + 2048)) linear $ORIGIN $((size / 512))"
 expect_rc 0 $F backup $V --full --to /dev/mapper/t078t --force --no-release \
