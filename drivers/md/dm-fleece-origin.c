@@ -305,7 +305,7 @@ static int origin_iterate_devices(struct dm_target *ti,
 
 struct target_type fleece_origin_target = {
 	.name = "fleece-origin",
-	.version = {0, 6, 0},
+	.version = {0, 6, 1},
 	.module = THIS_MODULE,
 	.ctr = origin_ctr,
 	.dtr = origin_dtr,

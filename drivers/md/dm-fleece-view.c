@@ -689,7 +689,7 @@ static void view_io_hints(struct dm_target *ti, struct queue_limits *limits)
 
 struct target_type fleece_view_target = {
 	.name = "fleece",
-	.version = {0, 6, 0},
+	.version = {0, 6, 1},
 	.module = THIS_MODULE,
 	.ctr = view_ctr,
 	.dtr = view_dtr,
