@@ -700,6 +700,24 @@ int cmd_release(int argc, char **argv)
 			"fleecectl releases the views it creates", v.name, TARGET_VIEW);
 		return EXIT_ERR;
 	}
+	/*
+	 * A program still reading the view (an export's client mid-pull)
+	 * may yet fail: commit only what nobody is reading any more.
+	 */
+	if (mode == RELEASE_COMMIT && v.open_count) {
+		int open = fdm_open_count_settled(v.name, 0);
+
+		if (open < 0) {
+			msg_fail(dm_exit_code(), "release %s: %s", v.name, fdm_error());
+			return EXIT_ERR;
+		}
+		if (open) {
+			msg_fail(EXIT_BUSY, "release %s: in use (open %d time%s: an export, a "
+				 "backup, a mount?); not committed, the session goes on",
+				 v.name, open, open == 1 ? "" : "s");
+			return EXIT_ERR;
+		}
+	}
 	if (mode == RELEASE_COMMIT && commit_view(&v))
 		return EXIT_ERR;
 	if (mode == RELEASE_ABORT && v.have_status && v.status.txn == TXN_COMMITTED)

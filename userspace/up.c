@@ -292,7 +292,15 @@ static int entry_down(const struct tab_entry *e, const struct tab_args *a)
 			 dm, open, open == 1 ? "" : "s");
 		return -1;
 	}
-	if (origin_detach(dm, a->dry_run, a->shutdown))
+	/*
+	 * Forced while open: writes may go on after the detach, into no
+	 * bitmap. Not a clean detach then, whatever --shutdown says: the next
+	 * up must not vouch for the bitmaps.
+	 */
+	if (open && a->shutdown)
+		msg_warn("down %s: %s is open (--force): not declared a clean detach; "
+			 "take a full backup after the next up", e->name, dm);
+	if (origin_detach(dm, a->dry_run, a->shutdown && !open))
 		return -1;
 	printf("%s: %s %s\n", e->name, a->dry_run ? "would detach" : "detached", dm);
 	return 0;

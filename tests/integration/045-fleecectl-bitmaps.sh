@@ -123,6 +123,12 @@ info "release (no commit): the frozen ranges merged back into daily, with the wr
 # release --commit: daily keeps only what was written after the point in time.
 expect_rc 0 $F snapshot t045 --scratch $SCRATCH --bitmap daily --view t045v
 stamp $D $((50 * mib)) 4096 g >/dev/null
+# Not while a program still reads the view (an export's client may fail).
+exec 7< /dev/mapper/t045v
+expect_err 4 "release t045v: in use .*not committed, the session goes on" $F release t045v --commit
+exec 7<&-
+[ "$(view_txn t045v daily)" = open ] || fail "release --commit of an open view: transaction '$(view_txn t045v daily)'"
+[ "$(dm_state t045v)" = ACTIVE ] || fail "a refused release --commit removed the view"
 expect_rc 0 $F release t045v --commit
 [ "$(kernel_bytes t045 daily)" = "52428800 65536" ] || fail "daily after commit: $(kernel_bytes t045 daily)"
 # --abort after a commit says so; a plain view has nothing to commit.
