@@ -390,6 +390,56 @@ static char *scratch_conflict(struct fleece_dev *fd, struct block_device *scratc
 	return why;
 }
 
+/*
+ * Why @fd's first tracker cannot have @meta as its metadata device (NULL:
+ * in memory), nor @fd's origin be where it is, or NULL. Two writers of the
+ * same sectors would overwrite each other: two trackers' superblocks and
+ * bitmap blocks, a tracker's blocks and a session's copies, or writes to
+ * an origin that are another origin's metadata.
+ */
+static char *tracker_conflict(struct fleece_dev *fd, struct block_device *meta)
+{
+	struct fleece_session *s;
+	struct fleece_dev *other;
+	char *why = NULL;
+	unsigned int i;
+
+	lockdep_assert_held(&fleece_devs_lock);
+	if (meta && overlaps(meta, fd->bd_dev, fd->bdev))
+		return "Metadata device must not be on the origin device";
+	list_for_each_entry(other, &fleece_devs, list) {
+		if (other != fd && other->meta &&
+		    overlaps(fd->bdev, other->meta->bd_dev, other->meta))
+			return "Origin device is the metadata device of another fleece-origin";
+		if (!meta)
+			goto sessions;
+		if (other != fd && overlaps(meta, other->bd_dev, other->bdev))
+			return "Metadata device is the origin of another fleece-origin";
+		if (other != fd && other->meta &&
+		    overlaps(meta, other->meta->bd_dev, other->meta))
+			return "Metadata device is in use by another fleece-origin";
+		for (i = 0; i < other->nr_origins; i++)
+			if (meta->bd_dev == target_devt(other->origin_ti[i]))
+				return "Metadata device is a fleece-origin device";
+sessions:
+		mutex_lock(&other->sessions_lock);
+		list_for_each_entry(s, &other->sessions, list) {
+			struct block_device *sb = s->scratch_dev->bdev;
+
+			if (overlaps(fd->bdev, sb->bd_dev, sb))
+				why = "Origin device is the scratch device of a session";
+			else if (meta && overlaps(meta, sb->bd_dev, sb))
+				why = "Metadata device is the scratch device of a session";
+			if (why)
+				break;
+		}
+		mutex_unlock(&other->sessions_lock);
+		if (why)
+			break;
+	}
+	return why;
+}
+
 /* May a reloaded table share the tracker in use? */
 static int same_tracker(struct fleece_tracker *t, struct block_device *meta,
 			sector_t origin_sectors, const struct fleece_attach_opts *opts,
@@ -428,8 +478,15 @@ int fleece_dev_attach_tracker(struct fleece_dev *fd, struct block_device *meta,
 	mutex_lock(&fd->attach_lock);
 	mutex_lock(&fleece_devs_lock);
 	t = fd->trk;
-	if (!t)
+	if (!t) {
+		*error = tracker_conflict(fd, meta);
+		if (*error) {
+			mutex_unlock(&fleece_devs_lock);
+			r = -EBUSY;
+			goto out;
+		}
 		fd->meta = meta;
+	}
 	mutex_unlock(&fleece_devs_lock);
 	/* Its lock may be held over a commit round: not under the module's. */
 	if (t) {
