@@ -307,6 +307,8 @@ static int open_partial(struct backup *b, const struct stat *old)
 			return -1;
 		}
 		if (flock(b->out_fd, LOCK_EX | LOCK_NB)) {
+			/* Its partial image and resume record are the other's. */
+			b->locked_out = 1;
 			msg_fail(errno == EWOULDBLOCK ? EXIT_BUSY : EXIT_ERR,
 				 "backup %s: %s is %s", b->view, b->partial,
 				 errno == EWOULDBLOCK ? "locked: another backup is writing "

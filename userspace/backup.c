@@ -178,8 +178,11 @@ static int open_view(struct backup *b, const struct fl_view *v)
 	 * lives as long as the open file, until this backup ends.
 	 */
 	if (flock(b->view_fd, LOCK_EX | LOCK_NB)) {
-		msg_err("backup %s: %s", b->view, errno == EWOULDBLOCK ?
-			"another fleecectl backup of this view is running" : strerror(errno));
+		/* The resume record is the running backup's: leave it be. */
+		b->locked_out = 1;
+		msg_fail(errno == EWOULDBLOCK ? EXIT_BUSY : EXIT_ERR, "backup %s: %s", b->view,
+			 errno == EWOULDBLOCK ? "another fleecectl backup of this view is "
+			 "running" : strerror(errno));
 		return -1;
 	}
 	if (bdev_size_fd(b->view_fd, &b->size)) {
@@ -646,12 +649,19 @@ int cmd_backup(int argc, char **argv)
 			"--resume" : "take a new snapshot, or use --force");
 		return EXIT_ERR;
 	}
-	if (v.status.released && b.force && !b.resume && b.commit) {
+	if (v.status.released && b.force && !b.resume) {
+		/* What the view released is only in the interrupted backup's image. */
+		if (backup_resume_exists(&b)) {
+			msg_fail(EXIT_INVALID, "backup %s: --force: an interrupted backup of this "
+				 "view holds what it released; continue it with --resume", v.name);
+			return EXIT_ERR;
+		}
 		/* The image has zeroes where the view had data: not a backup to vouch for. */
 		msg_err("backup %s: --force: %llu chunks released earlier read as zeroes; "
 			"the bitmap is not committed", v.name,
 			(unsigned long long)v.status.released);
 		b.commit = 0;
+		b.forced_zeroes = 1;
 	}
 	if (check_transaction(&b, &v))
 		return EXIT_ERR;
@@ -703,6 +713,10 @@ int cmd_backup(int argc, char **argv)
 		fprintf(b.out_is_pipe ? stderr : stdout, "  committed: bitmap '%s' now "
 			"holds only changes after this backup's point in time\n",
 			v.status.bitmap);
+	} else if (v.status.txn == TXN_OPEN && b.forced_zeroes) {
+		fprintf(b.out_is_pipe ? stderr : stdout, "  not committed: released chunks "
+			"read as zeroes; do not commit bitmap '%s' for this image\n",
+			v.status.bitmap);
 	} else if (v.status.txn == TXN_OPEN) {
 		fprintf(b.out_is_pipe ? stderr : stdout, "  not committed (%s): bitmap "
 			"'%s' keeps the changes until 'fleecectl release %s --commit'\n",
@@ -716,9 +730,10 @@ out_kept:
 	b.to = NULL;
 out:
 	sig_restore();
-	if (rc && b.to) {
+	if (rc && b.to && !b.locked_out) {
 		/* What the view released is only in the output: keep it to resume. */
-		keep = (b.released || v.status.released) && !b.out_is_pipe && !b.qcow2;
+		keep = (b.released || (b.resume && v.status.released)) && !b.out_is_pipe &&
+		       !b.qcow2;
 		backup_abandon_output(&b, keep);
 		if (!keep)
 			backup_resume_forget(&b);

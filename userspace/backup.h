@@ -28,6 +28,8 @@ struct backup {
 	int release, verify, quiet, commit;
 	int force;			/* --force */
 	int resume;			/* --resume */
+	int locked_out;			/* another backup's lock refused it: touch nothing */
+	int forced_zeroes;		/* --force over released chunks: never committed */
 	int overwrite;			/* an existing image is updated */
 	uint64_t batch;
 	unsigned int jobs;		/* --jobs: reads in flight */

@@ -43,9 +43,10 @@ interrupt() {
 	if [ -n "${second:-}" ]; then
 		# One backup of a view at a time: each would release what the
 		# other has not read yet.
-		expect_err 1 "another fleecectl backup of this view is running" \
-			$F backup $V --full --force --no-release --to $WORK/second.img
-		[ ! -e $WORK/second.img ] || fail "the refused second backup left an image"
+		expect_err 4 "another fleecectl backup of this view is running" \
+			$F backup $V --full --to $img --resume
+		[ -e /run/fleecectl/backup-$V.resume ] ||
+			fail "the refused second backup removed the running backup's resume record"
 	fi
 	kill -$sig $pid
 	rc=0
@@ -76,10 +77,17 @@ second=1 interrupt KILL --full --to $img --verify
 overwrite 0 $((size / mib))
 expect_err 5 "released already .*continue the interrupted backup with --resume" \
 	$F backup $V --full --to $img
-# --force reads the released chunks as zeroes: such an image is never committed.
+# --force would read the released chunks as zeroes: refused while the
+# interrupted backup that holds them can be resumed; without its record
+# (gone at a reboot, say) such an image is made but never committed.
+expect_err 5 "an interrupted backup of this view holds what it released; continue it with --resume" \
+	$F backup $V --full --force --no-release --to $WORK/forced.img
+mv /run/fleecectl/backup-$V.resume $WORK/record
 expect_rc 0 $F backup $V --full --force --no-release --to $WORK/forced.img
+mv $WORK/record /run/fleecectl/backup-$V.resume
 grep -q "released earlier read as zeroes; the bitmap is not committed" $WORK/stderr ||
 	fail "--force over released chunks: no word that it does not commit: $(cat $WORK/stderr)"
+grep -q "release $V --commit" $WORK/stdout && fail "--force over released chunks advises a commit: $(cat $WORK/stdout)"
 [ "$(txn)" != committed ] || fail "--force over released chunks committed the bitmap"
 rm -f $WORK/forced.img $WORK/forced.img.fleece-manifest
 # An interrupted --resume --no-release keeps the partial and the record:
