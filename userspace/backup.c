@@ -631,6 +631,13 @@ int cmd_backup(int argc, char **argv)
 	if (lookup_view("backup", argv[optind], &v))
 		return EXIT_ERR;
 	b.view = v.name;
+	/*
+	 * The view's lock first (one backup at a time), then its status again:
+	 * what the checks below read must not change under another backup.
+	 */
+	if (open_view(&b, &v) || lookup_view("backup", argv[optind], &v))
+		return EXIT_ERR;
+	b.view = v.name;
 	if (!v.single || !v.have_status) {
 		msg_err("backup %s: %s", v.name, !v.single ?
 			"its table has more than the view target" : "cannot read its status");
@@ -680,7 +687,7 @@ int cmd_backup(int argc, char **argv)
 		msg_err("backup %s: out of memory", v.name);
 		goto out;
 	}
-	if (open_view(&b, &v) || plan(&b, &v, &x) ||
+	if (plan(&b, &v, &x) ||
 	    (b.resume && resume_start(&b, &v)) || backup_open_output(&b, &v))
 		goto out;
 	if (manifest_start(&b, &v, &x) ||

@@ -125,7 +125,7 @@ stamp $D $((20 * mib)) $((4 * mib)) c >/dev/null
 expect_rc 0 $F snapshot t073 --scratch $SCRATCH --view t073p
 start_backup t073p --full --to $img --rate-limit 16M --batch 4M
 wait_data $img$P
-expect_err 4 "$img$P is locked: another backup is writing this image" \
+expect_err 4 "another fleecectl backup of this view is running" \
 	$F backup t073p --full --force --to $img
 kill_backup INT $img$P
 [ $rc = 7 ] || { cat $WORK/bg.err >&2; fail "the backup exited $rc after SIGINT, expected 7"; }
