@@ -1057,14 +1057,18 @@ class Stress:
                  else w for g in groups for w in g]
         return [str(len(words))] + words if words or r.random() < 0.5 else []
 
-    def refusals(self, o):
+    def refusals(self, o, length):
         """{kernel log text: (errno, certain)}: the reasons to refuse a view
-        now; empty if it must be accepted. A reason that is not certain
-        (the documentation does not settle it) allows either outcome."""
+        of length sectors now; empty if it must be accepted. A reason that
+        is not certain (the documentation does not settle it) allows either
+        outcome."""
         why = {}
         if self.sessions() >= MAX_SESSIONS:
             why["Too many sessions on this origin"] = (errno.EBUSY, True)
         b = o["bitmap"]
+        if b and length < self.length:
+            # Its commit would forget changes beyond its end.
+            why["View with bitmap is shorter than the fleece-origin device"] = (errno.EINVAL, True)
         if b:
             if b not in self.live:
                 why["No such bitmap on this origin"] = (errno.ENOENT, True)
@@ -1128,7 +1132,7 @@ class Stress:
         self.next_vid += 1
         name = "%sv%d" % (PREFIX, vid)
         table = (0, length, "fleece", " ".join([self.slice, sc.dev] + words).encode())
-        why = self.refusals(o)
+        why = self.refusals(o, length)
         self.note("create v%d: %s (%s)" % (vid, table[3].decode(), mode))
         if mode == "suspended":
             suspend(PREFIX + "o", True)
@@ -1433,7 +1437,7 @@ class Stress:
         sc = self.new_scratch(-(-length // self.cs))
         words = self.view_words(o, sc.sectors // self.cs)
         table = (0, length, "fleece", " ".join([self.slice, sc.dev] + words).encode())
-        why = self.refusals(o)
+        why = self.refusals(o, length)
         at_load = self.rng.random() < 0.5
         self.note("reload v%d: %s (origin %s at the load)" % (
             old.vid, table[3].decode(), "suspended" if at_load else "running"))
