@@ -313,9 +313,8 @@ void fleece_meta_lost(struct fleece_tracker *t)
 	 * that matters here, whatever else is on disk, and a device that fails
 	 * flushes may still take a FUA write.
 	 */
-	if (!on_disk && !write_sb_once(t, false))
-		on_disk = true;
-	else if (!on_disk)
+	on_disk = on_disk || !write_sb_once(t, false);
+	if (!on_disk)
 		DMERR_LIMIT("%pg: cannot mark the bitmaps untrusted on disk yet: will retry",
 			    t->meta);
 	/*
