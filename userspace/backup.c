@@ -637,7 +637,6 @@ int cmd_backup(int argc, char **argv)
 	 */
 	if (open_view(&b, &v) || lookup_view("backup", argv[optind], &v))
 		return EXIT_ERR;
-	b.view = v.name;
 	if (!v.single || !v.have_status) {
 		msg_err("backup %s: %s", v.name, !v.single ?
 			"its table has more than the view target" : "cannot read its status");
