@@ -230,6 +230,7 @@ static int origin_preresume(struct dm_target *ti)
 	struct fleece_origin *o = ti->private;
 
 	fleece_dev_origin_running(o->fd, ti, true);
+	fleece_track_resumed(o->fd->trk);
 	return 0;
 }
 
@@ -305,7 +306,7 @@ static int origin_iterate_devices(struct dm_target *ti,
 
 struct target_type fleece_origin_target = {
 	.name = "fleece-origin",
-	.version = {0, 6, 1},
+	.version = {0, 6, 2},
 	.module = THIS_MODULE,
 	.ctr = origin_ctr,
 	.dtr = origin_dtr,

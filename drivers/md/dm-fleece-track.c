@@ -931,6 +931,16 @@ bool fleece_track_same_origin(struct fleece_tracker *t, const char *origin_id)
 	return same;
 }
 
+void fleece_track_resumed(struct fleece_tracker *t)
+{
+	mutex_lock(&t->lock);
+	if (t->clean_detach && t->meta)
+		DMINFO("%pg: clean_detach taken back: the origin was resumed",
+		       t->meta);
+	t->clean_detach = false;
+	mutex_unlock(&t->lock);
+}
+
 int fleece_track_message(struct fleece_tracker *t, unsigned int argc,
 			 char **argv, char *result, unsigned int maxlen)
 {

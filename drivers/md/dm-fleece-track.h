@@ -339,6 +339,18 @@ bool fleece_track_write(struct fleece_tracker *t, struct bio *bio);
 bool fleece_track_same_origin(struct fleece_tracker *t, const char *origin_id);
 
 /**
+ * fleece_track_resumed() - a fleece-origin table of the origin resumed.
+ * @t: the tracker.
+ *
+ * Takes back a "clean_detach": it declared the removal that was to follow,
+ * and the origin runs on instead (a reload, a suspend and resume). A
+ * detach much later must not count as clean on its word.
+ *
+ * Context: process context (preresume), may sleep.
+ */
+void fleece_track_resumed(struct fleece_tracker *t);
+
+/**
  * fleece_track_message() - bitmap_* and clean_detach messages of fleece-origin.
  * @t: the tracker.
  * @argc: word count.

@@ -10,7 +10,8 @@
 #   the next attach distrusts the bitmaps even with no_gap;
 # - a crash (the detach record cannot be written): the next attach says
 #   so, and with no_gap keeps the bitmaps (they are crash-safe);
-# - origin_id: printed back exactly, another origin's id refused at attach
+# - origin_id: printed back exactly (one with a backslash too: the printed
+#   table loads as the same id), another origin's id refused at attach
 #   and at reload, the metadata unchanged;
 # - fleecectl create puts an origin_id in the table; fleecectl remove and
 #   create --no-gap leave the bitmaps untrusted, and status/JSON say "gap";
@@ -18,6 +19,10 @@
 . "$(dirname "$0")/lib.sh"
 
 CH=8				# 4 KiB chunks
+# An origin_id with a backslash (udev escapes blanks in by-id names as
+# \x20): libdevmapper passes it to the kernel as it is, and the table
+# printed back must load as the same id.
+ID='test\origin-1'
 CB=4096
 SZ=$((16 * 2048))		# 16 MiB
 OD=/dev/mapper/t069
@@ -43,9 +48,9 @@ tracking() { dmsetup status t069 | awk '{ print $6 }'; }
 origin_up() { dmsetup create t069 --table "0 $SZ fleece-origin $SL $MD $CH $*"; }
 chunk_write() { pattern "$2" $CB | dd of="$3" bs=$CB seek="$1" oflag=direct status=none; }
 
-origin_up 3 no_gap origin_id test-origin-1
-[ "$(dmsetup table t069 | cut -d' ' -f4-)" = "$SL $MD $CH 3 no_gap origin_id test-origin-1" ] ||
-	[ "$(dmsetup table t069 | cut -d' ' -f6-)" = "$CH 3 no_gap origin_id test-origin-1" ] ||
+origin_up 3 no_gap origin_id $ID
+[ "$(dmsetup table t069 | cut -d' ' -f4-)" = "$SL $MD $CH 3 no_gap origin_id $ID" ] ||
+	[ "$(dmsetup table t069 | cut -d' ' -f6-)" = "$CH 3 no_gap origin_id $ID" ] ||
 	fail "table not printed back: $(dmsetup table t069)"
 dmsetup message t069 0 bitmap_add b
 pattern base $((SZ * 512)) | dd of=$OD bs=1M oflag=direct status=none
@@ -62,7 +67,7 @@ dmsetup message t069 0 clean_detach
 dmsetup remove t069
 chunk_write 9 raw9 $SL
 mark=$(dmesg_mark)
-origin_up 2 origin_id test-origin-1
+origin_up 2 origin_id $ID
 [ "$(tracking)" = gap ] || fail "attach after a detach without no_gap: tracking $(tracking)"
 new_dmesg "$mark" | grep -q "untrusted until a full backup: attached without no_gap" ||
 	fail "the kernel did not say why the bitmaps are untrusted"
@@ -84,7 +89,7 @@ info "detach, raw write, attach: gap; incremental refused; full backup byte-exac
 chunk_write 3 c3 $OD
 dmsetup message t069 0 clean_detach
 dmsetup remove t069
-origin_up 3 origin_id test-origin-1 no_gap
+origin_up 3 origin_id $ID no_gap
 [ "$(tracking)" = ok ] || fail "attach with no_gap: tracking $(tracking)"
 [ "$(bitmap_export t069 b)" = "3 1
 9 1" ] || fail "bitmap b after a clean detach and no_gap: $(bitmap_export t069 b)"
@@ -112,7 +117,7 @@ dmsetup message t069 0 clean_detach cancel
 dmsetup remove t069
 chunk_write 11 raw11 $SL
 mark=$(dmesg_mark)
-origin_up 3 no_gap origin_id test-origin-1
+origin_up 3 no_gap origin_id $ID
 [ "$(tracking)" = gap ] || fail "attach after a detach while running, with no_gap: tracking $(tracking)"
 new_dmesg "$mark" | grep -q "the origin was detached while the system ran (no clean_detach)" ||
 	fail "the kernel did not say why"
@@ -123,7 +128,32 @@ dmsetup message t069 0 clean_detach
 dmsetup remove t069
 origin_up 1 no_gap
 [ "$(tracking)" = ok ] || fail "the detach mark outlived the next attach: $(tracking)"
+# A clean_detach followed by a resume, not a removal: the origin ran on, so
+# a detach much later is not the declared one. A reload of the origin's own
+# table is the same.
+dmsetup message t069 0 clean_detach
+dmsetup suspend t069 && dmsetup resume t069
+dmsetup remove t069
+origin_up 1 no_gap
+[ "$(tracking)" = gap ] || fail "clean_detach, suspend and resume, remove, attach: tracking $(tracking)"
+view_create t069v t069 "0 $SZ fleece $SL /dev/mapper/t069a 3 bitmap b full"
+dmsetup message t069v 0 commit
+dmsetup remove t069v
+dmsetup message t069 0 clean_detach
+dmsetup reload t069 --table "$(dmsetup table t069)"
+dmsetup suspend t069 && dmsetup resume t069
+dmsetup remove t069
+origin_up 1 no_gap
+[ "$(tracking)" = gap ] || fail "clean_detach, reload, remove, attach: tracking $(tracking)"
+view_create t069v t069 "0 $SZ fleece $SL /dev/mapper/t069a 3 bitmap b full"
+dmsetup message t069v 0 commit
+dmsetup remove t069v
+dmsetup message t069 0 clean_detach
+dmsetup remove t069
+origin_up 1 no_gap
+[ "$(tracking)" = ok ] || fail "a clean detach after a full backup: tracking $(tracking)"
 info "detach while running (clean_detach taken back), raw write, attach with no_gap: gap all the same"
+info "clean_detach then a resume or a reload instead of the removal: taken back, the later detach leaves a gap"
 
 # 4. A crash: the clean-detach record never reaches the disk. The next
 # attach says so; with no_gap the bitmaps are kept (crash-safe).
@@ -154,12 +184,16 @@ expect_ctr_fail t069 "0 $SZ fleece-origin $SL $MD $CH 1 origin_id" \
 expect_ctr_fail t069 "0 $SZ fleece-origin $SL $MD $CH 2 origin_id $(printf 'x%.0s' $(seq 128))" \
 	"Invalid origin_id: 1 to 127 printable ASCII characters"
 expect_ctr_fail t069 "0 $SZ fleece-origin $SL $MD $CH 1 gap_ok" "Unknown feature argument"
-origin_up 3 no_gap origin_id test-origin-1
+origin_up 3 no_gap origin_id $ID
 if dmsetup reload t069 --table "0 $SZ fleece-origin $SL $MD $CH 2 origin_id other-origin" 2>/dev/null; then
 	dmsetup clear t069
 	fail "a reload with another origin_id was accepted"
 fi
 [ "$(tracking)" = ok ] || fail "a refused reload changed tracking: $(tracking)"
+dmsetup reload t069 --table "$(dmsetup table t069)"
+dmsetup suspend t069 && dmsetup resume t069
+[ "$(dmsetup table t069 | cut -d' ' -f6-)" = "$CH 3 no_gap origin_id $ID" ] ||
+	fail "the table loaded from its own printed line reads back as $(dmsetup table t069)"
 dmsetup reload t069 --table "0 $SZ fleece-origin $SL $MD $CH 0"
 dmsetup suspend t069 && dmsetup resume t069
 [ "$(tracking)" = ok ] || fail "a reload (no gap: the old table tracked) made tracking $(tracking)"
