@@ -349,6 +349,65 @@ static bool overlaps(struct block_device *a, dev_t b_dev, struct block_device *b
 	       bdev_is_partition(a) != bdev_is_partition(b);
 }
 
+/* What a block device already is to dm-fleece: device_user(). */
+enum fleece_user {
+	USER_NONE,
+	USER_ORIGIN,		/* the origin of a fleece-origin */
+	USER_META,		/* the metadata device of a fleece-origin */
+	USER_ORIGIN_TARGET,	/* a device with a fleece-origin table */
+	USER_SCRATCH,		/* the scratch device of a session */
+	USER_VIEW,		/* a device with a fleece table */
+	NR_USERS
+};
+
+/*
+ * What @bdev is already used as, of the kinds in @kinds (BIT(USER_*)):
+ * the first found, or USER_NONE. The origin and metadata of @self do not
+ * count: a tracker attaching checks its devices against the others'.
+ */
+static enum fleece_user device_user(struct block_device *bdev,
+				    struct fleece_dev *self, unsigned int kinds)
+{
+	enum fleece_user user = USER_NONE;
+	struct fleece_session *s;
+	struct fleece_dev *other;
+	unsigned int i;
+
+	lockdep_assert_held(&fleece_devs_lock);
+	list_for_each_entry(other, &fleece_devs, list) {
+		if (other != self && (kinds & BIT(USER_ORIGIN)) &&
+		    overlaps(bdev, other->bd_dev, other->bdev))
+			return USER_ORIGIN;
+		if (other != self && (kinds & BIT(USER_META)) && other->meta &&
+		    overlaps(bdev, other->meta->bd_dev, other->meta))
+			return USER_META;
+		for (i = 0; i < other->nr_origins; i++) {
+			if ((kinds & BIT(USER_ORIGIN_TARGET)) &&
+			    bdev->bd_dev == target_devt(other->origin_ti[i]))
+				return USER_ORIGIN_TARGET;
+		}
+		if (!(kinds & (BIT(USER_SCRATCH) | BIT(USER_VIEW))))
+			continue;
+		mutex_lock(&other->sessions_lock);
+		list_for_each_entry(s, &other->sessions, list) {
+			struct block_device *sb = s->scratch_dev->bdev;
+
+			if ((kinds & BIT(USER_SCRATCH)) &&
+			    overlaps(bdev, sb->bd_dev, sb))
+				user = USER_SCRATCH;
+			else if ((kinds & BIT(USER_VIEW)) &&
+				 bdev->bd_dev == target_devt(s->ti))
+				user = USER_VIEW;
+			if (user != USER_NONE)
+				break;
+		}
+		mutex_unlock(&other->sessions_lock);
+		if (user != USER_NONE)
+			break;
+	}
+	return user;
+}
+
 /*
  * Why @scratch cannot be a session's scratch device, or NULL. Two users of
  * the same sectors would overwrite each other's data; a dm-fleece device
@@ -356,38 +415,17 @@ static bool overlaps(struct block_device *a, dev_t b_dev, struct block_device *b
  */
 static char *scratch_conflict(struct fleece_dev *fd, struct block_device *scratch)
 {
-	struct fleece_session *s;
-	struct fleece_dev *other;
-	char *why = NULL;
-	unsigned int i;
+	static char * const why[NR_USERS] = {
+		[USER_ORIGIN] = "Scratch device is the origin of a fleece-origin",
+		[USER_META] = "Scratch device is the metadata device of a fleece-origin",
+		[USER_ORIGIN_TARGET] = "Scratch device is a fleece-origin device",
+		[USER_SCRATCH] = "Scratch device is in use by another session",
+		[USER_VIEW] = "Scratch device is a fleece view",
+	};
 
-	lockdep_assert_held(&fleece_devs_lock);
 	if (bdev_whole(scratch) == bdev_whole(fd->bdev))
 		return "Scratch device must not be on the origin's disk";
-
-	list_for_each_entry(other, &fleece_devs, list) {
-		if (overlaps(scratch, other->bd_dev, other->bdev))
-			return "Scratch device is the origin of a fleece-origin";
-		if (other->meta && overlaps(scratch, other->meta->bd_dev, other->meta))
-			return "Scratch device is the metadata device of a fleece-origin";
-		for (i = 0; i < other->nr_origins; i++)
-			if (scratch->bd_dev == target_devt(other->origin_ti[i]))
-				return "Scratch device is a fleece-origin device";
-		mutex_lock(&other->sessions_lock);
-		list_for_each_entry(s, &other->sessions, list) {
-			if (overlaps(scratch, s->scratch_dev->bdev->bd_dev,
-				     s->scratch_dev->bdev))
-				why = "Scratch device is in use by another session";
-			else if (scratch->bd_dev == target_devt(s->ti))
-				why = "Scratch device is a fleece view";
-			if (why)
-				break;
-		}
-		mutex_unlock(&other->sessions_lock);
-		if (why)
-			break;
-	}
-	return why;
+	return why[device_user(scratch, NULL, ~0U)];
 }
 
 /*
@@ -399,45 +437,26 @@ static char *scratch_conflict(struct fleece_dev *fd, struct block_device *scratc
  */
 static char *tracker_conflict(struct fleece_dev *fd, struct block_device *meta)
 {
-	struct fleece_session *s;
-	struct fleece_dev *other;
-	char *why = NULL;
-	unsigned int i;
+	static char * const origin_why[NR_USERS] = {
+		[USER_META] = "Origin device is the metadata device of another fleece-origin",
+		[USER_SCRATCH] = "Origin device is the scratch device of a session",
+	};
+	static char * const meta_why[NR_USERS] = {
+		[USER_ORIGIN] = "Metadata device is the origin of another fleece-origin",
+		[USER_META] = "Metadata device is in use by another fleece-origin",
+		[USER_ORIGIN_TARGET] = "Metadata device is a fleece-origin device",
+		[USER_SCRATCH] = "Metadata device is the scratch device of a session",
+	};
+	char *why;
 
-	lockdep_assert_held(&fleece_devs_lock);
 	if (meta && overlaps(meta, fd->bd_dev, fd->bdev))
 		return "Metadata device must not be on the origin device";
-	list_for_each_entry(other, &fleece_devs, list) {
-		if (other != fd && other->meta &&
-		    overlaps(fd->bdev, other->meta->bd_dev, other->meta))
-			return "Origin device is the metadata device of another fleece-origin";
-		if (!meta)
-			goto sessions;
-		if (other != fd && overlaps(meta, other->bd_dev, other->bdev))
-			return "Metadata device is the origin of another fleece-origin";
-		if (other != fd && other->meta &&
-		    overlaps(meta, other->meta->bd_dev, other->meta))
-			return "Metadata device is in use by another fleece-origin";
-		for (i = 0; i < other->nr_origins; i++)
-			if (meta->bd_dev == target_devt(other->origin_ti[i]))
-				return "Metadata device is a fleece-origin device";
-sessions:
-		mutex_lock(&other->sessions_lock);
-		list_for_each_entry(s, &other->sessions, list) {
-			struct block_device *sb = s->scratch_dev->bdev;
-
-			if (overlaps(fd->bdev, sb->bd_dev, sb))
-				why = "Origin device is the scratch device of a session";
-			else if (meta && overlaps(meta, sb->bd_dev, sb))
-				why = "Metadata device is the scratch device of a session";
-			if (why)
-				break;
-		}
-		mutex_unlock(&other->sessions_lock);
-		if (why)
-			break;
-	}
-	return why;
+	why = origin_why[device_user(fd->bdev, fd,
+				     BIT(USER_META) | BIT(USER_SCRATCH))];
+	if (why || !meta)
+		return why;
+	return meta_why[device_user(meta, fd, BIT(USER_ORIGIN) | BIT(USER_META) |
+				    BIT(USER_ORIGIN_TARGET) | BIT(USER_SCRATCH))];
 }
 
 /* May a reloaded table share the tracker in use? */
