@@ -192,6 +192,7 @@ int origin_attach(const char *dmdev, const struct origin_opts *opts,
 
 	/* From here on a signal rolls back instead of killing fleecectl. */
 	sig_catch();
+	msg_hold();
 
 	/* 1. The device under fleece-origin: DMDEV's table, under a new name. */
 	if (fdm_create(real, NULL, &cur, FDM_UDEV_HIDDEN, &cookie, flags)) {
@@ -234,6 +235,7 @@ out_real:
 	fdm_udev_wait(&cookie);
 out_cur:
 	sig_restore();
+	msg_release();
 	fdm_table_free(&cur);
 	return rc;
 }
@@ -336,12 +338,14 @@ int origin_detach(const char *dmdev, int dry_run, int shutdown)
 	if (shutdown && origin_clean_detach("detach", name, &o, 1))
 		return -1;
 	sig_catch();
+	msg_hold();
 	r = swap_table("detach", name, &rt, FDM_SECURE | (info.read_only ? FDM_READONLY : 0),
 		       &cookie);
 	fdm_table_free(&rt);
 	fdm_udev_wait(&cookie);
 	if (r) {
 		sig_restore();
+		msg_release();
 		if (shutdown)
 			origin_clean_detach("detach", name, &o, 0);
 		return -1;
@@ -349,6 +353,7 @@ int origin_detach(const char *dmdev, int dry_run, int shutdown)
 	r = fdm_remove(o.real_name, &cookie);
 	fdm_udev_wait(&cookie);
 	sig_restore();
+	msg_release();
 	if (r) {
 		msg_err("detach %s: %s has its own table again, but %s cannot be removed: %s",
 			name, name, o.real_name, fdm_error());

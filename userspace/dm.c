@@ -45,7 +45,7 @@ static void logger(int level, const char *file, int line, int dm_errno_or_class,
 	}
 	/* fleecectl says what failed itself; the library's words with -v. */
 	if (verbose && lvl <= 4 + verbose && strcmp(buf, "<backtrace>"))
-		fprintf(stderr, "fleecectl: libdevmapper: %s\n", buf);
+		msg_info("libdevmapper: %s", buf);
 	errno = saved;
 }
 

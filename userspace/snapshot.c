@@ -368,17 +368,27 @@ static int check_group(const struct snap_one *s, unsigned int n)
 
 /*
  * Undo take_views(): remove the views made, resume the origins suspended.
+ * Returns how many views could not be removed (each said).
  */
-static void rollback(struct snap_one *s, unsigned int n, uint32_t *cookie)
+static unsigned int rollback(struct snap_one *s, unsigned int n, uint32_t *cookie)
 {
-	unsigned int i;
+	unsigned int i, left = 0;
 
-	for (i = 0; i < n; i++)
-		if (s[i].created && !fdm_remove(s[i].vname, cookie))
+	for (i = 0; i < n; i++) {
+		if (!s[i].created)
+			continue;
+		if (!fdm_remove(s[i].vname, cookie)) {
 			s[i].created = 0;
+			continue;
+		}
+		msg_err("snapshot %s: cannot remove the view %s again: %s; remove it with "
+			"'dmsetup remove %s'", s[i].o.name, s[i].vname, fdm_error(), s[i].vname);
+		left++;
+	}
 	for (i = 0; i < n; i++)
 		if (s[i].suspended && !resume_origin(s[i].o.name, cookie))
 			s[i].suspended = 0;
+	return left;
 }
 
 /*
@@ -428,14 +438,16 @@ static int take_views(struct snap_one *s, unsigned int n, int lockfs)
 	uint32_t cookie = 0;
 	struct timespec t0;
 	struct dm_info info;
-	unsigned int i;
+	unsigned int i, left;
 	char err[1024];
 	int sig, failed = 0;
 
 	sig_catch();
+	msg_hold();
 	sig = sig_caught();
 	if (sig) {
 		sig_restore();
+		msg_release();
 		msg_fail(EXIT_INTR, "snapshot %s: interrupted by signal %d (%s) before "
 			 "suspending; nothing done", first, sig, strsignal(sig));
 		return EXIT_ERR;
@@ -478,13 +490,16 @@ static int take_views(struct snap_one *s, unsigned int n, int lockfs)
 	if (failed) {
 		/* Never leave a view whose origin we could not bring back. */
 		sig = sig_caught();
-		rollback(s, n, &cookie);
+		left = rollback(s, n, &cookie);
 		fdm_udev_wait(&cookie);
 		sig_restore();
+		msg_release();
 		if (sig)
 			msg_fail(EXIT_INTR, "snapshot %s: interrupted by signal %d (%s); %s "
-				 "resumed, no view created", first, sig, strsignal(sig),
-				 n == 1 ? first : "every origin");
+				 "resumed, %s", first, sig, strsignal(sig),
+				 n == 1 ? first : "every origin",
+				 left ? "but a view made is still there (said above)" :
+					"no view created");
 		return EXIT_ERR;
 	}
 	msg_verbose("snapshot %s: %s suspended for %.1f ms", first,
@@ -492,6 +507,7 @@ static int take_views(struct snap_one *s, unsigned int n, int lockfs)
 	/* Done: a signal from now on comes after a complete snapshot. */
 	fdm_udev_wait(&cookie);
 	sig_restore();
+	msg_release();
 	for (i = 0; i < n; i++)
 		printf("/dev/mapper/%s\n", s[i].vname);
 	return EXIT_OK;

@@ -33,15 +33,71 @@ static void note(int code, const char *fmt, va_list ap)
 	pthread_mutex_unlock(&msg_lock);
 }
 
+/*
+ * Lines said while msg_hold() holds them: printed by msg_release(). A
+ * window of a few device-mapper calls says little; what does not fit is
+ * counted.
+ */
+static char held[8192];
+static size_t held_len;
+static unsigned int held_lost;
+static int holding;
+
 /* One line, whole, however many threads print. */
 static void vmsg(const char *prefix, const char *fmt, va_list ap)
 {
 	pthread_mutex_lock(&msg_lock);
-	fflush(stdout);
-	fprintf(stderr, "fleecectl: %s", prefix);
-	vfprintf(stderr, fmt, ap);
-	fputc('\n', stderr);
+	if (holding) {
+		size_t room = sizeof(held) - held_len;
+		int n = snprintf(held + held_len, room, "fleecectl: %s", prefix);
+
+		if (n >= 0 && (size_t)n < room)
+			n += vsnprintf(held + held_len + n, room - n, fmt, ap);
+		if (n >= 0 && (size_t)n + 1 < room) {
+			held_len += n;
+			held[held_len++] = '\n';
+		} else {
+			held[held_len] = '\0';
+			held_lost++;
+		}
+	} else {
+		fflush(stdout);
+		fprintf(stderr, "fleecectl: %s", prefix);
+		vfprintf(stderr, fmt, ap);
+		fputc('\n', stderr);
+	}
 	pthread_mutex_unlock(&msg_lock);
+}
+
+void msg_hold(void)
+{
+	pthread_mutex_lock(&msg_lock);
+	holding++;
+	pthread_mutex_unlock(&msg_lock);
+}
+
+void msg_release(void)
+{
+	pthread_mutex_lock(&msg_lock);
+	if (holding && !--holding) {
+		fwrite(held, 1, held_len, stderr);
+		if (held_lost)
+			fprintf(stderr, "fleecectl: %u more message%s did not fit while devices "
+				"were suspended\n", held_lost, held_lost == 1 ? "" : "s");
+		fflush(stderr);
+		held_len = 0;
+		held_lost = 0;
+	}
+	pthread_mutex_unlock(&msg_lock);
+}
+
+void msg_info(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vmsg("", fmt, ap);
+	va_end(ap);
 }
 
 /* A failure of class @code: noted, and printed. */

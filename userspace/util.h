@@ -41,6 +41,16 @@ int errno_exit_code(int e);
 void msg_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Like msg_err, only with -v. */
 void msg_verbose(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* "fleecectl: " + message + newline, on stderr; no failure noted. */
+void msg_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/*
+ * While devices are suspended: every msg_* line is kept in memory until
+ * msg_release() (the last, if nested) prints them. stderr may be a file on
+ * the filesystem a suspend froze, or a pipe whose reader is gone: a write
+ * there would block, or kill fleecectl, with the device left suspended.
+ */
+void msg_hold(void);
+void msg_release(void);
 
 /*
  * A decimal number without sign, suffix or surrounding space.
