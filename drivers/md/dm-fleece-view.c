@@ -75,6 +75,11 @@ static int view_read_issue(struct fleece_io *io, struct bio *bio, bool in_map)
 		}
 
 		if (run_end < bio_end) {
+			/*
+			 * device-mapper polls only the bio it mapped: a piece
+			 * on another device's poll queue would never complete.
+			 */
+			bio_clear_polled(bio);
 			piece = bio_split(bio, run_end - sector, GFP_NOIO, &s->bs);
 			if (IS_ERR_OR_NULL(piece)) {
 				bio->bi_status = BLK_STS_RESOURCE;
@@ -195,6 +200,7 @@ static void view_write_ready(struct fleece_io *io)
 
 		piece = bio;
 		if (run_end < bio_end_sector(bio)) {
+			bio_clear_polled(bio);	/* as in view_read_issue() */
 			piece = bio_split(bio, run_end - sector, GFP_NOIO, &s->bs);
 			if (IS_ERR_OR_NULL(piece)) {
 				bio->bi_status = BLK_STS_RESOURCE;
