@@ -13,12 +13,47 @@ void json_init(struct json *j, FILE *f)
 	j->count[0] = 0;
 }
 
+/*
+ * The length of the valid UTF-8 sequence at @p (1 to 4), or 0: a stray
+ * continuation byte, a truncated sequence, an overlong form, a surrogate or
+ * a code point past U+10FFFF.
+ */
+static int utf8_len(const unsigned char *p)
+{
+	unsigned int cp, n, i;
+
+	if (*p < 0x80)
+		return 1;
+	if (*p >= 0xc2 && *p <= 0xdf) {
+		n = 2;
+		cp = *p & 0x1f;
+	} else if (*p >= 0xe0 && *p <= 0xef) {
+		n = 3;
+		cp = *p & 0x0f;
+	} else if (*p >= 0xf0 && *p <= 0xf4) {
+		n = 4;
+		cp = *p & 0x07;
+	} else {
+		return 0;
+	}
+	for (i = 1; i < n; i++) {
+		if ((p[i] & 0xc0) != 0x80)
+			return 0;
+		cp = cp << 6 | (p[i] & 0x3f);
+	}
+	if ((n == 3 && cp < 0x800) || (n == 4 && cp < 0x10000) || cp > 0x10ffff ||
+	    (cp >= 0xd800 && cp <= 0xdfff))
+		return 0;
+	return (int)n;
+}
+
 void json_write_string(FILE *f, const char *s)
 {
 	const unsigned char *p = (const unsigned char *)s;
+	int n;
 
 	fputc('"', f);
-	for (; *p; p++) {
+	while (*p) {
 		switch (*p) {
 		case '"':
 			fputs("\\\"", f);
@@ -33,11 +68,26 @@ void json_write_string(FILE *f, const char *s)
 			fputs("\\t", f);
 			break;
 		default:
-			if (*p < 0x20)
+			if (*p < 0x20) {
 				fprintf(f, "\\u%04x", *p);
-			else
-				fputc(*p, f);
+				break;
+			}
+			/*
+			 * Names come from the kernel and the command line as
+			 * bytes; JSON is UTF-8: a byte that is not part of a
+			 * valid sequence is written as U+FFFD, so that every
+			 * parser reads the document.
+			 */
+			n = utf8_len(p);
+			if (!n) {
+				fputs("\\ufffd", f);
+				break;
+			}
+			fwrite(p, 1, (size_t)n, f);
+			p += n;
+			continue;
 		}
+		p++;
 	}
 	fputc('"', f);
 }
