@@ -170,7 +170,11 @@ static int bitmaps_up(const struct tab_entry *e, const char *dm, int fresh, int 
 				fdm_error());
 			return -1;
 		}
-		if (o.status.lost)
+		if (o.status.gap)
+			msg_warn("up %s: the bitmaps of %s are untrusted (gap: attached after "
+				 "a time in which writes could pass it): take a full backup",
+				 e->name, dm);
+		else if (o.status.lost)
 			msg_warn("up %s: tracking is lost on %s (a metadata write failed): "
 				 "take a full backup", e->name, dm);
 	}

@@ -194,6 +194,11 @@ expect_err 0 "is open \\(--force\\): not declared a clean detach" \
 exec 7<&-
 expect_rc 0 $F up --tab $tab
 [ "$(tracking)" = "t068a=ok t068lv=gap" ] || fail "after a forced down --shutdown of an open device and up, tracking: $(tracking)"
+# up again, the origins already up: it says gap, not lost.
+expect_rc 0 $F up --tab $tab
+grep -q "the bitmaps of .*t068lv.* are untrusted (gap" $WORK/stderr ||
+	fail "up of an origin with a gap did not say so: $(cat $WORK/stderr)"
+grep -q "tracking is lost" $WORK/stderr && fail "up calls a gap lost: $(cat $WORK/stderr)"
 expect_rc 0 $F down --tab $tab
 info "down --shutdown --force of an open device: not clean, the next up says gap"
 
