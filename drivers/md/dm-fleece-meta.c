@@ -783,8 +783,14 @@ static void block_endio(struct bio *bio)
 		complete(&wb->done);
 }
 
-int fleece_meta_write_blocks(struct fleece_tracker *t,
-			     struct fleece_block_write *w, unsigned int n)
+/*
+ * Write each of @w's blocks to its copy that does not hold its newest data,
+ * then flush. Only once all are on disk does the next write of each go to
+ * its other copy; a failure changes nothing in memory, and is the caller's
+ * to handle.
+ */
+static int write_blocks(struct fleece_tracker *t, struct fleece_block_write *w,
+			unsigned int n)
 {
 	struct write_batch wb = { .error = 0 };
 	unsigned int i;
@@ -813,13 +819,22 @@ int fleece_meta_write_blocks(struct fleece_tracker *t,
 	r = wb.error;
 	if (!r)
 		r = blkdev_issue_flush(t->meta);
-	if (r) {
-		DMERR_LIMIT("%pg: bitmap block write failed: %d", t->meta, r);
-		fleece_meta_lost(t);
+	if (r)
 		return r;
-	}
 	/* Written: the next write of each block goes to its other copy. */
 	for (i = 0; i < n; i++)
 		w[i].bm->copy[w[i].index] ^= 1;
 	return 0;
+}
+
+int fleece_meta_write_blocks(struct fleece_tracker *t,
+			     struct fleece_block_write *w, unsigned int n)
+{
+	int r = write_blocks(t, w, n);
+
+	if (r) {
+		DMERR_LIMIT("%pg: bitmap block write failed: %d", t->meta, r);
+		fleece_meta_lost(t);
+	}
+	return r;
 }

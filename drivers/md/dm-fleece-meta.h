@@ -7,6 +7,15 @@
 
 #include "dm-fleece-track.h"
 
+/*
+ * Blocks written per batch of a commit round (pages from the pool), each
+ * batch followed by one flush: a round of first writes to far-apart chunks
+ * touches a block per bitmap per write, so 32 writes in flight with eight
+ * bitmaps are one batch, not eight. 1 MiB of pages per persistent origin.
+ * Also the most blocks fleece_meta_write_blocks() is given at once.
+ */
+#define FLEECE_ROUND_BLOCKS 256
+
 /**
  * struct fleece_block_write - one bitmap block to write.
  * @bm: the bitmap.
@@ -112,7 +121,7 @@ void fleece_meta_apply_block(struct fleece_tracker *t, struct fleece_bitmap *bm,
  * fleece_meta_write_blocks() - write blocks to their older copies and flush.
  * @t: the tracker, @t->lock held.
  * @w: the blocks.
- * @n: how many.
+ * @n: how many (at most FLEECE_ROUND_BLOCKS).
  *
  * Context: process context, may sleep and do IO.
  * Return: 0, or a negative errno (and @t->lost is set).

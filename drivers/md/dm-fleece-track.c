@@ -21,14 +21,6 @@
 #include "dm-fleece.h"
 #include "dm-fleece-meta.h"
 
-/*
- * Blocks written per batch of a commit round (pages from the pool), each
- * batch followed by one flush: a round of first writes to far-apart chunks
- * touches a block per bitmap per write, so 32 writes in flight with eight
- * bitmaps are one batch, not eight. 1 MiB of pages per persistent origin.
- */
-#define ROUND_BLOCKS 256
-
 u64 fleece_count_bits(const unsigned long *bits, u64 nr)
 {
 	u64 i, n = 0, words = nr / BITS_PER_LONG;
@@ -395,7 +387,7 @@ static void commit_round(struct fleece_tracker *t)
 			w[n].index = b;
 			w[n].page = mempool_alloc(&t->page_pool, GFP_NOIO);
 			fleece_meta_fill_block(t, bm, b, page_address(w[n].page));
-			if (++n == ROUND_BLOCKS) {
+			if (++n == FLEECE_ROUND_BLOCKS) {
 				write_batch(t, w, n);
 				n = 0;
 			}
@@ -616,20 +608,20 @@ struct fleece_tracker *fleece_track_create(struct block_device *meta,
 	if (!meta)
 		return t;
 
-	r = mempool_init_page_pool(&t->page_pool, ROUND_BLOCKS, 0);
+	r = mempool_init_page_pool(&t->page_pool, FLEECE_ROUND_BLOCKS, 0);
 	if (r) {
 		*error = "Cannot allocate metadata page pool";
 		goto out_free;
 	}
 	/* A round's writes are all in flight at once. */
-	r = bioset_init(&t->bs, ROUND_BLOCKS, 0, BIOSET_NEED_BVECS);
+	r = bioset_init(&t->bs, FLEECE_ROUND_BLOCKS, 0, BIOSET_NEED_BVECS);
 	if (r) {
 		*error = "Cannot allocate metadata bioset";
 		goto out_pool;
 	}
 	t->sb = kzalloc(FLEECE_META_BLOCK, GFP_KERNEL);
 	t->sb_written = kzalloc(FLEECE_META_BLOCK, GFP_KERNEL);
-	t->round = kcalloc(ROUND_BLOCKS, sizeof(*t->round), GFP_KERNEL);
+	t->round = kcalloc(FLEECE_ROUND_BLOCKS, sizeof(*t->round), GFP_KERNEL);
 	if (!t->sb || !t->sb_written || !t->round) {
 		*error = "Cannot allocate superblock";
 		r = -ENOMEM;
