@@ -432,15 +432,27 @@ static int check_sb(struct fleece_tracker *t, struct fleece_disk_sb *sb,
 }
 
 /*
- * Block @i of a slot from its two copies (@pair: copy 0, then copy 1) into
- * @bm->recorded: the valid copy of the slot's generation with the higher
- * seq; nothing valid means never written in this generation (zero). Two
- * damaged copies cannot come from a torn write (only one copy is ever
- * being written), so they are refused.
+ * Loading a slot: its bitmap, and the blocks that have a damaged copy, to
+ * be rewritten once all of the metadata is loaded (repair_slots()).
  */
-static int load_block(struct fleece_tracker *t, struct fleece_bitmap *bm,
-		      u64 i, const void *pair, char **error)
+struct load_ctx {
+	struct fleece_bitmap *bm;
+	unsigned long *repair;
+	u64 nr_repair;
+	char **error;
+};
+
+/*
+ * Block @i of a slot from its two copies (@pair: copy 0, then copy 1) into
+ * @lc->bm->recorded: the valid copy of the slot's generation with the
+ * higher seq; nothing valid means never written in this generation (zero).
+ * Two damaged copies cannot come from a torn write (only one copy is ever
+ * being written), so they are refused. One is noted for repair.
+ */
+static int load_block(struct fleece_tracker *t, struct load_ctx *lc, u64 i,
+		      const void *pair)
 {
+	struct fleece_bitmap *bm = lc->bm;
 	unsigned int words = FLEECE_BITS_PER_BLOCK / 64;
 	const struct fleece_disk_block *b;
 	int c, best = -1, corrupt = 0, damaged = -1;
@@ -471,13 +483,24 @@ static int load_block(struct fleece_tracker *t, struct fleece_bitmap *bm,
 		}
 	}
 	if (corrupt == 2) {
-		*error = "Metadata bitmap block checksum mismatch";
+		*lc->error = "Metadata bitmap block checksum mismatch";
 		return -EILSEQ;
 	}
 	/*
-	 * The next write goes to the copy not holding the newest data; with
-	 * none of this generation, to a damaged copy, so the intact one
-	 * survives another torn write.
+	 * No damaged copy outlives the load that finds it. Until it is
+	 * rewritten the other copy is the only intact one, and a new
+	 * generation of the slot (bitmap_remove and bitmap_add) does not
+	 * know that: its first write of the block may go to the intact copy,
+	 * and a torn write there would leave no copy intact.
+	 */
+	if (corrupt) {
+		__set_bit(i, lc->repair);
+		lc->nr_repair++;
+	}
+	/*
+	 * The next write (the repair's, with a copy damaged) goes to the
+	 * copy not holding the newest data; with none of this generation, to
+	 * a damaged copy, so the intact one survives another torn write.
 	 */
 	if (best >= 0)
 		bm->copy[i] = best;
@@ -498,11 +521,6 @@ static int load_block(struct fleece_tracker *t, struct fleece_bitmap *bm,
 	return 0;
 }
 
-struct load_ctx {
-	struct fleece_bitmap *bm;
-	char **error;
-};
-
 /* Both copies of a block are next to each other, and a piece holds pairs. */
 static int load_piece(struct fleece_tracker *t, sector_t sector,
 		      const void *buf, unsigned int len, void *ctx)
@@ -514,7 +532,7 @@ static int load_piece(struct fleece_tracker *t, sector_t sector,
 	int r;
 
 	for (off = 0; off < len; off += 2 * FLEECE_META_BLOCK, i++) {
-		r = load_block(t, lc->bm, i, buf + off, lc->error);
+		r = load_block(t, lc, i, buf + off);
 		if (r)
 			return r;
 		cond_resched();
@@ -522,17 +540,82 @@ static int load_piece(struct fleece_tracker *t, sector_t sector,
 	return 0;
 }
 
-/* Read a slot's blocks into @bm->recorded (load_block()). */
-static int load_slot(struct fleece_tracker *t, struct fleece_bitmap *bm,
-		     char **error)
+/* Read a slot's blocks into @lc->bm->recorded (load_block()). */
+static int load_slot(struct fleece_tracker *t, struct load_ctx *lc)
 {
-	struct load_ctx lc = { .bm = bm, .error = error };
-
 	/* A piece never splits a pair: both are a whole number of blocks. */
 	BUILD_BUG_ON(SCAN_READ_BYTES % (2 * FLEECE_META_BLOCK));
-	return meta_scan(t, block_sector(t, bm->slot, 0, 0),
+	lc->repair = kvcalloc(BITS_TO_LONGS(t->nr_blocks), sizeof(unsigned long),
+			      GFP_KERNEL);
+	if (!lc->repair) {
+		*lc->error = "Cannot allocate metadata buffers";
+		return -ENOMEM;
+	}
+	return meta_scan(t, block_sector(t, lc->bm->slot, 0, 0),
 			 2 * t->nr_blocks * FLEECE_META_BLOCK_SECTORS, load_piece,
-			 &lc, "Cannot read metadata bitmap block", error);
+			 lc, "Cannot read metadata bitmap block", lc->error);
+}
+
+static int write_blocks(struct fleece_tracker *t, struct fleece_block_write *w,
+			unsigned int n);
+
+static int repair_batch(struct fleece_tracker *t, struct fleece_block_write *w,
+			unsigned int n)
+{
+	unsigned int i;
+	int r;
+
+	r = write_blocks(t, w, n);
+	for (i = 0; i < n; i++)
+		mempool_free(w[i].page, &t->page_pool);
+	return r;
+}
+
+/*
+ * Rewrite the damaged copies the load found (load_block()), before the
+ * attach is written and the origin takes writes: each with its block's
+ * content in the slot's generation (the bits just loaded, none if no copy
+ * was of it) and a new seq, as a commit round writes it. load_block()
+ * pointed bm->copy[] at the other copy, so the write goes to the damaged
+ * one, which then holds the newest data. A torn repair damages only the
+ * copy that was damaged already: the next load repairs it again.
+ */
+static int repair_slots(struct fleece_tracker *t, struct load_ctx *lc,
+			char **error)
+{
+	struct fleece_block_write *w = t->round;
+	unsigned int s, n = 0;
+	int r = 0;
+	u64 b;
+
+	for (s = 0; s < FLEECE_META_SLOTS && !r; s++) {
+		if (!lc[s].nr_repair)
+			continue;
+		for (b = find_next_bit(lc[s].repair, t->nr_blocks, 0);
+		     b < t->nr_blocks && !r;
+		     b = find_next_bit(lc[s].repair, t->nr_blocks, b + 1)) {
+			w[n].bm = lc[s].bm;
+			w[n].index = b;
+			w[n].page = mempool_alloc(&t->page_pool, GFP_NOIO);
+			fleece_meta_fill_block(t, w[n].bm, b, page_address(w[n].page));
+			if (++n == FLEECE_ROUND_BLOCKS) {
+				r = repair_batch(t, w, n);
+				n = 0;
+			}
+		}
+	}
+	if (n && !r)
+		r = repair_batch(t, w, n);
+	if (r) {
+		*error = "Cannot repair a damaged metadata bitmap block";
+		return r;
+	}
+	for (s = 0; s < FLEECE_META_SLOTS; s++)
+		if (lc[s].nr_repair)
+			DMINFO("%pg: %s '%s': %llu metadata block(s) had a damaged copy: rewritten",
+			       t->meta, lc[s].bm->frozen ? "frozen set of" : "bitmap",
+			       lc[s].bm->name, lc[s].nr_repair);
+	return 0;
 }
 
 /*
@@ -591,6 +674,7 @@ void fleece_meta_detach(struct fleece_tracker *t)
 int fleece_meta_load(struct fleece_tracker *t, unsigned int chunk_sectors,
 		     const struct fleece_attach_opts *opts, char **error)
 {
+	struct load_ctx *lc = NULL;
 	struct fleece_disk_sb *sb[2];
 	enum block_kind kind[2];
 	bool zero;
@@ -660,6 +744,12 @@ int fleece_meta_load(struct fleece_tracker *t, unsigned int chunk_sectors,
 	memcpy(t->sb, sb[best], FLEECE_META_BLOCK);
 	memcpy(t->sb_written, sb[best], FLEECE_META_BLOCK);
 
+	lc = kcalloc(FLEECE_META_SLOTS, sizeof(*lc), GFP_KERNEL);
+	if (!lc) {
+		*error = "Cannot allocate metadata buffers";
+		r = -ENOMEM;
+		goto out;
+	}
 	for (i = 0; i < FLEECE_META_SLOTS; i++) {
 		struct fleece_disk_slot *ds = &t->sb->slots[i];
 		u32 state = le32_to_cpu(ds->state);
@@ -678,7 +768,9 @@ int fleece_meta_load(struct fleece_tracker *t, unsigned int chunk_sectors,
 		bm->untrusted = le32_to_cpu(ds->flags) & FLEECE_SLOT_UNTRUSTED;
 		bm->gap = bm->untrusted && (le32_to_cpu(ds->flags) & FLEECE_SLOT_GAP);
 		t->slot[i] = bm;
-		r = load_slot(t, bm, error);
+		lc[i].bm = bm;
+		lc[i].error = error;
+		r = load_slot(t, &lc[i]);
 		if (r)
 			goto out;
 		/*
@@ -689,8 +781,15 @@ int fleece_meta_load(struct fleece_tracker *t, unsigned int chunk_sectors,
 			memcpy(bm->durable, bm->recorded,
 			       BITS_TO_LONGS(t->nr_chunks) * sizeof(unsigned long));
 	}
+	/* Only now: metadata that is refused is never written. */
+	r = repair_slots(t, lc, error);
+	if (r)
+		goto out;
 	r = attach(t, opts, error);
 out:
+	for (i = 0; lc && i < FLEECE_META_SLOTS; i++)
+		kvfree(lc[i].repair);
+	kfree(lc);
 	kfree(buf);
 	return r;
 }

@@ -43,9 +43,11 @@ sector_t fleece_meta_sectors_needed(u64 nr_blocks);
  *
  * Fills @t->sb and @t->slot[] (live and frozen bitmaps), refusing metadata
  * of another origin. Writes nothing to a device that is not all zero where
- * the metadata would go (format) or valid metadata of this origin. Records
- * the attach (FLEECE_SB_ATTACHED), distrusting the bitmaps unless @opts
- * vouches for no gap.
+ * the metadata would go (format) or valid metadata of this origin. Rewrites
+ * each bitmap block copy found damaged (a torn write) with its block's
+ * content, so that no damaged copy outlives the load. Records the attach
+ * (FLEECE_SB_ATTACHED), distrusting the bitmaps unless @opts vouches for
+ * no gap.
  *
  * Context: process context, may sleep and do IO.
  * Return: 0 or a negative errno.

@@ -1540,7 +1540,7 @@ def phase_flips(seed, flips, batch):
         die("activating intact metadata wrote past its superblock")
     kmsg.read()
 
-    counts = {"refused": 0, "accepted": 0}
+    counts = {"refused": 0, "accepted": 0, "repaired": 0}
     errs = {}
     t0 = time.time()
     for n in range(flips):
@@ -1588,6 +1588,40 @@ def phase_flips(seed, flips, batch):
                 die("%s: accepted with other bitmaps:\n%s\nexpected:\n%s"
                     % (desc, got.decode("latin-1"), want_state.decode("latin-1")))
             counts["accepted"] += 1
+            # The damaged copy of each pair hit in a slot in use is
+            # rewritten at once (and nothing else past the superblock): a
+            # valid block of its slot and index.
+            after = read_dev(mpath, 0, msize)
+            want = bytearray(damaged)
+            repaired = [(key, blk) for key, v in hit.items() if key[0] == "slot" for blk in v]
+            for key, blk in repaired:
+                b = after[blk * BLOCK:(blk + 1) * BLOCK]
+                if (classify(b, 0x7469626c) != "valid" or
+                        struct.unpack_from("<II", b, 24) != (key[1], key[2])):
+                    die("%s: the damaged copy %d of %s was not rewritten as a valid block of it"
+                        % (desc, blk, key))
+                want[blk * BLOCK:(blk + 1) * BLOCK] = b
+            if after[2 * BLOCK:] != bytes(want[2 * BLOCK:]):
+                die("%s: the metadata device was written past its superblock, "
+                    "other than the damaged copies" % desc)
+            said = any("had a damaged copy: rewritten" in l for l in lines)
+            if said != bool(repaired):
+                die("%s: %d damaged copies, but the kernel %s a repair: %s"
+                    % (desc, len(repaired), "logged" if said else "did not log", lines))
+            # Repaired with the right content: the next activation finds the
+            # same bitmaps and nothing to repair.
+            if repaired:
+                if activate():
+                    die("%s: refused after its repair" % desc)
+                got = bitmap_state(origin)
+                deactivate()
+                kmsg.read()
+                if got != want_state:
+                    die("%s: after the repair, other bitmaps:\n%s\nexpected:\n%s"
+                        % (desc, got.decode("latin-1"), want_state.decode("latin-1")))
+                if read_dev(mpath, 2 * BLOCK, msize - 2 * BLOCK) != after[2 * BLOCK:]:
+                    die("%s: the activation after the repair wrote past its superblock" % desc)
+                counts["repaired"] += 1
         else:
             deactivate()
             logged = [l for l in lines if ": fleece-origin: " in l]
@@ -1598,18 +1632,19 @@ def phase_flips(seed, flips, batch):
                 die("%s: refused, but the kernel did not say '%s': %s" % (desc, expect, logged))
             counts["refused"] += 1
             errs[expect] = errs.get(expect, 0) + 1
-        # Refused: never written; accepted: only the superblock copies.
-        skip = 2 * BLOCK if r == 0 else 0
-        if read_dev(mpath, skip, msize - skip) != bytes(damaged[skip:]):
-            die("%s: the metadata device was written%s" % (desc, " past its superblock" if skip else ""))
+        # Refused: never written.
+        if r and read_dev(mpath, 0, msize) != bytes(damaged):
+            die("%s: the metadata device was written" % desc)
         if (n + 1) % batch == 0:
             kmsg.read()
     write_dev(mpath, 0, good)
     kmsg.read()
     say("%d damaged metadata images: %d refused (%s), %d accepted with identical bitmaps "
-        "(only one copy of each pair hit); never written past the superblock, and not at all when refused [%.0fs]"
+        "(only one copy of each pair hit), %d of them with their damaged copies rewritten "
+        "(and nothing else past the superblock; loaded again the same); "
+        "not written at all when refused [%.0fs]"
         % (flips, counts["refused"], ", ".join("%s: %d" % kv for kv in sorted(errs.items())),
-           counts["accepted"], time.time() - t0))
+           counts["accepted"], counts["repaired"], time.time() - t0))
 
 
 def phase_leaks():

@@ -24,7 +24,9 @@
 #   activation is refused with the documented error exactly when both copies
 #   of a pair in use are hit, else accepted with identical bitmaps; a
 #   refused device is never written, an accepted one only in its
-#   superblock (the attach and detach records).
+#   superblock (the attach and detach records) and in the damaged copy of
+#   each pair in use that was hit, rewritten valid (logged; the next
+#   activation finds the same bitmaps and writes no block).
 # FLEECE_FUZZ_SEED (default 19) picks the cases. The kernel log is checked
 # by the test itself and cleared twice (once it is checked): 10000 cases log
 # more than its ring holds, and the suite's checks count lines.

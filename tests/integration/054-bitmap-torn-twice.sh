@@ -9,11 +9,14 @@
 #   bitmap_clear              -> gen 2
 #   write chunk 20            -> copy 1 (gen 2)   torn by power cut 1
 #   activate: copy 0 is of gen 1, copy 1 damaged: the block holds nothing
-#   write chunk 30            -> must go to copy 1 (damaged, holds nothing),
-#                                not to copy 0, the only intact one
+#                                (and copy 1 is rewritten so, gen 2, empty)
+#   write chunk 30            -> must not go to the only intact copy:
+#                                to copy 1 while it is damaged, to either
+#                                once the activation rewrote it
 #                                torn by power cut 2
 #   activate: must succeed with an empty bitmap (no write was promised)
 # A torn write is simulated by damaging the copy that was just written.
+# 084 covers the repair itself, and a slot reused by a new generation.
 . "$(dirname "$0")/lib.sh"
 
 CH=8
