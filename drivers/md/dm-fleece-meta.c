@@ -432,12 +432,15 @@ static int check_sb(struct fleece_tracker *t, struct fleece_disk_sb *sb,
 }
 
 /*
- * Loading a slot: its bitmap, and the blocks that have a damaged copy, to
- * be rewritten once all of the metadata is loaded (repair_slots()).
+ * Loading a slot: its bitmap (for a free slot, a stand-in without
+ * @recorded: see load_free_slot()), and the blocks to rewrite once all of
+ * the metadata is loaded (repair_slots()): @repair[0], those with a damaged
+ * copy; @repair[1], (free slots only) those with both copies damaged, whose
+ * second copy is rewritten after the first.
  */
 struct load_ctx {
 	struct fleece_bitmap *bm;
-	unsigned long *repair;
+	unsigned long *repair[2];
 	u64 nr_repair;
 	char **error;
 };
@@ -447,7 +450,8 @@ struct load_ctx {
  * @lc->bm->recorded: the valid copy of the slot's generation with the
  * higher seq; nothing valid means never written in this generation (zero).
  * Two damaged copies cannot come from a torn write (only one copy is ever
- * being written), so they are refused. One is noted for repair.
+ * being written), so they are refused, but in a free slot, which holds
+ * nothing. A damaged copy is noted for repair.
  */
 static int load_block(struct fleece_tracker *t, struct load_ctx *lc, u64 i,
 		      const void *pair)
@@ -482,7 +486,7 @@ static int load_block(struct fleece_tracker *t, struct load_ctx *lc, u64 i,
 			damaged = c;
 		}
 	}
-	if (corrupt == 2) {
+	if (corrupt == 2 && bm->recorded) {
 		*lc->error = "Metadata bitmap block checksum mismatch";
 		return -EILSEQ;
 	}
@@ -494,9 +498,11 @@ static int load_block(struct fleece_tracker *t, struct load_ctx *lc, u64 i,
 	 * and a torn write there would leave no copy intact.
 	 */
 	if (corrupt) {
-		__set_bit(i, lc->repair);
+		__set_bit(i, lc->repair[0]);
 		lc->nr_repair++;
 	}
+	if (corrupt == 2)
+		__set_bit(i, lc->repair[1]);
 	/*
 	 * The next write (the repair's, with a copy damaged) goes to the
 	 * copy not holding the newest data; with none of this generation, to
@@ -506,7 +512,8 @@ static int load_block(struct fleece_tracker *t, struct load_ctx *lc, u64 i,
 		bm->copy[i] = best;
 	else
 		bm->copy[i] = damaged >= 0 ? !damaged : 1;
-	if (best < 0)
+	/* A free slot's content is not kept. */
+	if (best < 0 || !bm->recorded)
 		return 0;
 	b = pair + best * FLEECE_META_BLOCK;
 	for (w = 0; w < words; w++) {
@@ -543,17 +550,53 @@ static int load_piece(struct fleece_tracker *t, sector_t sector,
 /* Read a slot's blocks into @lc->bm->recorded (load_block()). */
 static int load_slot(struct fleece_tracker *t, struct load_ctx *lc)
 {
+	int i;
+
 	/* A piece never splits a pair: both are a whole number of blocks. */
 	BUILD_BUG_ON(SCAN_READ_BYTES % (2 * FLEECE_META_BLOCK));
-	lc->repair = kvcalloc(BITS_TO_LONGS(t->nr_blocks), sizeof(unsigned long),
-			      GFP_KERNEL);
-	if (!lc->repair) {
-		*lc->error = "Cannot allocate metadata buffers";
-		return -ENOMEM;
+	for (i = 0; i < 2; i++) {
+		lc->repair[i] = kvcalloc(BITS_TO_LONGS(t->nr_blocks),
+					 sizeof(unsigned long), GFP_KERNEL);
+		if (!lc->repair[i]) {
+			*lc->error = "Cannot allocate metadata buffers";
+			return -ENOMEM;
+		}
 	}
 	return meta_scan(t, block_sector(t, lc->bm->slot, 0, 0),
 			 2 * t->nr_blocks * FLEECE_META_BLOCK_SECTORS, load_piece,
 			 lc, "Cannot read metadata bitmap block", lc->error);
+}
+
+/*
+ * A free slot that was used before may hold a damaged copy too: a block
+ * write that failed (tracking is then lost, but bitmap_remove still frees
+ * the slot), or a torn one that an older module did not repair. Its next
+ * user takes a new generation without reading it, as the slot's blocks of
+ * older generations read as zero; so it is loaded like a slot in use,
+ * through a stand-in that keeps no bits, and a damaged copy is rewritten
+ * empty, of the slot's generation. A slot never used (generation 0) holds
+ * zeroes: the format found them, and no block write has gone there since.
+ */
+static int load_free_slot(struct fleece_tracker *t, struct load_ctx *lc,
+			  unsigned int slot, u64 gen)
+{
+	struct fleece_bitmap *bm;
+
+	if (!gen)
+		return 0;
+	bm = kzalloc(sizeof(*bm), GFP_KERNEL);
+	if (!bm)
+		goto nomem;
+	lc->bm = bm;
+	bm->slot = slot;
+	bm->gen = gen;
+	bm->copy = kvzalloc(t->nr_blocks, GFP_KERNEL);
+	if (!bm->copy)
+		goto nomem;
+	return load_slot(t, lc);
+nomem:
+	*lc->error = "Cannot allocate metadata buffers";
+	return -ENOMEM;
 }
 
 static int write_blocks(struct fleece_tracker *t, struct fleece_block_write *w,
@@ -578,43 +621,58 @@ static int repair_batch(struct fleece_tracker *t, struct fleece_block_write *w,
  * was of it) and a new seq, as a commit round writes it. load_block()
  * pointed bm->copy[] at the other copy, so the write goes to the damaged
  * one, which then holds the newest data. A torn repair damages only the
- * copy that was damaged already: the next load repairs it again.
+ * copy that was damaged already: the next load repairs it again. The
+ * second copy of a free slot's block with both damaged goes in a second
+ * pass, to the copy the first one did not write.
  */
 static int repair_slots(struct fleece_tracker *t, struct load_ctx *lc,
 			char **error)
 {
 	struct fleece_block_write *w = t->round;
-	unsigned int s, n = 0;
+	unsigned int pass, s, n = 0;
 	int r = 0;
 	u64 b;
 
-	for (s = 0; s < FLEECE_META_SLOTS && !r; s++) {
-		if (!lc[s].nr_repair)
-			continue;
-		for (b = find_next_bit(lc[s].repair, t->nr_blocks, 0);
-		     b < t->nr_blocks && !r;
-		     b = find_next_bit(lc[s].repair, t->nr_blocks, b + 1)) {
-			w[n].bm = lc[s].bm;
-			w[n].index = b;
-			w[n].page = mempool_alloc(&t->page_pool, GFP_NOIO);
-			fleece_meta_fill_block(t, w[n].bm, b, page_address(w[n].page));
-			if (++n == FLEECE_ROUND_BLOCKS) {
-				r = repair_batch(t, w, n);
-				n = 0;
+	for (pass = 0; pass < 2 && !r; pass++) {
+		for (s = 0; s < FLEECE_META_SLOTS && !r; s++) {
+			if (!lc[s].nr_repair)
+				continue;
+			for (b = find_next_bit(lc[s].repair[pass], t->nr_blocks, 0);
+			     b < t->nr_blocks && !r;
+			     b = find_next_bit(lc[s].repair[pass], t->nr_blocks, b + 1)) {
+				w[n].bm = lc[s].bm;
+				w[n].index = b;
+				w[n].page = mempool_alloc(&t->page_pool, GFP_NOIO);
+				fleece_meta_fill_block(t, w[n].bm, b,
+						       page_address(w[n].page));
+				if (++n == FLEECE_ROUND_BLOCKS) {
+					r = repair_batch(t, w, n);
+					n = 0;
+				}
 			}
 		}
+		if (n && !r)
+			r = repair_batch(t, w, n);
+		n = 0;
 	}
-	if (n && !r)
-		r = repair_batch(t, w, n);
 	if (r) {
 		*error = "Cannot repair a damaged metadata bitmap block";
 		return r;
 	}
-	for (s = 0; s < FLEECE_META_SLOTS; s++)
-		if (lc[s].nr_repair)
-			DMINFO("%pg: %s '%s': %llu metadata block(s) had a damaged copy: rewritten",
-			       t->meta, lc[s].bm->frozen ? "frozen set of" : "bitmap",
-			       lc[s].bm->name, lc[s].nr_repair);
+	for (s = 0; s < FLEECE_META_SLOTS; s++) {
+		struct fleece_bitmap *bm = lc[s].bm;
+		char what[48];
+
+		if (!lc[s].nr_repair)
+			continue;
+		if (!bm->recorded)
+			snprintf(what, sizeof(what), "free slot %u", s);
+		else
+			snprintf(what, sizeof(what), "%s '%s'",
+				 bm->frozen ? "frozen set of" : "bitmap", bm->name);
+		DMINFO("%pg: %s: %llu metadata block(s) had a damaged copy: rewritten",
+		       t->meta, what, lc[s].nr_repair);
+	}
 	return 0;
 }
 
@@ -755,8 +813,13 @@ int fleece_meta_load(struct fleece_tracker *t, unsigned int chunk_sectors,
 		u32 state = le32_to_cpu(ds->state);
 		struct fleece_bitmap *bm;
 
-		if (state == FLEECE_SLOT_FREE)
+		lc[i].error = error;
+		if (state == FLEECE_SLOT_FREE) {
+			r = load_free_slot(t, &lc[i], i, le64_to_cpu(ds->gen));
+			if (r)
+				goto out;
 			continue;
+		}
 		bm = fleece_bitmap_alloc(t, ds->name, i,
 					 state == FLEECE_SLOT_FROZEN);
 		if (!bm) {
@@ -769,7 +832,6 @@ int fleece_meta_load(struct fleece_tracker *t, unsigned int chunk_sectors,
 		bm->gap = bm->untrusted && (le32_to_cpu(ds->flags) & FLEECE_SLOT_GAP);
 		t->slot[i] = bm;
 		lc[i].bm = bm;
-		lc[i].error = error;
 		r = load_slot(t, &lc[i]);
 		if (r)
 			goto out;
@@ -787,8 +849,15 @@ int fleece_meta_load(struct fleece_tracker *t, unsigned int chunk_sectors,
 		goto out;
 	r = attach(t, opts, error);
 out:
-	for (i = 0; lc && i < FLEECE_META_SLOTS; i++)
-		kvfree(lc[i].repair);
+	for (i = 0; lc && i < FLEECE_META_SLOTS; i++) {
+		kvfree(lc[i].repair[0]);
+		kvfree(lc[i].repair[1]);
+		/* A free slot's stand-in (the slot's bitmaps are @t's). */
+		if (lc[i].bm && !lc[i].bm->recorded) {
+			kvfree(lc[i].bm->copy);
+			kfree(lc[i].bm);
+		}
+	}
 	kfree(lc);
 	kfree(buf);
 	return r;
@@ -846,9 +915,11 @@ void fleece_meta_fill_block(struct fleece_tracker *t, struct fleece_bitmap *bm,
 	b->gen = cpu_to_le64(bm->gen);
 	b->slot = cpu_to_le32(bm->slot);
 	b->index = cpu_to_le32(index);
+	/* A free slot's stand-in at load (load_free_slot()) has no bits. */
 	for (w = 0; w < words; w++)
-		b->bits[w] = cpu_to_le64(read_bits64(bm->recorded, first + (u64)w * 64,
-						     t->nr_chunks));
+		b->bits[w] = bm->recorded ?
+			cpu_to_le64(read_bits64(bm->recorded, first + (u64)w * 64,
+						t->nr_chunks)) : 0;
 	b->csum = cpu_to_le32(block_csum(page));
 }
 
