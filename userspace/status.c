@@ -47,7 +47,8 @@ static void devt_str(dev_t d, char *buf, size_t len)
 
 /* Human tables: rows of cells, columns as wide as their widest cell. */
 #define MAX_COLS 10
-#define CELL 64
+/* Room for the longest: /dev/mapper/ and a device-mapper name (127). */
+#define CELL (NAME_LEN + 64)
 
 struct table {
 	unsigned int cols, rows;

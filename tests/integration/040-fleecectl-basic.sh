@@ -101,6 +101,13 @@ grep -qE '^t040-snap0 +t040 +Active +/dev/vd[a-z] +0\.0% \(0/[0-9]+\) +0 +0 +0 +
 expect_rc 0 $F release t040-snap0
 no_device t040-snap0
 [ "$(origin_sessions t040)" = 0 ] || fail "sessions $(origin_sessions t040) after release"
+# A long view name (device-mapper takes up to 127 characters) is shown
+# whole, its scratch device too.
+long=t040-$(printf 'v%.0s' $(seq 100))
+expect_rc 0 $F snapshot t040 --scratch $SCRATCH --view $long
+expect_rc 0 $F status $long
+grep -qE "^$long +t040 +Active +/dev/vd[a-z] " $WORK/stdout || { cat $WORK/stdout; fail "status of a view with a 105-character name"; }
+expect_rc 0 $F release $long
 
 # Open (e.g. mounted) devices are not removed.
 sleep 30 3</dev/mapper/t040 &
