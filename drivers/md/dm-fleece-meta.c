@@ -816,6 +816,19 @@ int fleece_meta_load(struct fleece_tracker *t, unsigned int chunk_sectors,
 		lc[i].error = error;
 		if (state == FLEECE_SLOT_FREE) {
 			r = load_free_slot(t, &lc[i], i, le64_to_cpu(ds->gen));
+			/*
+			 * It holds nothing: a read error there is no reason
+			 * to refuse the origin. Left unchecked, a damaged
+			 * copy in it may meet a torn write of its next user,
+			 * and the load then refuses the metadata, as it did
+			 * before free slots were read at all.
+			 */
+			if (r && r != -ENOMEM) {
+				DMWARN("%pg: free slot %u could not be read (%d): %s",
+				       t->meta, i, r, "not checked for damaged copies");
+				lc[i].nr_repair = 0;
+				r = 0;
+			}
 			if (r)
 				goto out;
 			continue;

@@ -24,7 +24,9 @@
 # the next attach, so that bitmap d (slot 0, gen 3) survives a torn first
 # write of block 0 too; but first that repair's write fails (dm-failnth
 # under the metadata device), which fails the attach with its own error and
-# writes nothing. The data of every chunk written reads back right.
+# writes nothing. A free slot that cannot be read (dm-failnth, every read
+# after the superblocks) only makes the attach warn. The data of every
+# chunk written reads back right.
 . "$(dirname "$0")/lib.sh"
 
 CH=8				# 4 KiB chunks
@@ -243,3 +245,23 @@ attach_repairs "bitmap 'd'" "$w"
 check_data
 down
 say "free slot 0: its damaged copy repaired at attach; d (gen 3) survives a torn first write"
+
+# ---- a free slot that cannot be read does not stop the attach ----
+# It holds nothing: the attach warns and goes on. Reads 1 and 2 are the
+# superblocks; every read after them fails until disarmed.
+up
+dmsetup message t084 0 bitmap_remove d
+down
+mark=$(dmesg_mark)
+dmsetup message t084m 0 fail read 2 1000000
+if ! up; then
+	dmsetup message t084m 0 fail read 0 0
+	new_dmesg "$mark" | grep fleece >&2
+	fail "an unreadable free slot failed the attach"
+fi
+dmsetup message t084m 0 fail read 0 0
+new_dmesg "$mark" | grep -q "free slot 0 could not be read" || { new_dmesg "$mark" >&2; fail "no warning about the unreadable free slot"; }
+[[ "$(dmsetup status t084)" == *" ok 0" ]] || fail "status: $(dmsetup status t084)"
+check_data
+down
+say "an unreadable free slot: the attach warns and goes on"
