@@ -34,6 +34,14 @@
 #include "signals.h"
 #include "util.h"
 
+/* Is @name left suspended (a swap that could not resume either table)? */
+static int still_suspended(const char *name)
+{
+	struct dm_info info;
+
+	return !fdm_info(name, &info) && info.exists && info.suspended;
+}
+
 /*
  * Make @new_table DMDEV's live table: load, suspend (no freeze: nothing
  * needs a consistent filesystem here), resume. On failure or a signal before
@@ -62,10 +70,12 @@ static int swap_table(const char *cmd, const char *name,
 
 		snprintf(err, sizeof(err), "%s", fdm_error());
 		fdm_clear(name);
-		if (!fdm_info(name, &info) && info.suspended)
-			fdm_resume(name, 0, cookie);
 		msg_fail(errno_exit_code(fdm_errno()), "%s %s: cannot suspend %s: %s", cmd, name,
 			 name, err);
+		/* A suspend interrupted half-way: the old table resumes. */
+		if (!fdm_info(name, &info) && info.suspended && fdm_resume(name, 0, cookie))
+			msg_err("%s %s: cannot resume %s: %s; run 'dmsetup resume %s'",
+				cmd, name, name, fdm_error(), name);
 		return -1;
 	}
 	test_pause_after_suspend(name);
@@ -235,7 +245,7 @@ out_real:
 	fdm_udev_wait(&cookie);
 out_cur:
 	sig_restore();
-	msg_release();
+	msg_release(still_suspended(name));
 	fdm_table_free(&cur);
 	return rc;
 }
@@ -345,7 +355,7 @@ int origin_detach(const char *dmdev, int dry_run, int shutdown)
 	fdm_udev_wait(&cookie);
 	if (r) {
 		sig_restore();
-		msg_release();
+		msg_release(still_suspended(name));
 		if (shutdown)
 			origin_clean_detach("detach", name, &o, 0);
 		return -1;
@@ -353,7 +363,7 @@ int origin_detach(const char *dmdev, int dry_run, int shutdown)
 	r = fdm_remove(o.real_name, &cookie);
 	fdm_udev_wait(&cookie);
 	sig_restore();
-	msg_release();
+	msg_release(0);
 	if (r) {
 		msg_err("detach %s: %s has its own table again, but %s cannot be removed: %s",
 			name, name, o.real_name, fdm_error());

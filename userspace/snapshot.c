@@ -440,14 +440,14 @@ static int take_views(struct snap_one *s, unsigned int n, int lockfs)
 	struct dm_info info;
 	unsigned int i, left;
 	char err[1024];
-	int sig, failed = 0;
+	int sig, stuck, failed = 0;
 
 	sig_catch();
 	msg_hold();
 	sig = sig_caught();
 	if (sig) {
 		sig_restore();
-		msg_release();
+		msg_release(0);
 		msg_fail(EXIT_INTR, "snapshot %s: interrupted by signal %d (%s) before "
 			 "suspending; nothing done", first, sig, strsignal(sig));
 		return EXIT_ERR;
@@ -493,7 +493,9 @@ static int take_views(struct snap_one *s, unsigned int n, int lockfs)
 		left = rollback(s, n, &cookie);
 		fdm_udev_wait(&cookie);
 		sig_restore();
-		msg_release();
+		for (i = 0, stuck = 0; i < n; i++)
+			stuck |= s[i].suspended;
+		msg_release(stuck);
 		if (sig)
 			msg_fail(EXIT_INTR, "snapshot %s: interrupted by signal %d (%s); %s "
 				 "resumed, %s", first, sig, strsignal(sig),
@@ -507,7 +509,7 @@ static int take_views(struct snap_one *s, unsigned int n, int lockfs)
 	/* Done: a signal from now on comes after a complete snapshot. */
 	fdm_udev_wait(&cookie);
 	sig_restore();
-	msg_release();
+	msg_release(0);
 	for (i = 0; i < n; i++)
 		printf("/dev/mapper/%s\n", s[i].vname);
 	return EXIT_OK;

@@ -35,31 +35,45 @@ static void note(int code, const char *fmt, va_list ap)
 
 /*
  * Lines said while msg_hold() holds them: printed by msg_release(). A
- * window of a few device-mapper calls says little; what does not fit is
- * counted.
+ * window of a few device-mapper calls says little, but -v -v -v makes
+ * libdevmapper say a lot: what does not fit is counted, and a failure or
+ * a warning always has the room kept for it (those tell the admin what to
+ * do, such as resuming a device by hand).
  */
-static char held[8192];
+#define HELD_BYTES 32768
+#define HELD_KEPT 8192		/* for failures and warnings only */
+static char held[HELD_BYTES];
 static size_t held_len;
 static unsigned int held_lost;
 static int holding;
 
+static void hold_line(int important, const char *prefix, const char *fmt, va_list ap)
+{
+	size_t room = sizeof(held) - held_len - (important ? 0 : HELD_KEPT);
+	int n;
+
+	if (held_len + (important ? 0 : HELD_KEPT) >= sizeof(held)) {
+		held_lost++;
+		return;
+	}
+	n = snprintf(held + held_len, room, "fleecectl: %s", prefix);
+	if (n >= 0 && (size_t)n < room)
+		n += vsnprintf(held + held_len + n, room - n, fmt, ap);
+	if (n >= 0 && (size_t)n + 1 < room) {
+		held_len += n;
+		held[held_len++] = '\n';
+	} else {
+		held[held_len] = '\0';
+		held_lost++;
+	}
+}
+
 /* One line, whole, however many threads print. */
-static void vmsg(const char *prefix, const char *fmt, va_list ap)
+static void vmsg(int important, const char *prefix, const char *fmt, va_list ap)
 {
 	pthread_mutex_lock(&msg_lock);
 	if (holding) {
-		size_t room = sizeof(held) - held_len;
-		int n = snprintf(held + held_len, room, "fleecectl: %s", prefix);
-
-		if (n >= 0 && (size_t)n < room)
-			n += vsnprintf(held + held_len + n, room - n, fmt, ap);
-		if (n >= 0 && (size_t)n + 1 < room) {
-			held_len += n;
-			held[held_len++] = '\n';
-		} else {
-			held[held_len] = '\0';
-			held_lost++;
-		}
+		hold_line(important, prefix, fmt, ap);
 	} else {
 		fflush(stdout);
 		fprintf(stderr, "fleecectl: %s", prefix);
@@ -76,10 +90,20 @@ void msg_hold(void)
 	pthread_mutex_unlock(&msg_lock);
 }
 
-void msg_release(void)
+void msg_release(int stuck)
 {
+	FILE *kmsg;
+
 	pthread_mutex_lock(&msg_lock);
 	if (holding && !--holding) {
+		/*
+		 * A device left suspended may be the one whose frozen file
+		 * system holds stderr: the kernel log gets the lines first.
+		 */
+		if (stuck && held_len && (kmsg = fopen("/dev/kmsg", "we"))) {
+			fwrite(held, 1, held_len, kmsg);
+			fclose(kmsg);
+		}
 		fwrite(held, 1, held_len, stderr);
 		if (held_lost)
 			fprintf(stderr, "fleecectl: %u more message%s did not fit while devices "
@@ -96,7 +120,7 @@ void msg_info(const char *fmt, ...)
 	va_list ap;
 
 	va_start(ap, fmt);
-	vmsg("", fmt, ap);
+	vmsg(0, "", fmt, ap);
 	va_end(ap);
 }
 
@@ -108,7 +132,7 @@ static void vfail(int code, const char *fmt, va_list ap)
 	va_copy(aq, ap);
 	note(code, fmt, aq);
 	va_end(aq);
-	vmsg("", fmt, ap);
+	vmsg(1, "", fmt, ap);
 }
 
 void msg_err(const char *fmt, ...)
@@ -174,7 +198,7 @@ void msg_warn(const char *fmt, ...)
 	va_list ap;
 
 	va_start(ap, fmt);
-	vmsg("warning: ", fmt, ap);
+	vmsg(1, "warning: ", fmt, ap);
 	va_end(ap);
 }
 
@@ -185,7 +209,7 @@ void msg_verbose(const char *fmt, ...)
 	if (!verbose)
 		return;
 	va_start(ap, fmt);
-	vmsg("", fmt, ap);
+	vmsg(0, "", fmt, ap);
 	va_end(ap);
 }
 

@@ -48,9 +48,12 @@ void msg_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
  * msg_release() (the last, if nested) prints them. stderr may be a file on
  * the filesystem a suspend froze, or a pipe whose reader is gone: a write
  * there would block, or kill fleecectl, with the device left suspended.
+ * Failures and warnings always have room; what does not fit is counted.
+ * @stuck: a device could not be resumed; the lines go to the kernel log
+ * (/dev/kmsg) first, as stderr may block on its frozen file system.
  */
 void msg_hold(void);
-void msg_release(void);
+void msg_release(int stuck);
 
 /*
  * A decimal number without sign, suffix or surrounding space.

@@ -11,6 +11,9 @@
 #include <string.h>
 #include <sys/sysmacros.h>
 #include <cmocka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
 
 #include "fleecectl.h"
 #include "util.h"
@@ -211,6 +214,59 @@ static void test_errno_exit_code(void **state)
 	assert_int_equal(errno_exit_code(0), EXIT_ERR);
 }
 
+/*
+ * While devices are suspended nothing reaches stderr; afterwards every held
+ * line does, and a failure said after the verbose lines filled the buffer
+ * is printed all the same.
+ */
+static void test_msg_hold(void **state)
+{
+	char path[] = "/tmp/fleecectl-hold.XXXXXX", buf[4096];
+	int fd = mkstemp(path), saved = dup(2), i;
+	long before, after;
+	FILE *f;
+
+	(void)state;
+	assert_true(fd >= 0 && saved >= 0);
+	assert_int_equal(dup2(fd, 2), 2);
+	verbose = 1;
+	msg_hold();
+	msg_hold();		/* nested: only the last release prints */
+	for (i = 0; i < 2000; i++)
+		msg_verbose("libdevmapper: debug line %d of a long window", i);
+	msg_err("resume failed: run 'dmsetup resume t0'");
+	msg_warn("a warning kept too");
+	fflush(stderr);
+	before = lseek(fd, 0, SEEK_END);
+	msg_release(0);
+	fflush(stderr);
+	after = lseek(fd, 0, SEEK_END);
+	assert_int_equal(before, 0);
+	assert_int_equal(after, 0);
+	msg_release(0);
+	fflush(stderr);
+	verbose = 0;
+	dup2(saved, 2);
+	close(saved);
+	f = fopen(path, "r");
+	assert_non_null(f);
+	i = 0;
+	while (fgets(buf, sizeof(buf), f)) {
+		if (strstr(buf, "fleecectl: resume failed: run 'dmsetup resume t0'"))
+			i |= 1;
+		if (strstr(buf, "fleecectl: warning: a warning kept too"))
+			i |= 2;
+		if (strstr(buf, "more messages did not fit"))
+			i |= 4;
+		if (strstr(buf, "debug line 0 of"))
+			i |= 8;
+	}
+	fclose(f);
+	close(fd);
+	unlink(path);
+	assert_int_equal(i, 15);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -221,6 +277,7 @@ int main(void)
 		cmocka_unit_test(test_format),
 		cmocka_unit_test(test_failure_record),
 		cmocka_unit_test(test_errno_exit_code),
+		cmocka_unit_test(test_msg_hold),
 	};
 
 	return cmocka_run_group_tests_name("fleecectl_util", tests, NULL, NULL);
