@@ -46,6 +46,12 @@ dmsetup create t069m --table "0 8192 linear $META 0"
 # tracking: the <ok|lost|gap> field of the fleece-origin status.
 tracking() { dmsetup status t069 | awk '{ print $6 }'; }
 origin_up() { dmsetup create t069 --table "0 $SZ fleece-origin $SL $MD $CH $*"; }
+# full_backup: a full view of bitmap b, committed: b trusted again.
+full_backup() {
+	view_create t069v t069 "0 $SZ fleece $SL /dev/mapper/t069a 3 bitmap b full"
+	dmsetup message t069v 0 commit
+	dmsetup remove t069v
+}
 chunk_write() { pattern "$2" $CB | dd of="$3" bs=$CB seek="$1" oflag=direct status=none; }
 
 origin_up 3 no_gap origin_id $ID
@@ -54,9 +60,7 @@ origin_up 3 no_gap origin_id $ID
 	fail "table not printed back: $(dmsetup table t069)"
 dmsetup message t069 0 bitmap_add b
 pattern base $((SZ * 512)) | dd of=$OD bs=1M oflag=direct status=none
-view_create t069v t069 "0 $SZ fleece $SL /dev/mapper/t069a 3 bitmap b full"
-dmsetup message t069v 0 commit
-dmsetup remove t069v
+full_backup
 chunk_write 5 c5 $OD
 [ "$(bitmap_export t069 b)" = "5 1" ] || fail "bitmap b is not chunk 5: $(bitmap_export t069 b)"
 [ "$(tracking)" = ok ] || fail "tracking $(tracking) on a new origin"
@@ -121,9 +125,7 @@ origin_up 3 no_gap origin_id $ID
 [ "$(tracking)" = gap ] || fail "attach after a detach while running, with no_gap: tracking $(tracking)"
 new_dmesg "$mark" | grep -q "the origin was detached while the system ran (no clean_detach)" ||
 	fail "the kernel did not say why"
-view_create t069v t069 "0 $SZ fleece $SL /dev/mapper/t069a 3 bitmap b full"
-dmsetup message t069v 0 commit
-dmsetup remove t069v
+full_backup
 dmsetup message t069 0 clean_detach
 dmsetup remove t069
 origin_up 1 no_gap
@@ -136,18 +138,14 @@ dmsetup suspend t069 && dmsetup resume t069
 dmsetup remove t069
 origin_up 1 no_gap
 [ "$(tracking)" = gap ] || fail "clean_detach, suspend and resume, remove, attach: tracking $(tracking)"
-view_create t069v t069 "0 $SZ fleece $SL /dev/mapper/t069a 3 bitmap b full"
-dmsetup message t069v 0 commit
-dmsetup remove t069v
+full_backup
 dmsetup message t069 0 clean_detach
 dmsetup reload t069 --table "$(dmsetup table t069)"
 dmsetup suspend t069 && dmsetup resume t069
 dmsetup remove t069
 origin_up 1 no_gap
 [ "$(tracking)" = gap ] || fail "clean_detach, reload, remove, attach: tracking $(tracking)"
-view_create t069v t069 "0 $SZ fleece $SL /dev/mapper/t069a 3 bitmap b full"
-dmsetup message t069v 0 commit
-dmsetup remove t069v
+full_backup
 dmsetup message t069 0 clean_detach
 dmsetup remove t069
 origin_up 1 no_gap
